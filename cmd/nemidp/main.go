@@ -1,0 +1,246 @@
+// Command nemidp is the NemID identity-provider gateway: `nemidp serve` runs it; the other
+// subcommands are operator tools that work directly on the configured Redis.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nemidp/nemidp/config"
+	"github.com/nemidp/nemidp/idp"
+	"github.com/nemidp/nemidp/idp/admin"
+	"github.com/nemidp/nemidp/idp/demo"
+	"github.com/nemidp/nemidp/idp/issuance"
+	"github.com/nemidp/nemidp/idp/store"
+)
+
+const usage = `nemidp — NemID identity-provider gateway
+
+  nemidp serve                          run the IdP (embedded store and demo data unless NEMIDP_REDIS_URL is set)
+  nemidp citizen add --cpr C --name N [--kind oces|bank] [--issued-at YYYY-MM-DD] [--address A]
+                                        issue a NemID; prints user id, activation password and card (once)
+  nemidp client add --id ID --redirect-uri URI [--redirect-uri …] [--name N] [--public] [--secret S]
+                    [--scope S …] [--requires-oces]
+                                        register an OIDC relying party
+
+Configuration: NEMIDP_CONFIG (YAML) and NEMIDP_* environment variables; see README.md.
+`
+
+func main() {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	slog.SetDefault(logger)
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "nemidp:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, out io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(out, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		return serve()
+	case "citizen":
+		if len(args) > 1 && args[1] == "add" {
+			return citizenAdd(args[2:], out)
+		}
+	case "client":
+		if len(args) > 1 && args[1] == "add" {
+			return clientAdd(args[2:], out)
+		}
+	case "help", "-h", "--help":
+		fmt.Fprint(out, usage)
+		return nil
+	}
+	fmt.Fprint(out, usage)
+	return fmt.Errorf("unknown command %q", strings.Join(args, " "))
+}
+
+func serve() error {
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	redisURL := cfg.RedisURL
+	if redisURL == "" {
+		emb, err := store.StartEmbedded()
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		redisURL = emb.URL()
+		slog.Warn("no NEMIDP_REDIS_URL: using the embedded in-process store; every citizen, session and generated signing key vanishes on exit")
+	}
+	st, err := store.Open(redisURL, cfg.RedisPrefix)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = st.Ping(pctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("redis at NEMIDP_REDIS_URL does not answer: %w", err)
+	}
+	srv, err := idp.New(ctx, cfg, st, idp.Options{})
+	if err != nil {
+		return err
+	}
+	var info *demo.Info
+	if cfg.DemoMode() {
+		seeder := &demo.Seeder{Store: srv.Store, Issuer: srv.Issuer, Base: cfg.Issuer}
+		if info, err = seeder.Seed(ctx); err != nil {
+			return err
+		}
+		seeder.Register(srv.Mux)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	hs := &http.Server{Handler: srv.Handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 90 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 << 10}
+	errs := make(chan error, 2)
+	go func() { errs <- hs.Serve(ln) }()
+	var ms *http.Server
+	if cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.MetricsHandler)
+		ms = &http.Server{Addr: cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { errs <- ms.ListenAndServe() }()
+	}
+	banner(cfg, info)
+
+	select {
+	case <-ctx.Done():
+	case err := <-errs:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	slog.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	if ms != nil {
+		_ = ms.Shutdown(sctx)
+	}
+	return hs.Shutdown(sctx)
+}
+
+func banner(cfg config.Config, info *demo.Info) {
+	fmt.Printf("nemidp serving at %s\n", cfg.Issuer)
+	fmt.Printf("  discovery: %s/.well-known/openid-configuration\n", cfg.Issuer)
+	if info != nil {
+		fmt.Printf("  demo relying party: %s\n", info.RPURL)
+		fmt.Printf("  demo citizen: user ID %s, password %s\n", info.UserID, info.Password)
+		fmt.Printf("  demo citizen's code card: %s\n", info.CardURL)
+	}
+	if cfg.AdminToken == "" {
+		fmt.Println("  operator API disabled: set NEMIDP_ADMIN_TOKEN")
+	}
+}
+
+// operatorServer opens the configured Redis for a CLI subcommand.
+func operatorServer(ctx context.Context) (*idp.Server, func(), error) {
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.RedisURL == "" {
+		return nil, nil, errors.New("set NEMIDP_REDIS_URL: the embedded store lives inside a running `nemidp serve`; use its operator API (/admin/v1) instead")
+	}
+	st, err := store.Open(cfg.RedisURL, cfg.RedisPrefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := idp.New(ctx, cfg, st, idp.Options{})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return srv, func() { st.Close() }, nil
+}
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+func citizenAdd(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("citizen add", flag.ContinueOnError)
+	var req issuance.Request
+	fs.StringVar(&req.CPR, "cpr", "", "CPR number (DDMMYY-SSSS)")
+	fs.StringVar(&req.Name, "name", "", "full name")
+	fs.StringVar(&req.Kind, "kind", "oces", "oces or bank")
+	fs.StringVar(&req.IssuedAt, "issued-at", "", "YYYY-MM-DD when importing an existing NemID")
+	fs.StringVar(&req.Address, "address", "", "postal address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	srv, done, err := operatorServer(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	res, err := srv.Issuer.Issue(ctx, req)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(res)
+}
+
+func clientAdd(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("client add", flag.ContinueOnError)
+	var req admin.ClientRequest
+	var uris, scopes multi
+	fs.StringVar(&req.ClientID, "id", "", "client_id")
+	fs.StringVar(&req.Name, "name", "", "display name")
+	fs.Var(&uris, "redirect-uri", "redirect URI (repeatable)")
+	fs.Var(&scopes, "scope", "allowed scope (repeatable; default openid profile)")
+	fs.BoolVar(&req.Public, "public", false, "public client (native/SPA; PKCE required, no secret)")
+	fs.StringVar(&req.Secret, "secret", "", "client secret (generated if omitted for confidential clients)")
+	fs.BoolVar(&req.RequiresOCES, "requires-oces", false, "refuse bank-only NemIDs")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	req.RedirectURIs, req.Scopes = uris, scopes
+	c, generated, err := admin.BuildClient(req)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	srv, done, err := operatorServer(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := srv.Store.CreateClient(ctx, c); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(admin.ClientResponse{ClientID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs,
+		Public: c.Public, Scopes: c.Scopes, ClientSecret: generated})
+}

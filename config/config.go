@@ -1,0 +1,237 @@
+// Package config holds the typed configuration of nemidp: a YAML file (named by NEMIDP_CONFIG)
+// overridden by NEMIDP_* environment variables, validated with errors that name the field.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration. Durations are Go duration strings in YAML ("15m").
+type Config struct {
+	Addr        string `yaml:"addr"`
+	Issuer      string `yaml:"issuer"`
+	RedisURL    string `yaml:"redis_url"`
+	RedisPrefix string `yaml:"redis_prefix"`
+	AdminToken  string `yaml:"admin_token"`
+	Secret      string `yaml:"secret"`
+	SigningKeys string `yaml:"signing_keys"`
+	MetricsAddr string `yaml:"metrics_addr"`
+
+	// Demo seeds a demo relying party and citizen and serves /demo pages. It is on by
+	// default only when no Redis is configured (the embedded store).
+	Demo *bool `yaml:"demo"`
+
+	Login  Login  `yaml:"login"`
+	Tokens Tokens `yaml:"tokens"`
+}
+
+// Login holds the login-flow policy.
+type Login struct {
+	MaxFailures int      `yaml:"max_failures"` // failed password/key attempts in a row before the NemID is blocked
+	FlowTTL     Duration `yaml:"flow_ttl"`     // how long a citizen has to finish a login
+	SessionTTL  Duration `yaml:"session_ttl"`  // SSO session lifetime
+	KDFParallel int      `yaml:"kdf_parallel"` // password hashes at once; 0 = GOMAXPROCS
+}
+
+// Tokens holds token lifetimes.
+type Tokens struct {
+	CodeTTL         Duration `yaml:"code_ttl"`
+	AccessTokenTTL  Duration `yaml:"access_token_ttl"`
+	IDTokenTTL      Duration `yaml:"id_token_ttl"`
+	RefreshTokenTTL Duration `yaml:"refresh_token_ttl"`
+}
+
+// Duration reads "15m"-style strings from YAML.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		Addr:        "127.0.0.1:8080",
+		RedisPrefix: "nemidp:",
+		Login: Login{
+			MaxFailures: 5,
+			FlowTTL:     Duration(15 * time.Minute),
+			SessionTTL:  Duration(time.Hour),
+		},
+		Tokens: Tokens{
+			CodeTTL:         Duration(time.Minute),
+			AccessTokenTTL:  Duration(15 * time.Minute),
+			IDTokenTTL:      Duration(time.Hour),
+			RefreshTokenTTL: Duration(30 * 24 * time.Hour),
+		},
+	}
+}
+
+// FieldError names the configuration field that is wrong.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return "config: " + e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Load reads the YAML file named by NEMIDP_CONFIG (if set), applies the environment and
+// validates the result.
+func Load(getenv func(string) string) (Config, error) {
+	c := Default()
+	if path := getenv("NEMIDP_CONFIG"); path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return c, &FieldError{"NEMIDP_CONFIG", err}
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, &FieldError{path, err}
+		}
+	}
+	if err := c.applyEnv(getenv); err != nil {
+		return c, err
+	}
+	if c.Issuer == "" {
+		c.Issuer = "http://" + c.Addr
+	}
+	c.Issuer = strings.TrimRight(c.Issuer, "/")
+	return c, c.Validate()
+}
+
+func (c *Config) applyEnv(getenv func(string) string) error {
+	strs := []struct {
+		name   string
+		dst    *string
+		secret bool
+	}{
+		{"NEMIDP_ADDR", &c.Addr, false},
+		{"NEMIDP_ISSUER", &c.Issuer, false},
+		{"NEMIDP_REDIS_URL", &c.RedisURL, true}, // may carry a password
+		{"NEMIDP_REDIS_PREFIX", &c.RedisPrefix, false},
+		{"NEMIDP_ADMIN_TOKEN", &c.AdminToken, true},
+		{"NEMIDP_SECRET", &c.Secret, true},
+		{"NEMIDP_SIGNING_KEYS", &c.SigningKeys, false},
+		{"NEMIDP_METRICS_ADDR", &c.MetricsAddr, false},
+	}
+	for _, s := range strs {
+		if v := getenv(s.name); v != "" {
+			*s.dst = v
+		}
+		if s.secret {
+			if path := getenv(s.name + "_FILE"); path != "" {
+				raw, err := os.ReadFile(path)
+				if err != nil {
+					return &FieldError{s.name + "_FILE", err}
+				}
+				*s.dst = strings.TrimSpace(string(raw))
+			}
+		}
+	}
+	if v := getenv("NEMIDP_DEMO"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return &FieldError{"NEMIDP_DEMO", err}
+		}
+		c.Demo = &b
+	}
+	if v := getenv("NEMIDP_MAX_FAILURES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return &FieldError{"NEMIDP_MAX_FAILURES", err}
+		}
+		c.Login.MaxFailures = n
+	}
+	return nil
+}
+
+// Validate checks every field and names the first wrong one.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return &FieldError{"addr (NEMIDP_ADDR)", err}
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return &FieldError{"metrics_addr (NEMIDP_METRICS_ADDR)", err}
+		}
+	}
+	u, err := url.Parse(c.Issuer)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return &FieldError{"issuer (NEMIDP_ISSUER)", errors.New("want an absolute http(s) URL without query or fragment")}
+	}
+	if u.Scheme == "http" && !IsLoopback(u.Hostname()) {
+		return &FieldError{"issuer (NEMIDP_ISSUER)", errors.New("http is only allowed for 127.0.0.1/localhost; use https")}
+	}
+	if c.RedisURL != "" {
+		if _, err := url.Parse(c.RedisURL); err != nil {
+			return &FieldError{"redis_url (NEMIDP_REDIS_URL)", errors.New("not a URL")}
+		}
+	}
+	if c.Secret != "" && len(c.Secret) < 32 {
+		return &FieldError{"secret (NEMIDP_SECRET)", errors.New("want at least 32 characters")}
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		return &FieldError{"admin_token (NEMIDP_ADMIN_TOKEN)", errors.New("want at least 16 characters")}
+	}
+	if c.Login.MaxFailures < 1 || c.Login.MaxFailures > 100 {
+		return &FieldError{"login.max_failures", errors.New("want 1..100")}
+	}
+	for name, d := range map[string]Duration{
+		"login.flow_ttl": c.Login.FlowTTL, "login.session_ttl": c.Login.SessionTTL,
+		"tokens.code_ttl": c.Tokens.CodeTTL, "tokens.access_token_ttl": c.Tokens.AccessTokenTTL,
+		"tokens.id_token_ttl": c.Tokens.IDTokenTTL, "tokens.refresh_token_ttl": c.Tokens.RefreshTokenTTL,
+	} {
+		if d.D() <= 0 {
+			return &FieldError{name, errors.New("want a positive duration")}
+		}
+	}
+	return nil
+}
+
+// DemoMode reports whether demo seeding and pages are on.
+func (c Config) DemoMode() bool {
+	if c.Demo != nil {
+		return *c.Demo
+	}
+	return c.RedisURL == ""
+}
+
+// InsecureCookies reports whether cookies may go without the Secure flag: only for a
+// loopback http issuer, where browsers would otherwise drop them.
+func (c Config) InsecureCookies() bool { return IsLoopbackIssuer(c.Issuer) }
+
+// IsLoopbackIssuer reports whether the issuer is http on a loopback host (demo, tests).
+func IsLoopbackIssuer(issuer string) bool {
+	u, err := url.Parse(issuer)
+	return err == nil && u.Scheme == "http" && IsLoopback(u.Hostname())
+}
+
+// IsLoopback reports whether host is localhost or a loopback IP.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

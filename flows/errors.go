@@ -1,0 +1,42 @@
+package flows
+
+import "fmt"
+
+// Error codes of the JSON contract (DESIGN.md §5), plus a few of our own.
+const (
+	CodeInvalidCredentials = "invalid_credentials"
+	CodeWrongKey           = "wrong_key"
+	CodeUsedKey            = "used_key"
+	CodeLocked             = "locked"
+	CodeBlocked            = "blocked"
+	CodeExpired            = "expired"
+	CodeOCESRequired       = "oces_required"
+	CodeFlowExpired        = "flow_expired"
+	CodeUnavailable        = "unavailable"
+	CodeInvalidRequest     = "invalid_request"  // malformed answer (not 6 digits, missing field)
+	CodeWeakPassword       = "invalid_password" // new password breaks the NemID rules
+	CodeWrongStep          = "wrong_step"       // answer to a step the flow is not at
+	CodeWrongBrowser       = "wrong_browser"    // flow bound to another browser
+	CodeConflict           = "conflict"         // changed concurrently
+	CodeLoginRequired      = "login_required"   // prompt=none without a session
+	CodeNoKeysLeft         = "no_keys_left"
+)
+
+// Error is a login error the citizen (or app) is shown. It is a value the flow can also end
+// with, and the front end maps it to its protocol's error.
+type Error struct {
+	Code         string `json:"code"`
+	Message      string `json:"message"`
+	AttemptsLeft *int   `json:"attempts_left,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf makes an Error.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func attemptsError(code, msg string, left int) *Error {
+	return &Error{Code: code, Message: msg, AttemptsLeft: &left}
+}

@@ -1,0 +1,284 @@
+// Package flows runs the NemID login as a sequence of challenge steps (password, code-card
+// key, new password, …) kept in Redis. It knows nothing of OIDC or SAML: a front end starts a
+// flow with where to return, and reads the authenticated result when the flow is done.
+package flows
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nemidp/nemidp/idp/store"
+	"github.com/nemidp/nemidp/keys/codecard"
+	"github.com/nemidp/nemidp/keys/password"
+)
+
+// Step names, as in the JSON contract.
+type Step string
+
+// Steps.
+const (
+	StepPassword    Step = "password"
+	StepCodeCard    Step = "codecard"
+	StepNewPassword Step = "new_password"
+	StepDone        Step = "done"
+	StepFailed      Step = "failed"
+)
+
+// Assurance and methods.
+const (
+	ACRSubstantial = "https://data.gov.dk/concept/core/nsis/Substantial"
+	AMRPassword    = "pwd"
+	AMROTP         = "otp"
+)
+
+// Flow is one login in progress.
+type Flow struct {
+	ID        string    `json:"id"`
+	ClientID  string    `json:"client_id"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// ReturnURL is where the browser goes when the flow is done or failed; the front end that
+	// started the flow owns it.
+	ReturnURL string   `json:"return_url"`
+	Prompt    []string `json:"prompt,omitempty"`
+	MaxAge    *int64   `json:"max_age,omitempty"`
+	Locales   []string `json:"locales,omitempty"`
+	LoginHint string   `json:"login_hint,omitempty"`
+	Browser   string   `json:"browser,omitempty"` // digest of the browser cookie the flow is bound to
+
+	Step       Step     `json:"step"`
+	CitizenID  string   `json:"citizen_id,omitempty"`
+	MustChange bool     `json:"must_change,omitempty"`
+	CardSerial string   `json:"card_serial,omitempty"`
+	KeyNumber  string   `json:"key_number,omitempty"`
+	Methods    []string `json:"methods,omitempty"`
+	Result     *Result  `json:"result,omitempty"`
+	Failure    *Error   `json:"failure,omitempty"`
+	// Protocol is the front end's own state (the OIDC auth request, …), opaque here.
+	Protocol json.RawMessage `json:"protocol,omitempty"`
+
+	version int64
+}
+
+// Result is the authenticated subject of a finished flow.
+type Result struct {
+	CitizenID   string    `json:"citizen_id"`
+	AMR         []string  `json:"amr"`
+	ACR         string    `json:"acr"`
+	AuthTime    time.Time `json:"auth_time"`
+	FromSession bool      `json:"from_session,omitempty"`
+}
+
+// Done reports whether the flow ended with an authenticated subject.
+func (f *Flow) Done() bool { return f.Step == StepDone && f.Result != nil }
+
+// Expired reports whether the citizen ran out of time (a finished flow does not expire here:
+// the front end's own code/token lifetimes take over).
+func (f *Flow) Expired(now time.Time) bool {
+	return f.Step != StepDone && f.Step != StepFailed && now.After(f.ExpiresAt)
+}
+
+// Start is what a front end asks for when it starts a login.
+type Start struct {
+	ClientID string
+	// ReturnURL gives, for the new flow's id, where the browser goes when it ends.
+	ReturnURL func(flowID string) string
+	Prompt    []string
+	MaxAge    *int64
+	Locales   []string
+	LoginHint string
+	Protocol  json.RawMessage
+}
+
+// Engine runs flows.
+type Engine struct {
+	Store       *store.Store
+	Passwords   *password.Hasher
+	Cards       *codecard.Hasher
+	MaxFailures int
+	FlowTTL     time.Duration
+	SessionTTL  time.Duration
+	// Grace keeps a flow's record after it expired, so an expired login can still offer the
+	// way back to its relying party.
+	Grace time.Duration
+	Now   func() time.Time
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+// NewID returns a random URL-safe identifier with 128 bits of entropy.
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // unrecoverable: no randomness
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Begin creates a flow at its first step.
+func (e *Engine) Begin(ctx context.Context, s Start) (*Flow, error) {
+	now := e.now().UTC()
+	id := NewID()
+	f := &Flow{
+		ID: id, ClientID: s.ClientID, CreatedAt: now, ExpiresAt: now.Add(e.FlowTTL),
+		ReturnURL: s.ReturnURL(id), Prompt: s.Prompt, MaxAge: s.MaxAge, Locales: s.Locales,
+		LoginHint: s.LoginHint, Protocol: s.Protocol, Step: StepPassword,
+	}
+	if err := e.save(ctx, f); err != nil {
+		return nil, fmt.Errorf("flows: begin: %w", err)
+	}
+	return f, nil
+}
+
+// Load returns a flow; a missing one is ErrFlowExpired.
+func (e *Engine) Load(ctx context.Context, id string) (*Flow, error) {
+	if !validID(id) {
+		return nil, Errorf(CodeFlowExpired, "This login does not exist or has expired.")
+	}
+	raw, v, err := e.Store.LoadFlow(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, Errorf(CodeFlowExpired, "This login does not exist or has expired.")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("flows: load %s: %w", id, err)
+	}
+	var f Flow
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return nil, fmt.Errorf("flows: load %s: decode: %w", id, err)
+	}
+	f.version = v
+	return &f, nil
+}
+
+func validID(id string) bool {
+	if len(id) != 22 {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(id)
+	return err == nil
+}
+
+// save writes f if nobody else changed it since it was loaded.
+func (e *Engine) save(ctx context.Context, f *Flow) error {
+	raw, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("encode flow: %w", err)
+	}
+	ttl := time.Until(f.ExpiresAt) + e.Grace
+	if f.Step == StepDone || f.Step == StepFailed || ttl < time.Minute {
+		// Finished flows stay for the code exchange and the way back.
+		ttl = max(ttl, e.Grace, time.Minute)
+	}
+	v, err := e.Store.SaveFlow(ctx, f.ID, f.version, raw, ttl)
+	if err != nil {
+		return err
+	}
+	f.version = v
+	return nil
+}
+
+// update applies change to the flow and saves it; when another request changed the flow in
+// between, it reloads and applies change again, so a success (a consumed key) is never lost.
+func (e *Engine) update(ctx context.Context, f *Flow, change func(*Flow) error) error {
+	for range 5 {
+		if err := change(f); err != nil {
+			return err
+		}
+		err := e.save(ctx, f)
+		if !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+		fresh, lerr := e.Load(ctx, f.ID)
+		if lerr != nil {
+			return lerr
+		}
+		*f = *fresh
+	}
+	return Errorf(CodeConflict, "This login changed in another window; reload the page.")
+}
+
+// Bind ties the flow to the browser that first opens it; other browsers are refused.
+func (e *Engine) Bind(ctx context.Context, f *Flow, browser string) error {
+	if f.Browser == browser {
+		return nil
+	}
+	if f.Browser != "" {
+		return Errorf(CodeWrongBrowser, "This login was started in another browser.")
+	}
+	return e.update(ctx, f, func(f *Flow) error {
+		if f.Browser != "" && f.Browser != browser {
+			return Errorf(CodeWrongBrowser, "This login was started in another browser.")
+		}
+		f.Browser = browser
+		return nil
+	})
+}
+
+// Fail ends the flow with an error the front end reports back to the relying party.
+func (e *Engine) Fail(ctx context.Context, f *Flow, fe *Error) error {
+	return e.update(ctx, f, func(f *Flow) error {
+		if f.Step == StepDone {
+			return nil
+		}
+		f.Step, f.Failure = StepFailed, fe
+		return nil
+	})
+}
+
+// SessionInfo is the part of an SSO session a flow can be completed from.
+type SessionInfo struct {
+	CitizenID string    `json:"citizen_id"`
+	AMR       []string  `json:"amr"`
+	ACR       string    `json:"acr"`
+	AuthTime  time.Time `json:"auth_time"`
+}
+
+// CanReuse reports whether the flow's prompt and max_age allow an existing SSO session.
+func (f *Flow) CanReuse(s *SessionInfo, now time.Time) bool {
+	if s == nil || slices.Contains(f.Prompt, "login") || slices.Contains(f.Prompt, "select_account") {
+		return false
+	}
+	if f.MaxAge != nil && now.Sub(s.AuthTime) > time.Duration(*f.MaxAge)*time.Second {
+		return false
+	}
+	return true
+}
+
+// PromptNone reports whether the relying party asked for no interaction.
+func (f *Flow) PromptNone() bool { return slices.Contains(f.Prompt, "none") }
+
+// Resume completes a fresh flow from an SSO session, if the citizen is still active.
+func (e *Engine) Resume(ctx context.Context, f *Flow, s *SessionInfo) (bool, error) {
+	if f.Step != StepPassword || !f.CanReuse(s, e.now()) {
+		return false, nil
+	}
+	c, err := e.Store.Citizen(ctx, s.CitizenID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("flows: resume: %w", err)
+	}
+	if c.Status != store.StatusActive || c.MustChange {
+		return false, nil
+	}
+	return true, e.update(ctx, f, func(f *Flow) error {
+		if f.Step != StepPassword {
+			return nil
+		}
+		f.CitizenID, f.Step = s.CitizenID, StepDone
+		f.Result = &Result{CitizenID: s.CitizenID, AMR: s.AMR, ACR: s.ACR, AuthTime: s.AuthTime, FromSession: true}
+		return nil
+	})
+}

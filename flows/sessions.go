@@ -1,0 +1,50 @@
+package flows
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nemidp/nemidp/idp/store"
+)
+
+// StartSession stores an SSO session for a finished flow and returns the cookie value.
+func (e *Engine) StartSession(ctx context.Context, r *Result) (string, error) {
+	id := NewID() + NewID()
+	raw, err := json.Marshal(SessionInfo{CitizenID: r.CitizenID, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime})
+	if err != nil {
+		return "", fmt.Errorf("flows: start session: %w", err)
+	}
+	if err := e.Store.PutSession(ctx, id, raw, e.SessionTTL); err != nil {
+		return "", fmt.Errorf("flows: start session: %w", err)
+	}
+	return id, nil
+}
+
+// Session loads the SSO session behind a cookie value; nil when there is none.
+func (e *Engine) Session(ctx context.Context, id string) (*SessionInfo, error) {
+	if id == "" || len(id) > 128 {
+		return nil, nil
+	}
+	raw, err := e.Store.Session(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("flows: session: %w", err)
+	}
+	var s SessionInfo
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("flows: session: decode: %w", err)
+	}
+	return &s, nil
+}
+
+// EndSession deletes an SSO session.
+func (e *Engine) EndSession(ctx context.Context, id string) error {
+	if id == "" {
+		return nil
+	}
+	return e.Store.DeleteSession(ctx, id)
+}

@@ -1,0 +1,303 @@
+package flows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nemidp/nemidp/idp/cpr"
+	"github.com/nemidp/nemidp/idp/store"
+	"github.com/nemidp/nemidp/keys/codecard"
+	"github.com/nemidp/nemidp/keys/password"
+)
+
+// Answer is what the citizen sent for a step; each step reads its own fields.
+type Answer struct {
+	Username    string `json:"username"`
+	Password    string `json:"password"`
+	Key         string `json:"key"`
+	NewPassword string `json:"new_password"`
+}
+
+// step is one challenge: what it needs before it is shown, and how it checks an answer.
+type step interface {
+	// prepare fills in what the page asks (a key number); it may change f.
+	prepare(ctx context.Context, e *Engine, f *Flow) error
+	// check verifies the answer and, on success, moves f to its next step.
+	check(ctx context.Context, e *Engine, f *Flow, a Answer) error
+}
+
+var steps = map[Step]step{
+	StepPassword:    passwordStep{},
+	StepCodeCard:    codecardStep{},
+	StepNewPassword: newPasswordStep{},
+}
+
+// Prepare makes the flow's current step ready to show (choosing a fresh key number when the
+// one asked was used meanwhile) and checks the flow has not expired.
+func (e *Engine) Prepare(ctx context.Context, f *Flow) error {
+	if f.Expired(e.now()) {
+		return Errorf(CodeFlowExpired, "This login has expired.")
+	}
+	s, ok := steps[f.Step]
+	if !ok {
+		return nil
+	}
+	return s.prepare(ctx, e, f)
+}
+
+// Submit checks an answer to the step named by the URL.
+func (e *Engine) Submit(ctx context.Context, f *Flow, name Step, a Answer) error {
+	if f.Expired(e.now()) {
+		return Errorf(CodeFlowExpired, "This login has expired.")
+	}
+	if f.Step != name {
+		return Errorf(CodeWrongStep, "This login is at step %q, not %q.", f.Step, name)
+	}
+	s, ok := steps[name]
+	if !ok {
+		return Errorf(CodeWrongStep, "Step %q takes no answer.", name)
+	}
+	return s.check(ctx, e, f, a)
+}
+
+// next is the step after a successful one: the engine, not the steps, decides the order.
+func (e *Engine) next(f *Flow) Step {
+	switch {
+	case f.CitizenID == "":
+		return StepPassword
+	case !containsAll(f.Methods, AMRPassword, AMROTP):
+		return StepCodeCard
+	case f.MustChange:
+		return StepNewPassword
+	}
+	return StepDone
+}
+
+func containsAll(have []string, want ...string) bool {
+	for _, w := range want {
+		found := false
+		for _, h := range have {
+			found = found || h == w
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// advance moves f to its next step and fills in the result when done.
+func (e *Engine) advance(f *Flow) {
+	f.Step = e.next(f)
+	if f.Step == StepDone {
+		f.Result = &Result{CitizenID: f.CitizenID, AMR: append([]string(nil), f.Methods...),
+			ACR: ACRSubstantial, AuthTime: e.now().UTC()}
+	}
+}
+
+// statusError is what a citizen who proved their password but may not log in is told.
+func statusError(c *store.Citizen) *Error {
+	switch {
+	case c.Status == store.StatusBlocked && c.BlockReason == store.BlockFailures:
+		return Errorf(CodeLocked, "Your NemID is locked after too many failed attempts. Contact NemID support or borgerservice to have it unlocked.")
+	case c.Status == store.StatusBlocked:
+		return Errorf(CodeBlocked, "Your NemID is blocked. Contact NemID support.")
+	case c.Status == store.StatusExpired:
+		return Errorf(CodeExpired, "Your NemID has expired and must be renewed.")
+	}
+	return nil
+}
+
+// ---- password ----
+
+type passwordStep struct{}
+
+func (passwordStep) prepare(context.Context, *Engine, *Flow) error { return nil }
+
+// maxPasswordLen bounds the KDF input; NemID passwords are at most 40 characters.
+const maxPasswordLen = 256
+
+func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) error {
+	username := strings.TrimSpace(a.Username)
+	if username == "" || a.Password == "" || len(username) > 64 || len(a.Password) > maxPasswordLen {
+		return Errorf(CodeInvalidRequest, "Type your user ID and password.")
+	}
+	norm, _ := cpr.Parse(username)
+	c, err := e.Store.CitizenByUsername(ctx, username, string(norm))
+	if errors.Is(err, store.ErrNotFound) {
+		// Same work and same answers as a wrong password, so user IDs cannot be probed.
+		e.Passwords.VerifyDummy(ctx, a.Password)
+		res, err := e.Store.RecordUnknownFailure(ctx, username, e.MaxFailures, e.FlowTTL*4)
+		if err != nil {
+			return fmt.Errorf("flows: password: %w", err)
+		}
+		return credentialsError(res)
+	}
+	if err != nil {
+		return fmt.Errorf("flows: password: %w", err)
+	}
+	if c.Status == store.StatusBlocked && c.BlockReason == store.BlockFailures {
+		e.Passwords.VerifyDummy(ctx, a.Password)
+		return statusError(c)
+	}
+	ok, err := e.Passwords.Verify(ctx, c.Password, a.Password)
+	if err != nil {
+		return fmt.Errorf("flows: password: verify for %s: %w", c.UserID, err)
+	}
+	if !ok {
+		res, err := e.Store.RecordFailure(ctx, c.UserID, e.MaxFailures)
+		if err != nil {
+			return fmt.Errorf("flows: password: %w", err)
+		}
+		return credentialsError(res)
+	}
+	if se := statusError(c); se != nil {
+		return se
+	}
+	if c.ActiveCard == "" {
+		return Errorf(CodeNoKeysLeft, "Your NemID has no usable code card. Contact NemID support.")
+	}
+	number, err := e.Store.RandomUnusedKey(ctx, c.UserID, c.ActiveCard)
+	if errors.Is(err, store.ErrNotFound) {
+		return Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
+	}
+	if err != nil {
+		return fmt.Errorf("flows: password: %w", err)
+	}
+	return e.update(ctx, f, func(f *Flow) error {
+		if f.Step != StepPassword {
+			return Errorf(CodeWrongStep, "This login already moved on.")
+		}
+		f.CitizenID, f.MustChange = c.UserID, c.MustChange
+		f.Methods = []string{AMRPassword}
+		f.CardSerial, f.KeyNumber = c.ActiveCard, number
+		e.advance(f)
+		return nil
+	})
+}
+
+func credentialsError(res store.FailureResult) error {
+	if res.Locked {
+		return Errorf(CodeLocked, "Your NemID is locked after too many failed attempts. Contact NemID support or borgerservice to have it unlocked.")
+	}
+	return attemptsError(CodeInvalidCredentials, "Wrong user ID or password.", res.AttemptsLeft)
+}
+
+// ---- code card ----
+
+type codecardStep struct{}
+
+func (codecardStep) prepare(ctx context.Context, e *Engine, f *Flow) error {
+	if f.KeyNumber != "" {
+		unused, err := e.Store.KeyUnused(ctx, f.CitizenID, f.CardSerial, f.KeyNumber)
+		if err != nil {
+			return fmt.Errorf("flows: codecard: %w", err)
+		}
+		if unused {
+			return nil // the same key number on every reload: no fresh number to guess at
+		}
+	}
+	number, err := e.Store.RandomUnusedKey(ctx, f.CitizenID, f.CardSerial)
+	if errors.Is(err, store.ErrNotFound) {
+		return Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
+	}
+	if err != nil {
+		return fmt.Errorf("flows: codecard: %w", err)
+	}
+	return e.update(ctx, f, func(f *Flow) error {
+		if f.Step == StepCodeCard {
+			f.KeyNumber = number
+		}
+		return nil
+	})
+}
+
+func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) error {
+	key := strings.TrimSpace(a.Key)
+	if !codecard.ValidKey(key) {
+		return Errorf(CodeInvalidRequest, "A key is the 6 digits printed beside key number %s.", f.KeyNumber)
+	}
+	hash := e.Cards.Hash(f.CardSerial, f.KeyNumber, key)
+	res, err := e.Store.UseCardKey(ctx, f.CitizenID, f.CardSerial, f.KeyNumber, hash, e.MaxFailures)
+	if err != nil {
+		return fmt.Errorf("flows: codecard: use key %s: %w", f.KeyNumber, err)
+	}
+	switch res.Outcome {
+	case store.KeyOK:
+	case store.KeyWrong:
+		return attemptsError(CodeWrongKey, "Wrong key. Type the key printed beside key number "+f.KeyNumber+".", res.AttemptsLeft)
+	case store.KeyUsed:
+		return attemptsError(CodeUsedKey, "That key has already been used.", res.AttemptsLeft)
+	case store.KeyLocked:
+		return Errorf(CodeLocked, "Your NemID is locked after too many failed attempts. Contact NemID support or borgerservice to have it unlocked.")
+	case store.KeyBlocked:
+		c, err := e.Store.Citizen(ctx, f.CitizenID)
+		if err != nil {
+			return fmt.Errorf("flows: codecard: %w", err)
+		}
+		if se := statusError(c); se != nil {
+			return se
+		}
+		return Errorf(CodeBlocked, "Your NemID is blocked.")
+	default:
+		return Errorf(CodeWrongKey, "This key number cannot be used; reload the page for another.")
+	}
+	number := f.KeyNumber
+	return e.update(ctx, f, func(f *Flow) error {
+		if f.Step != StepCodeCard || f.KeyNumber != number {
+			return Errorf(CodeWrongStep, "This login already moved on.")
+		}
+		f.Methods = append(f.Methods, AMROTP)
+		f.KeyNumber = ""
+		e.advance(f)
+		return nil
+	})
+}
+
+// ---- new password (after the temporary activation password) ----
+
+type newPasswordStep struct{}
+
+func (newPasswordStep) prepare(context.Context, *Engine, *Flow) error { return nil }
+
+func (newPasswordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) error {
+	pw := a.NewPassword
+	if pw == "" {
+		pw = a.Password // the contract names the field "password"
+	}
+	if pw == "" || len(pw) > maxPasswordLen {
+		return Errorf(CodeInvalidRequest, "Choose a new password.")
+	}
+	c, err := e.Store.Citizen(ctx, f.CitizenID)
+	if err != nil {
+		return fmt.Errorf("flows: new password: %w", err)
+	}
+	if err := password.Validate(pw, c.CPR); err != nil {
+		var re *password.RuleError
+		if errors.As(err, &re) {
+			return &Error{Code: CodeWeakPassword, Message: re.Message}
+		}
+		return fmt.Errorf("flows: new password: %w", err)
+	}
+	same, err := e.Passwords.Verify(ctx, c.Password, pw)
+	if err != nil {
+		return fmt.Errorf("flows: new password: %w", err)
+	}
+	if same {
+		return &Error{Code: CodeWeakPassword, Message: "Choose a password other than the temporary activation password."}
+	}
+	hash, err := e.Passwords.Hash(ctx, pw)
+	if err != nil {
+		return fmt.Errorf("flows: new password: %w", err)
+	}
+	if err := e.Store.SetPassword(ctx, c.UserID, hash); err != nil {
+		return fmt.Errorf("flows: new password: %w", err)
+	}
+	return e.update(ctx, f, func(f *Flow) error {
+		f.MustChange = false
+		e.advance(f)
+		return nil
+	})
+}

@@ -1,0 +1,279 @@
+// Package admin is the operator API (/admin/v1/…): registering relying parties and issuing
+// NemIDs. Every call needs the bearer token from the configuration.
+package admin
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nemidp/nemidp/idp/cpr"
+	"github.com/nemidp/nemidp/idp/issuance"
+	"github.com/nemidp/nemidp/idp/oidc"
+	"github.com/nemidp/nemidp/idp/store"
+	"github.com/nemidp/nemidp/idp/web"
+)
+
+// API serves the operator endpoints.
+type API struct {
+	Store  *store.Store
+	Issuer *issuance.Issuer
+	// Token is the operator bearer token; empty disables the API (every call is refused).
+	Token string
+}
+
+// Register adds the routes.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.Handle("POST /admin/v1/clients", a.auth(a.createClient))
+	mux.Handle("POST /admin/v1/citizens", a.auth(a.createCitizen))
+	mux.Handle("GET /admin/v1/citizens/{user_id}", a.auth(a.getCitizen))
+	mux.Handle("/admin/", a.auth(func(w http.ResponseWriter, r *http.Request) error {
+		return &apiError{http.StatusNotFound, "not_found", "No such operator endpoint."}
+	}))
+}
+
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func (a *API) auth(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if a.Token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.Token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="nemidp-admin"`)
+			web.WriteJSONError(w, http.StatusUnauthorized, "unauthorized", "A valid operator bearer token is required.")
+			return
+		}
+		if err := fn(w, r); err != nil {
+			var ae *apiError
+			switch {
+			case errors.As(err, &ae):
+			case errors.Is(err, store.ErrUnavailable):
+				ae = &apiError{http.StatusServiceUnavailable, "unavailable", "The store is unavailable; nothing was changed."}
+			case errors.Is(err, store.ErrConflict):
+				ae = &apiError{http.StatusConflict, "conflict", err.Error()}
+			case errors.Is(err, store.ErrNotFound):
+				ae = &apiError{http.StatusNotFound, "not_found", "No such record."}
+			default:
+				slog.ErrorContext(r.Context(), "admin request failed", "path", r.URL.Path, "err", err)
+				ae = &apiError{http.StatusInternalServerError, "internal", "Unexpected error."}
+			}
+			web.WriteJSONError(w, ae.status, ae.code, ae.message)
+		}
+	})
+}
+
+const maxBody = 64 << 10
+
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+		return &apiError{http.StatusUnsupportedMediaType, "invalid_request", "Send Content-Type: application/json."}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &apiError{http.StatusRequestEntityTooLarge, "invalid_request", "Body too large."}
+		}
+		if errors.Is(err, io.EOF) {
+			return &apiError{http.StatusBadRequest, "invalid_request", "Empty body."}
+		}
+		return &apiError{http.StatusBadRequest, "invalid_request", "Malformed JSON: " + err.Error()}
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ClientRequest registers a relying party (DESIGN.md §5).
+type ClientRequest struct {
+	ClientID               string   `json:"client_id"`
+	Name                   string   `json:"name"`
+	RedirectURIs           []string `json:"redirect_uris"`
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
+	Secret                 string   `json:"secret,omitempty"`
+	Public                 bool     `json:"public,omitempty"`
+	Scopes                 []string `json:"scopes,omitempty"`
+	RequiresOCES           bool     `json:"requires_oces,omitempty"`
+	AllowOnBehalfOf        bool     `json:"allow_on_behalf_of,omitempty"`
+	Dialect                string   `json:"dialect,omitempty"`
+}
+
+// ClientResponse echoes the client; client_secret only when the server generated it.
+type ClientResponse struct {
+	ClientID     string   `json:"client_id"`
+	Name         string   `json:"name"`
+	RedirectURIs []string `json:"redirect_uris"`
+	Public       bool     `json:"public"`
+	Scopes       []string `json:"scopes"`
+	ClientSecret string   `json:"client_secret,omitempty"`
+}
+
+// BuildClient validates a registration and makes the stored client (and the secret, if the
+// server generated one). Shared by the API and the CLI.
+func BuildClient(req ClientRequest) (*store.Client, string, error) {
+	bad := func(msg string) error { return &apiError{http.StatusBadRequest, "invalid_client_metadata", msg} }
+	if !validClientID(req.ClientID) {
+		return nil, "", bad("client_id: 1–64 characters of letters, digits, '.', '_', '-', ':'")
+	}
+	if req.Public && req.Secret != "" {
+		return nil, "", bad("a public client has no secret")
+	}
+	if req.Secret != "" && len(req.Secret) < 16 {
+		return nil, "", bad("secret: at least 16 characters")
+	}
+	if err := oidc.ValidateRedirectURIs(req.RedirectURIs, req.Public); err != nil {
+		return nil, "", bad(err.Error())
+	}
+	if err := oidc.ValidateRedirectURIs(append([]string{"https://x.invalid/"}, req.PostLogoutRedirectURIs...), req.Public); err != nil {
+		return nil, "", bad("post_" + err.Error())
+	}
+	switch req.Dialect {
+	case "", "default":
+	default:
+		return nil, "", bad("dialect: only \"default\" is supported so far")
+	}
+	scopes := req.Scopes
+	if len(scopes) == 0 {
+		scopes = []string{"openid", "profile"}
+	}
+	generated := ""
+	secret := req.Secret
+	if !req.Public && secret == "" {
+		secret = "s_" + newSecret()
+		generated = secret
+	}
+	c := &store.Client{
+		ID: req.ClientID, Name: req.Name, RedirectURIs: req.RedirectURIs, PostLogoutRedirectURIs: req.PostLogoutRedirectURIs,
+		Public: req.Public, Scopes: scopes, RequiresOCES: req.RequiresOCES, AllowOnBehalfOf: req.AllowOnBehalfOf,
+		Dialect: req.Dialect, CreatedAt: time.Now().UTC(),
+	}
+	if c.Name == "" {
+		c.Name = c.ID
+	}
+	if secret != "" {
+		c.SecretHash = oidc.HashSecret(secret)
+	}
+	return c, generated, nil
+}
+
+func validClientID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-:", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *API) createClient(w http.ResponseWriter, r *http.Request) error {
+	var req ClientRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	c, generated, err := BuildClient(req)
+	if err != nil {
+		return err
+	}
+	if err := a.Store.CreateClient(r.Context(), c); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return &apiError{http.StatusConflict, "conflict", fmt.Sprintf("client_id %q is already registered", c.ID)}
+		}
+		return err
+	}
+	slog.InfoContext(r.Context(), "client registered", "client_id", c.ID)
+	writeJSON(w, http.StatusCreated, ClientResponse{ClientID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs,
+		Public: c.Public, Scopes: c.Scopes, ClientSecret: generated})
+	return nil
+}
+
+func (a *API) createCitizen(w http.ResponseWriter, r *http.Request) error {
+	var req issuance.Request
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	out, err := a.Issuer.Issue(r.Context(), req)
+	if err != nil {
+		var ve *issuance.ValidationError
+		if errors.As(err, &ve) {
+			return &apiError{http.StatusBadRequest, "invalid_request", ve.Error()}
+		}
+		if errors.Is(err, store.ErrConflict) {
+			return &apiError{http.StatusConflict, "conflict", "A NemID already exists for this CPR number."}
+		}
+		return err
+	}
+	slog.InfoContext(r.Context(), "nemid issued", "user_id", out.UserID)
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// CitizenView is the operator's view of a NemID (never the password or card keys).
+type CitizenView struct {
+	UserID   string     `json:"user_id"`
+	Name     string     `json:"name"`
+	Kind     string     `json:"kind"`
+	Status   string     `json:"status"`
+	IssuedAt string     `json:"issued_at"`
+	CPR      string     `json:"cpr_masked"`
+	Cards    []CardView `json:"cards"`
+}
+
+// CardView is one card's state.
+type CardView struct {
+	Serial   string `json:"serial"`
+	Status   string `json:"status"`
+	KeysLeft int    `json:"keys_left"`
+}
+
+func (a *API) getCitizen(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	c, err := a.Store.Citizen(ctx, r.PathValue("user_id"))
+	if err != nil {
+		return err
+	}
+	v := CitizenView{UserID: c.UserID, Name: c.Name, Kind: c.Kind, Status: c.Status, IssuedAt: c.IssuedAt}
+	if n, err := cpr.Parse(c.CPR); err == nil {
+		v.CPR = n.Masked()
+	}
+	if c.ActiveCard != "" {
+		st, left, err := a.Store.CardStatus(ctx, c.UserID, c.ActiveCard)
+		if err != nil {
+			return err
+		}
+		v.Cards = append(v.Cards, CardView{Serial: c.ActiveCard, Status: st, KeysLeft: left})
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func newSecret() string {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}

@@ -1,0 +1,168 @@
+// Package issuance creates NemIDs: user id, temporary activation password and the first code
+// card, stored in one go. The operator API, the CLI and demo seeding all issue through it.
+package issuance
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nemidp/nemidp/idp/cpr"
+	"github.com/nemidp/nemidp/idp/store"
+	"github.com/nemidp/nemidp/keys/codecard"
+	"github.com/nemidp/nemidp/keys/password"
+)
+
+// Request is what an operator sends to issue a NemID (POST /admin/v1/citizens).
+type Request struct {
+	CPR        string `json:"cpr"`
+	Name       string `json:"name"`
+	GivenName  string `json:"given_name,omitempty"`
+	FamilyName string `json:"family_name,omitempty"`
+	Kind       string `json:"kind,omitempty"`      // "oces" (default) or "bank"
+	IssuedAt   string `json:"issued_at,omitempty"` // YYYY-MM-DD, when importing an existing NemID
+	Address    string `json:"address,omitempty"`
+}
+
+// Result is returned once: the activation password and the card are never shown again.
+type Result struct {
+	UserID             string        `json:"user_id"`
+	ActivationPassword string        `json:"activation_password,omitempty"`
+	Card               codecard.Card `json:"card"`
+}
+
+// ValidationError names the field that is wrong.
+type ValidationError struct{ Field, Problem string }
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Problem }
+
+// Issuer issues NemIDs.
+type Issuer struct {
+	Store     *store.Store
+	Passwords *password.Hasher
+	Cards     *codecard.Hasher
+	Now       func() time.Time
+}
+
+// Issue creates a NemID with a temporary activation password.
+func (is *Issuer) Issue(ctx context.Context, req Request) (*Result, error) {
+	return is.issue(ctx, req, "")
+}
+
+// IssueWithPassword creates a NemID whose password is already chosen (demo seeding, imports).
+func (is *Issuer) IssueWithPassword(ctx context.Context, req Request, pw string) (*Result, error) {
+	return is.issue(ctx, req, pw)
+}
+
+func (is *Issuer) issue(ctx context.Context, req Request, chosen string) (*Result, error) {
+	c, err := is.validate(req)
+	if err != nil {
+		return nil, err
+	}
+	pw, mustChange := chosen, false
+	if pw == "" {
+		if pw, err = password.GenerateActivationPassword(); err != nil {
+			return nil, fmt.Errorf("issuance: %w", err)
+		}
+		mustChange = true
+	} else if err := password.Validate(pw, c.CPR); err != nil {
+		return nil, &ValidationError{"password", err.Error()}
+	}
+	hash, err := is.Passwords.Hash(ctx, pw)
+	if err != nil {
+		return nil, fmt.Errorf("issuance: hash password: %w", err)
+	}
+	c.Password, c.MustChange = hash, mustChange
+	card, err := codecard.Generate()
+	if err != nil {
+		return nil, fmt.Errorf("issuance: %w", err)
+	}
+	rec := store.CardRecord{Serial: card.Serial, Status: store.CardActive, Hashes: make(map[string]string, len(card.Keys))}
+	for _, k := range card.Keys {
+		rec.Hashes[k.Number] = is.Cards.Hash(card.Serial, k.Number, k.Key)
+	}
+	for range 10 {
+		if c.UserID, err = newUserID(); err != nil {
+			return nil, fmt.Errorf("issuance: %w", err)
+		}
+		err = is.Store.CreateCitizen(ctx, c, rec)
+		if !errors.Is(err, store.ErrUserIDTaken) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("issuance: %w", err)
+	}
+	out := &Result{UserID: c.UserID, Card: card}
+	if mustChange {
+		out.ActivationPassword = pw
+	}
+	return out, nil
+}
+
+func (is *Issuer) validate(req Request) (*store.Citizen, error) {
+	n, err := cpr.Parse(req.CPR)
+	if err != nil {
+		return nil, &ValidationError{"cpr", "want a valid CPR number DDMMYY-SSSS"}
+	}
+	name := strings.Join(strings.Fields(req.Name), " ")
+	if name == "" || utf8.RuneCountInString(name) > 200 {
+		return nil, &ValidationError{"name", "required, at most 200 characters"}
+	}
+	given, family := req.GivenName, req.FamilyName
+	if given == "" && family == "" {
+		if i := strings.LastIndex(name, " "); i > 0 {
+			given, family = name[:i], name[i+1:]
+		} else {
+			family = name
+		}
+	}
+	kind := req.Kind
+	switch kind {
+	case "":
+		kind = "oces"
+	case "oces", "bank":
+	default:
+		return nil, &ValidationError{"kind", `want "oces" or "bank"`}
+	}
+	now := time.Now
+	if is.Now != nil {
+		now = is.Now
+	}
+	issued := req.IssuedAt
+	if issued == "" {
+		issued = now().In(copenhagen).Format(time.DateOnly)
+	} else if _, err := time.Parse(time.DateOnly, issued); err != nil {
+		return nil, &ValidationError{"issued_at", "want YYYY-MM-DD"}
+	}
+	if utf8.RuneCountInString(req.Address) > 500 {
+		return nil, &ValidationError{"address", "at most 500 characters"}
+	}
+	return &store.Citizen{
+		CPR: string(n), Name: name, GivenName: given, FamilyName: family, Kind: kind,
+		Status: store.StatusActive, IssuedAt: issued, CreatedAt: now().UTC(), Address: req.Address,
+	}, nil
+}
+
+var copenhagen = func() *time.Location {
+	l, err := time.LoadLocation("Europe/Copenhagen")
+	if err != nil {
+		return time.UTC
+	}
+	return l
+}()
+
+// newUserID draws a 9-digit NemID number (never starting with 0), so it cannot be mistaken
+// for a 10-digit CPR number.
+func newUserID() (string, error) {
+	n, err := rand.Int(rand.Reader, big.NewInt(900_000_000))
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprint(100_000_000 + n.Int64()), nil
+}

@@ -1,0 +1,135 @@
+package oidc
+
+import (
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/nemidp/nemidp/flows"
+	"github.com/nemidp/nemidp/idp/store"
+)
+
+// authRequest presents a flow to zitadel/oidc as an op.AuthRequest.
+type authRequest struct {
+	flow    *flows.Flow
+	ps      protocolState
+	subject string // pairwise, once done
+}
+
+var _ op.AuthRequest = (*authRequest)(nil)
+
+func (a *authRequest) GetID() string { return a.flow.ID }
+func (a *authRequest) GetACR() string {
+	if a.flow.Result != nil {
+		return a.flow.Result.ACR
+	}
+	return ""
+}
+func (a *authRequest) GetAMR() []string {
+	if a.flow.Result != nil {
+		return a.flow.Result.AMR
+	}
+	return nil
+}
+func (a *authRequest) GetAudience() []string { return []string{a.flow.ClientID} }
+func (a *authRequest) GetAuthTime() time.Time {
+	if a.flow.Result != nil {
+		return a.flow.Result.AuthTime
+	}
+	return time.Time{}
+}
+func (a *authRequest) GetClientID() string { return a.flow.ClientID }
+func (a *authRequest) GetCodeChallenge() *oidc.CodeChallenge {
+	if a.ps.CodeChallenge == "" {
+		return nil
+	}
+	return &oidc.CodeChallenge{Challenge: a.ps.CodeChallenge, Method: oidc.CodeChallengeMethod(a.ps.CodeChallengeMethod)}
+}
+func (a *authRequest) GetNonce() string       { return a.ps.Nonce }
+func (a *authRequest) GetRedirectURI() string { return a.ps.RedirectURI }
+func (a *authRequest) GetResponseType() oidc.ResponseType {
+	return oidc.ResponseType(a.ps.ResponseType)
+}
+func (a *authRequest) GetResponseMode() oidc.ResponseMode {
+	return oidc.ResponseMode(a.ps.ResponseMode)
+}
+func (a *authRequest) GetScopes() []string { return a.ps.Scopes }
+func (a *authRequest) GetState() string    { return a.ps.State }
+func (a *authRequest) GetSubject() string  { return a.subject }
+func (a *authRequest) Done() bool          { return a.flow.Done() && a.subject != "" }
+
+func (a *authRequest) record() tokenRecord {
+	r := a.flow.Result
+	return tokenRecord{Grant: a.flow.ID, Subject: a.subject, CitizenID: r.CitizenID, ClientID: a.flow.ClientID,
+		Scopes: a.ps.Scopes, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime}
+}
+
+// refreshRequest presents a refresh token to zitadel/oidc.
+type refreshRequest struct {
+	rec    tokenRecord
+	scopes []string
+}
+
+var _ op.RefreshTokenRequest = (*refreshRequest)(nil)
+
+func (r *refreshRequest) GetAMR() []string            { return r.rec.AMR }
+func (r *refreshRequest) GetAudience() []string       { return []string{r.rec.ClientID} }
+func (r *refreshRequest) GetAuthTime() time.Time      { return r.rec.AuthTime }
+func (r *refreshRequest) GetClientID() string         { return r.rec.ClientID }
+func (r *refreshRequest) GetScopes() []string         { return r.scopes }
+func (r *refreshRequest) GetSubject() string          { return r.rec.Subject }
+func (r *refreshRequest) SetCurrentScopes(s []string) { r.scopes = s }
+func (r *refreshRequest) record() tokenRecord         { return r.rec }
+
+// client presents a registered relying party to zitadel/oidc.
+type client struct {
+	c          *store.Client
+	idTokenTTL time.Duration
+}
+
+var _ op.Client = (*client)(nil)
+
+func (c *client) GetID() string                    { return c.c.ID }
+func (c *client) RedirectURIs() []string           { return c.c.RedirectURIs }
+func (c *client) PostLogoutRedirectURIs() []string { return c.c.PostLogoutRedirectURIs }
+func (c *client) ApplicationType() op.ApplicationType {
+	if c.c.Public {
+		return op.ApplicationTypeNative
+	}
+	return op.ApplicationTypeWeb
+}
+func (c *client) AuthMethod() oidc.AuthMethod {
+	if c.c.Public {
+		return oidc.AuthMethodNone
+	}
+	return oidc.AuthMethodBasic
+}
+func (c *client) ResponseTypes() []oidc.ResponseType {
+	return []oidc.ResponseType{oidc.ResponseTypeCode}
+}
+func (c *client) GrantTypes() []oidc.GrantType {
+	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+}
+func (c *client) LoginURL(id string) string            { return "/login/" + id }
+func (c *client) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeBearer }
+func (c *client) IDTokenLifetime() time.Duration       { return c.idTokenTTL }
+func (c *client) DevMode() bool                        { return false }
+func (c *client) ClockSkew() time.Duration             { return 0 }
+func (c *client) IsScopeAllowed(scope string) bool     { return contains(c.c.Scopes, scope) }
+func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true }
+func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
+func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

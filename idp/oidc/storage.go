@@ -1,0 +1,578 @@
+// Package oidc is the OpenID Connect front end: a thin op.Storage adapter for zitadel/oidc
+// that starts a login flow for each authorize request and turns a finished flow into codes and
+// tokens. It knows nothing of how the citizen proved who they are.
+package oidc
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/nemidp/nemidp/flows"
+	"github.com/nemidp/nemidp/idp/claims"
+	"github.com/nemidp/nemidp/idp/store"
+	"github.com/nemidp/nemidp/keys/signing"
+)
+
+// Lifetimes of what this front end issues.
+type Lifetimes struct {
+	Code, AccessToken, IDToken, RefreshToken time.Duration
+}
+
+// Storage implements op.Storage on the store and the flow engine.
+type Storage struct {
+	Store     *store.Store
+	Flows     *flows.Engine
+	Keys      *signing.Set
+	Lifetimes Lifetimes
+	// CallbackURL is where a finished flow sends the browser: the authorize callback.
+	CallbackURL func(ctx context.Context, flowID string) string
+	Now         func() time.Time
+}
+
+var _ op.Storage = (*Storage)(nil)
+var _ op.CanSetUserinfoFromRequest = (*Storage)(nil)
+
+func (s *Storage) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// protocolState is this front end's part of a flow.
+type protocolState struct {
+	Scopes              []string `json:"scopes"`
+	ResponseType        string   `json:"response_type"`
+	ResponseMode        string   `json:"response_mode,omitempty"`
+	RedirectURI         string   `json:"redirect_uri"`
+	State               string   `json:"state,omitempty"`
+	Nonce               string   `json:"nonce,omitempty"`
+	CodeChallenge       string   `json:"code_challenge,omitempty"`
+	CodeChallengeMethod string   `json:"code_challenge_method,omitempty"`
+}
+
+// CreateAuthRequest starts a login flow for a validated authorize request.
+func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
+	c, err := s.Store.Client(ctx, req.ClientID)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	if req.CodeChallenge != "" && req.CodeChallengeMethod != oidc.CodeChallengeMethodS256 {
+		return nil, oidc.ErrInvalidRequest().WithDescription("code_challenge_method must be S256")
+	}
+	if c.Public && req.CodeChallenge == "" {
+		return nil, oidc.ErrInvalidRequest().WithDescription("PKCE (code_challenge with S256) is required for public clients")
+	}
+	if req.ResponseType != oidc.ResponseTypeCode {
+		return nil, oidc.ErrInvalidRequest().WithDescription("only response_type=code is supported")
+	}
+	ps := protocolState{
+		Scopes: grantedScopes(c, req.Scopes), ResponseType: string(req.ResponseType),
+		ResponseMode: string(req.ResponseMode), RedirectURI: req.RedirectURI, State: req.State,
+		Nonce: req.Nonce, CodeChallenge: req.CodeChallenge, CodeChallengeMethod: string(req.CodeChallengeMethod),
+	}
+	raw, err := json.Marshal(ps)
+	if err != nil {
+		return nil, fmt.Errorf("oidc: encode auth request: %w", err)
+	}
+	var maxAge *int64
+	if req.MaxAge != nil {
+		v := int64(*req.MaxAge)
+		maxAge = &v
+	}
+	var locales []string
+	for _, l := range req.UILocales {
+		locales = append(locales, l.String())
+	}
+	f, err := s.Flows.Begin(ctx, flows.Start{
+		ClientID: c.ID, ReturnURL: func(id string) string { return s.CallbackURL(ctx, id) },
+		Prompt: req.Prompt, MaxAge: maxAge, Locales: locales, LoginHint: req.LoginHint, Protocol: raw,
+	})
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return &authRequest{flow: f, ps: ps}, nil
+}
+
+// grantedScopes keeps the requested scopes the client is registered for (openid always).
+func grantedScopes(c *store.Client, requested []string) []string {
+	var out []string
+	for _, sc := range requested {
+		if sc == oidc.ScopeOpenID || slices.Contains(c.Scopes, sc) {
+			if !slices.Contains(out, sc) {
+				out = append(out, sc)
+			}
+		}
+	}
+	return out
+}
+
+// AuthRequestByID loads the flow behind an auth request.
+func (s *Storage) AuthRequestByID(ctx context.Context, id string) (op.AuthRequest, error) {
+	f, err := s.Flows.Load(ctx, id)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return s.authRequestFor(ctx, f)
+}
+
+func (s *Storage) authRequestFor(ctx context.Context, f *flows.Flow) (*authRequest, error) {
+	var ps protocolState
+	if err := json.Unmarshal(f.Protocol, &ps); err != nil {
+		return nil, fmt.Errorf("oidc: flow %s is not an OIDC flow: %w", f.ID, err)
+	}
+	ar := &authRequest{flow: f, ps: ps}
+	if f.Done() {
+		sub, err := s.pairwise(ctx, f.Result.CitizenID, f.ClientID)
+		if err != nil {
+			return nil, err
+		}
+		ar.subject = sub
+	}
+	return ar, nil
+}
+
+func (s *Storage) pairwise(ctx context.Context, citizen, client string) (string, error) {
+	sub, err := s.Store.PairwiseSubject(ctx, citizen, client, newUUID())
+	if err != nil {
+		return "", storeErr(err)
+	}
+	return sub, nil
+}
+
+func newUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// AuthRequestByCode redeems a code once. A replayed code revokes every token its first
+// redemption issued (RFC 6749 §4.1.2).
+func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
+	grant, err := s.Store.ConsumeCode(ctx, code, s.Lifetimes.RefreshToken)
+	if errors.Is(err, store.ErrReplay) {
+		if rerr := s.Store.RevokeGrant(ctx, grant, s.Lifetimes.RefreshToken); rerr != nil {
+			return nil, storeErr(rerr)
+		}
+		return nil, oidc.ErrInvalidGrant().WithDescription("code already used; the tokens issued with it are revoked")
+	}
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	f, err := s.Flows.Load(ctx, grant)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	if !f.Done() {
+		return nil, oidc.ErrInvalidGrant().WithDescription("login not finished")
+	}
+	return s.authRequestFor(ctx, f)
+}
+
+// SaveAuthCode stores the code made for a finished flow.
+func (s *Storage) SaveAuthCode(ctx context.Context, id, code string) error {
+	return storeErr(s.Store.SaveCode(ctx, code, id, s.Lifetimes.Code))
+}
+
+// DeleteAuthRequest is called once the code was exchanged. The flow is left to expire: the
+// code's replay marker and the grant's tokens do not depend on it.
+func (s *Storage) DeleteAuthRequest(context.Context, string) error { return nil }
+
+// tokenRecord is what an access or refresh token stands for.
+type tokenRecord struct {
+	Grant     string    `json:"grant"`
+	Subject   string    `json:"sub"`
+	CitizenID string    `json:"citizen_id"`
+	ClientID  string    `json:"client_id"`
+	Scopes    []string  `json:"scopes"`
+	AMR       []string  `json:"amr"`
+	ACR       string    `json:"acr"`
+	AuthTime  time.Time `json:"auth_time"`
+	Expires   time.Time `json:"exp"`
+}
+
+// grantRequest is what both token-issuing requests (code, refresh) give us.
+type grantRequest interface {
+	op.TokenRequest
+	record() tokenRecord
+}
+
+func (s *Storage) recordOf(req op.TokenRequest) (tokenRecord, error) {
+	gr, ok := req.(grantRequest)
+	if !ok {
+		return tokenRecord{}, oidc.ErrUnsupportedGrantType()
+	}
+	return gr.record(), nil
+}
+
+// CreateAccessToken issues an access token without a refresh token.
+func (s *Storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
+	id, _, exp, err := s.issue(ctx, req, false, "")
+	return id, exp, err
+}
+
+// CreateAccessAndRefreshTokens issues an access token and a refresh token, rotating out the
+// current refresh token if there is one.
+func (s *Storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
+	return s.issue(ctx, req, true, current)
+}
+
+func (s *Storage) issue(ctx context.Context, req op.TokenRequest, withRefresh bool, current string) (string, string, time.Time, error) {
+	rec, err := s.recordOf(req)
+	if err != nil {
+		return "", "", time.Time{}, err
+	}
+	if sc, ok := req.(*refreshRequest); ok {
+		rec.Scopes = sc.scopes // narrowed by the refresh request, if it asked
+	}
+	now := s.now().UTC()
+	rec.Expires = now.Add(s.Lifetimes.AccessToken)
+	access, err := json.Marshal(rec)
+	if err != nil {
+		return "", "", time.Time{}, fmt.Errorf("oidc: encode token: %w", err)
+	}
+	t := store.TokenIssue{
+		Grant: rec.Grant, AccessID: flows.NewID(), AccessData: access, AccessTTL: s.Lifetimes.AccessToken,
+		OldRefresh: current, RevokedRemains: s.Lifetimes.RefreshToken,
+	}
+	var refresh string
+	if withRefresh {
+		refresh = rec.Grant + "." + flows.NewID() + flows.NewID()
+		rrec := rec
+		rrec.Expires = now.Add(s.Lifetimes.RefreshToken)
+		t.Refresh, t.RefreshTTL = refresh, s.Lifetimes.RefreshToken
+		if t.RefreshData, err = json.Marshal(rrec); err != nil {
+			return "", "", time.Time{}, fmt.Errorf("oidc: encode token: %w", err)
+		}
+	}
+	if err := s.Store.IssueTokens(ctx, t); err != nil {
+		if errors.Is(err, store.ErrNotFound) { // revoked, reused or unknown refresh token
+			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("the grant is no longer valid")
+		}
+		return "", "", time.Time{}, storeErr(err)
+	}
+	return rec.Grant + "." + t.AccessID, refresh, rec.Expires, nil
+}
+
+func splitTokenID(id string) (grant, rest string, ok bool) {
+	grant, rest, ok = strings.Cut(id, ".")
+	return grant, rest, ok && grant != "" && rest != ""
+}
+
+func (s *Storage) accessToken(ctx context.Context, tokenID string) (*tokenRecord, error) {
+	grant, id, ok := splitTokenID(tokenID)
+	if !ok {
+		return nil, errors.New("malformed token")
+	}
+	raw, err := s.Store.AccessToken(ctx, grant, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errors.New("token is invalid, expired or revoked")
+	}
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	var rec tokenRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, fmt.Errorf("oidc: decode token: %w", err)
+	}
+	if s.now().After(rec.Expires) {
+		return nil, errors.New("token is expired")
+	}
+	return &rec, nil
+}
+
+// TokenRequestByRefreshToken loads a refresh token. A rotated-out token presented again is
+// reuse: the whole grant is revoked.
+func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) (op.RefreshTokenRequest, error) {
+	rec, err := s.refreshToken(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	return &refreshRequest{rec: *rec, scopes: rec.Scopes}, nil
+}
+
+func (s *Storage) refreshToken(ctx context.Context, token string) (*tokenRecord, error) {
+	grant, _, ok := splitTokenID(token)
+	if !ok {
+		return nil, op.ErrInvalidRefreshToken
+	}
+	raw, err := s.Store.RefreshToken(ctx, grant, token)
+	if errors.Is(err, store.ErrReplay) {
+		if rerr := s.Store.RevokeGrant(ctx, grant, s.Lifetimes.RefreshToken); rerr != nil {
+			return nil, storeErr(rerr)
+		}
+		return nil, oidc.ErrInvalidGrant().WithDescription("refresh token already used; the grant is revoked")
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, op.ErrInvalidRefreshToken
+	}
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	var rec tokenRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, fmt.Errorf("oidc: decode refresh token: %w", err)
+	}
+	return &rec, nil
+}
+
+// TerminateSession is called by end_session; the SSO cookie is ended by the HTTP layer,
+// which sees the browser.
+func (s *Storage) TerminateSession(context.Context, string, string) error { return nil }
+
+// RevokeToken revokes an access token (by id) or a refresh token with its whole grant.
+func (s *Storage) RevokeToken(ctx context.Context, tokenOrID, userID, clientID string) *oidc.Error {
+	if userID != "" {
+		grant, id, ok := splitTokenID(tokenOrID)
+		if !ok {
+			return nil
+		}
+		rec, err := s.accessToken(ctx, tokenOrID)
+		if err != nil || rec.ClientID != clientID {
+			return nil // unknown or not this client's: nothing to revoke (RFC 7009 §2.2)
+		}
+		if err := s.Store.DeleteAccessToken(ctx, grant, id); err != nil {
+			return oidc.ErrServerError().WithParent(err)
+		}
+		return nil
+	}
+	rec, err := s.refreshToken(ctx, tokenOrID)
+	if err != nil || rec.ClientID != clientID {
+		return nil
+	}
+	if err := s.Store.RevokeGrant(ctx, rec.Grant, s.Lifetimes.RefreshToken); err != nil {
+		return oidc.ErrServerError().WithParent(err)
+	}
+	return nil
+}
+
+// GetRefreshTokenInfo tells the revocation endpoint whose refresh token this is.
+func (s *Storage) GetRefreshTokenInfo(ctx context.Context, clientID, token string) (string, string, error) {
+	rec, err := s.refreshToken(ctx, token)
+	if err != nil || rec.ClientID != clientID {
+		return "", "", op.ErrInvalidRefreshToken
+	}
+	return rec.Subject, token, nil
+}
+
+// SigningKey is the default (ES256) key.
+func (s *Storage) SigningKey(context.Context) (op.SigningKey, error) { return s.Keys.Default(), nil }
+
+// SignatureAlgorithms lists what the JWKS carries.
+func (s *Storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
+	return s.Keys.Algorithms(), nil
+}
+
+// KeySet is the JWKS.
+func (s *Storage) KeySet(context.Context) ([]op.Key, error) {
+	var out []op.Key
+	for _, k := range s.Keys.Keys {
+		out = append(out, k.Public())
+	}
+	return out, nil
+}
+
+// GetClientByClientID loads a registered client.
+func (s *Storage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
+	c, err := s.Store.Client(ctx, id)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return &client{c: c, idTokenTTL: s.Lifetimes.IDToken}, nil
+}
+
+// AuthorizeClientIDSecret checks a confidential client's secret.
+func (s *Storage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
+	c, err := s.Store.Client(ctx, id)
+	if err != nil {
+		return storeErr(err)
+	}
+	if c.Public || c.SecretHash == "" || !SecretMatches(c.SecretHash, secret) {
+		return errors.New("invalid client credentials")
+	}
+	return nil
+}
+
+// HashSecret is how client secrets are stored: they are high-entropy, so a fast hash is safe.
+func HashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// SecretMatches compares in constant time.
+func SecretMatches(hash, secret string) bool {
+	return subtle.ConstantTimeCompare([]byte(hash), []byte(HashSecret(secret))) == 1
+}
+
+// SetUserinfoFromScopes is deprecated in zitadel/oidc; SetUserinfoFromRequest does the work.
+func (s *Storage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string, string, []string) error {
+	return nil
+}
+
+// SetUserinfoFromRequest fills the ID token's claims.
+func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo, req op.IDTokenRequest, scopes []string) error {
+	gr, ok := req.(grantRequest)
+	if !ok {
+		return errors.New("oidc: unexpected token request")
+	}
+	rec := gr.record()
+	return s.fillUserinfo(ctx, ui, &rec, scopes, false)
+}
+
+// SetUserinfoFromToken answers the userinfo endpoint.
+func (s *Storage) SetUserinfoFromToken(ctx context.Context, ui *oidc.UserInfo, tokenID, _, _ string) error {
+	rec, err := s.accessToken(ctx, tokenID)
+	if err != nil {
+		return err
+	}
+	return s.fillUserinfo(ctx, ui, rec, rec.Scopes, true)
+}
+
+// SetIntrospectionFromToken answers the introspection endpoint for the token's own client.
+func (s *Storage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.IntrospectionResponse, tokenID, _, clientID string) error {
+	rec, err := s.accessToken(ctx, tokenID)
+	if err != nil {
+		return err
+	}
+	if rec.ClientID != clientID {
+		return errors.New("token belongs to another client")
+	}
+	ui := new(oidc.UserInfo)
+	if err := s.fillUserinfo(ctx, ui, rec, rec.Scopes, true); err != nil {
+		return err
+	}
+	resp.SetUserInfo(ui)
+	resp.Scope = rec.Scopes
+	resp.ClientID = rec.ClientID
+	resp.Expiration = oidc.FromTime(rec.Expires)
+	resp.IssuedAt = oidc.FromTime(rec.Expires.Add(-s.Lifetimes.AccessToken))
+	resp.Audience = []string{rec.ClientID}
+	return nil
+}
+
+func (s *Storage) fillUserinfo(ctx context.Context, ui *oidc.UserInfo, rec *tokenRecord, scopes []string, withAuth bool) error {
+	c, err := s.Store.Citizen(ctx, rec.CitizenID)
+	if err != nil {
+		return storeErr(err)
+	}
+	p := claims.ForCitizen(c, scopes, s.now())
+	ui.Subject = rec.Subject
+	ui.Name, ui.GivenName, ui.FamilyName = p.Name, p.GivenName, p.FamilyName
+	ui.Birthdate = p.BirthDate
+	for k, v := range p.Extra {
+		ui.AppendClaims(k, v)
+	}
+	if withAuth { // the ID token carries these itself
+		ui.AppendClaims(claims.ACR, rec.ACR)
+		ui.AppendClaims(claims.AMR, rec.AMR)
+		ui.AppendClaims(claims.AuthTime, rec.AuthTime.Unix())
+	}
+	return nil
+}
+
+// GetPrivateClaimsFromScopes adds nothing: access tokens are opaque.
+func (s *Storage) GetPrivateClaimsFromScopes(context.Context, string, string, []string) (map[string]any, error) {
+	return nil, nil
+}
+
+// GetKeyByIDAndClientID is for the JWT profile grant, which is not offered.
+func (s *Storage) GetKeyByIDAndClientID(context.Context, string, string) (*jose.JSONWebKey, error) {
+	return nil, errors.New("jwt profile grant not supported")
+}
+
+// ValidateJWTProfileScopes is for the JWT profile grant, which is not offered.
+func (s *Storage) ValidateJWTProfileScopes(context.Context, string, []string) ([]string, error) {
+	return nil, errors.New("jwt profile grant not supported")
+}
+
+// Health reports whether Redis answers.
+func (s *Storage) Health(ctx context.Context) error { return s.Store.Ping(ctx) }
+
+// storeErr turns store failures into OIDC errors: unreachable Redis is a server error the
+// library answers with 500/503; a missing record is a plain error.
+func storeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var oe *oidc.Error
+	if errors.As(err, &oe) {
+		return err
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return oidc.ErrServerError().WithDescription("the login service is temporarily unavailable").WithParent(err)
+	}
+	return err
+}
+
+// ExactRedirect reports whether uri is exactly one of the client's registered URIs (no
+// prefix, wildcard or loopback-port leniency).
+func ExactRedirect(c *store.Client, uri string) bool {
+	return uri != "" && slices.Contains(c.RedirectURIs, uri)
+}
+
+// FlowError is the OIDC error a failed or expired flow reports to the relying party.
+func FlowError(f *flows.Flow) error {
+	code, msg := flows.CodeFlowExpired, "the login expired"
+	if f.Failure != nil {
+		code, msg = f.Failure.Code, f.Failure.Message
+	}
+	switch code {
+	case flows.CodeLoginRequired:
+		return oidc.ErrLoginRequired().WithDescription("%s", msg)
+	case flows.CodeFlowExpired:
+		return oidc.ErrLoginRequired().WithDescription("the login expired before the citizen finished it")
+	}
+	return oidc.ErrAccessDenied().WithDescription("%s: %s", code, msg)
+}
+
+// ValidateRedirectURIs checks redirect URIs at registration: absolute, no fragment, https
+// unless loopback (or a custom scheme for a public native app).
+func ValidateRedirectURIs(uris []string, public bool) error {
+	if len(uris) == 0 {
+		return errors.New("redirect_uris: at least one is required")
+	}
+	for _, raw := range uris {
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme == "" || u.Fragment != "" || strings.Contains(raw, "*") {
+			return fmt.Errorf("redirect_uris: %q is not an absolute URI without fragment or wildcard", raw)
+		}
+		switch u.Scheme {
+		case "https":
+		case "http":
+			if !isLoopback(u.Hostname()) {
+				return fmt.Errorf("redirect_uris: %q: http is only allowed for loopback addresses", raw)
+			}
+		default:
+			if !public {
+				return fmt.Errorf("redirect_uris: %q: custom schemes are only for public (native) clients", raw)
+			}
+		}
+		if u.Host == "" && (u.Scheme == "http" || u.Scheme == "https") {
+			return fmt.Errorf("redirect_uris: %q has no host", raw)
+		}
+	}
+	return nil
+}
+
+func isLoopback(h string) bool {
+	return h == "localhost" || h == "127.0.0.1" || h == "::1"
+}

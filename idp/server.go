@@ -1,0 +1,267 @@
+// Package idp wires nemidp's HTTP server: the OIDC front end, the login pages, the operator
+// API, health and metrics, behind one middleware chain (request ids, security headers, panic
+// recovery, request metrics).
+package idp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+	"golang.org/x/text/language"
+
+	"github.com/nemidp/nemidp/config"
+	"github.com/nemidp/nemidp/flows"
+	"github.com/nemidp/nemidp/idp/admin"
+	"github.com/nemidp/nemidp/idp/claims"
+	"github.com/nemidp/nemidp/idp/issuance"
+	"github.com/nemidp/nemidp/idp/oidc"
+	"github.com/nemidp/nemidp/idp/store"
+	"github.com/nemidp/nemidp/idp/web"
+	"github.com/nemidp/nemidp/keys/codecard"
+	"github.com/nemidp/nemidp/keys/password"
+	"github.com/nemidp/nemidp/keys/secret"
+	"github.com/nemidp/nemidp/keys/signing"
+)
+
+// Server is the assembled IdP.
+type Server struct {
+	Config   config.Config
+	Store    *store.Store
+	Flows    *flows.Engine
+	Issuer   *issuance.Issuer
+	Storage  *oidc.Storage
+	Provider *op.Provider
+	Web      *web.Handler
+	Keys     *signing.Set
+	Registry *prometheus.Registry
+	// Handler serves everything (and /metrics unless a separate metrics address is set).
+	Handler http.Handler
+	// MetricsHandler serves /metrics.
+	MetricsHandler http.Handler
+	// Mux lets callers (demo mode) add routes before serving.
+	Mux *http.ServeMux
+}
+
+// Options are what the caller decides beyond the configuration.
+type Options struct {
+	// PasswordParams overrides the KDF cost (tests use password.TestParams).
+	PasswordParams password.Params
+	// Logger receives warnings during assembly.
+	Logger *slog.Logger
+}
+
+// New assembles the server on an open store.
+func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	sec, err := serverSecret(ctx, cfg, st, log)
+	if err != nil {
+		return nil, err
+	}
+	st = st.WithPepper(sec.Derive("index"))
+
+	var keys *signing.Set
+	if cfg.SigningKeys != "" {
+		if keys, err = signing.LoadDir(cfg.SigningKeys); err != nil {
+			return nil, err
+		}
+	} else {
+		var created bool
+		if keys, created, err = signing.Shared(ctx, st, sec); err != nil {
+			return nil, err
+		}
+		if created && cfg.RedisURL != "" {
+			log.Warn("generated a token-signing key and kept it in Redis, sealed by the server secret; set NEMIDP_SIGNING_KEYS to manage keys yourself")
+		}
+	}
+
+	cards, err := codecard.NewHasher(sec.Derive("codecard"))
+	if err != nil {
+		return nil, err
+	}
+	pp := opts.PasswordParams
+	if pp.Concurrency == 0 {
+		pp.Concurrency = cfg.Login.KDFParallel
+	}
+	pws := password.NewHasher(pp)
+	engine := &flows.Engine{
+		Store: st, Passwords: pws, Cards: cards, MaxFailures: cfg.Login.MaxFailures,
+		FlowTTL: cfg.Login.FlowTTL.D(), SessionTTL: cfg.Login.SessionTTL.D(), Grace: time.Hour,
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	s := &Server{Config: cfg, Store: st, Flows: engine, Keys: keys, Registry: reg,
+		Issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards}}
+	s.Storage = &oidc.Storage{
+		Store: st, Flows: engine, Keys: keys,
+		Lifetimes: oidc.Lifetimes{Code: cfg.Tokens.CodeTTL.D(), AccessToken: cfg.Tokens.AccessTokenTTL.D(),
+			IDToken: cfg.Tokens.IDTokenTTL.D(), RefreshToken: cfg.Tokens.RefreshTokenTTL.D()},
+	}
+	var cryptoKey [32]byte
+	copy(cryptoKey[:], sec.Derive("oidc-access-tokens"))
+	opConfig := &op.Config{
+		CryptoKey:             cryptoKey,
+		CodeMethodS256:        true,
+		AuthMethodPost:        true,
+		GrantTypeRefreshToken: true,
+		SupportedUILocales:    []language.Tag{language.Danish, language.English},
+		SupportedScopes:       []string{zoidc.ScopeOpenID, zoidc.ScopeProfile, zoidc.ScopeOfflineAccess, claims.ScopeSSN},
+		SupportedClaims: []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "at_hash",
+			"name", "given_name", "family_name", "birthdate", claims.Age, claims.AgeUnder18, claims.CPR, claims.IDP, claims.OCES},
+	}
+	popts := []op.Option{}
+	if config.IsLoopbackIssuer(cfg.Issuer) {
+		popts = append(popts, op.WithAllowInsecure())
+	}
+	provider, err := op.NewProvider(opConfig, s.Storage, op.StaticIssuer(cfg.Issuer), popts...)
+	if err != nil {
+		return nil, fmt.Errorf("idp: oidc provider: %w", err)
+	}
+	s.Provider = provider
+	s.Storage.CallbackURL = func(ctx context.Context, id string) string {
+		return op.AuthCallbackURL(provider)(ctx, id)
+	}
+
+	s.Web = &web.Handler{Flows: engine, Clients: st, CSRFKey: sec.Derive("csrf"), Secure: !cfg.InsecureCookies(),
+		Origin: web.OriginOf(cfg.Issuer), Metrics: web.NewMetrics(reg)}
+	api := &admin.API{Store: st, Issuer: s.Issuer, Token: cfg.AdminToken}
+	if cfg.AdminToken == "" {
+		log.Warn("NEMIDP_ADMIN_TOKEN is not set: the operator API refuses every call")
+	}
+
+	mux := http.NewServeMux()
+	s.Mux = mux
+	s.Web.Register(mux)
+	api.Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.ready)
+	mux.HandleFunc("/authorize", s.authorize)
+	mux.HandleFunc("/authorize/callback", s.callback)
+	mux.HandleFunc("/end_session", s.endSession)
+	mux.Handle("/", provider)
+
+	s.MetricsHandler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", s.MetricsHandler)
+	}
+	s.Handler = chain(mux, newHTTPMetrics(reg))
+	return s, nil
+}
+
+// serverSecret is NEMIDP_SECRET; unset, it is generated: per process on the embedded store,
+// once and kept in Redis otherwise (with a warning either way).
+func serverSecret(ctx context.Context, cfg config.Config, st *store.Store, log *slog.Logger) (secret.Secret, error) {
+	if cfg.Secret != "" {
+		return secret.Secret(cfg.Secret), nil
+	}
+	gen := secret.Generate()
+	if cfg.RedisURL == "" {
+		log.Warn("NEMIDP_SECRET is not set: generated one for this process; card-key hashes and cookies do not survive a restart")
+		return secret.Secret(gen), nil
+	}
+	raw, created, err := st.GetOrCreateMeta(ctx, "secret", []byte(gen))
+	if err != nil {
+		return nil, fmt.Errorf("idp: server secret: %w", err)
+	}
+	if created {
+		log.Warn("NEMIDP_SECRET is not set: generated one and kept it in Redis; set NEMIDP_SECRET (or NEMIDP_SECRET_FILE) in production")
+	}
+	return secret.Secret(raw), nil
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain")
+	if err := s.Store.Ping(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("redis: not answering\n"))
+		return
+	}
+	if s.Keys == nil || len(s.Keys.Keys) == 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("signing keys: not loaded\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// authorize answers an unknown client or a redirect_uri that is not exactly registered with
+// an error page — never a redirect — before zitadel/oidc handles the request.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		s.Web.ErrorPage(w, r, http.StatusBadRequest, "invalid_request", "The authorization request could not be read.")
+		return
+	}
+	id, uri := r.Form.Get("client_id"), r.Form.Get("redirect_uri")
+	if id == "" {
+		s.Web.ErrorPage(w, r, http.StatusBadRequest, "invalid_request", "The authorization request has no client_id.")
+		return
+	}
+	c, err := s.Store.Client(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.Web.ErrorPage(w, r, http.StatusBadRequest, "unknown_client", "The service that sent you here is not registered with NemID.")
+		return
+	case err != nil:
+		s.Web.ErrorPage(w, r, http.StatusServiceUnavailable, flows.CodeUnavailable, "NemID is temporarily unavailable. Please try again shortly.")
+		return
+	}
+	if !oidc.ExactRedirect(c, uri) {
+		s.Web.ErrorPage(w, r, http.StatusBadRequest, "invalid_redirect_uri", "The service sent you here with a return address it has not registered.")
+		return
+	}
+	s.Provider.ServeHTTP(w, r)
+}
+
+// callback answers the relying party when a flow ended: a failed flow gets its protocol error
+// back; a done flow gets its code, but only in the browser the flow is bound to.
+func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	f, err := s.Flows.Load(ctx, r.URL.Query().Get("id"))
+	if err != nil {
+		s.Web.ErrorPage(w, r, http.StatusGone, flows.CodeFlowExpired, "This login does not exist or has expired.")
+		return
+	}
+	if !s.Web.BoundTo(r, f) {
+		s.Web.ErrorPage(w, r, http.StatusForbidden, flows.CodeWrongBrowser, "This login was started in another browser.")
+		return
+	}
+	if f.Step == flows.StepFailed || f.Expired(time.Now()) {
+		ar, err := s.Storage.AuthRequestByID(ctx, f.ID)
+		if err != nil {
+			s.Web.ErrorPage(w, r, http.StatusGone, flows.CodeFlowExpired, "This login does not exist or has expired.")
+			return
+		}
+		op.AuthRequestError(w, r, ar, oidc.FlowError(f), s.Provider)
+		return
+	}
+	op.AuthorizeCallback(w, r, s.Provider)
+}
+
+// endSession ends the browser's SSO session, then lets zitadel/oidc validate the logout
+// request and redirect.
+func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
+	if sid := s.Web.SessionCookie(r); sid != "" {
+		if err := s.Flows.EndSession(r.Context(), sid); err != nil {
+			slog.WarnContext(r.Context(), "end session", "err", err)
+		}
+		s.Web.ClearSession(w)
+	}
+	s.Provider.ServeHTTP(w, r)
+}

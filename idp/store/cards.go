@@ -1,0 +1,100 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// KeyOutcome is what one card-key attempt came to.
+type KeyOutcome string
+
+// Key outcomes.
+const (
+	KeyOK       KeyOutcome = "ok"
+	KeyWrong    KeyOutcome = "wrong"
+	KeyUsed     KeyOutcome = "used"
+	KeyLocked   KeyOutcome = "locked"    // this attempt blocked the NemID
+	KeyBlocked  KeyOutcome = "blocked"   // the NemID was not active
+	KeyNoKey    KeyOutcome = "no_key"    // no such key number on the card
+	KeyBadCard  KeyOutcome = "bad_card"  // card retired, blocked or unknown
+	KeyNoPerson KeyOutcome = "no_person" // citizen gone
+)
+
+// KeyResult is the outcome with the counters the login page shows.
+type KeyResult struct {
+	Outcome      KeyOutcome
+	AttemptsLeft int // after a wrong or used key
+	KeysLeft     int // unused keys left on the card after success
+}
+
+// useKeyScript checks and consumes one card key in one atomic step: a key is used at most
+// once even when two requests race with it; a wrong or used key counts as a failed attempt,
+// a right one resets the failure counter.
+var useKeyScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'no_person', 0, 0} end
+if st ~= 'active' then return {'blocked', 0, 0} end
+local cst = redis.call('HGET', KEYS[2], 'status')
+if cst ~= 'active' and cst ~= 'sent' then return {'bad_card', 0, 0} end
+local v = redis.call('HGET', KEYS[2], 'k:' .. ARGV[1])
+if not v then return {'no_key', 0, 0} end
+if v ~= ARGV[2] then
+  local max = tonumber(ARGV[3])
+  local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+  local left = max - n
+  if left <= 0 then
+    redis.call('HSET', KEYS[1], 'status', 'blocked', 'block_reason', 'failures', 'blocked_at', ARGV[4])
+    return {'locked', 0, 0}
+  end
+  if v == 'u' then return {'used', left, 0} end
+  return {'wrong', left, 0}
+end
+redis.call('HSET', KEYS[2], 'k:' .. ARGV[1], 'u')
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'failures', 0)
+return {'ok', 0, redis.call('SCARD', KEYS[3])}
+`)
+
+// UseCardKey checks a key against the stored keyed hash and consumes it.
+func (s *Store) UseCardKey(ctx context.Context, uid, serial, number, hash string, maxFailures int) (KeyResult, error) {
+	keys := []string{s.citizenKey(uid), s.cardKey(uid, serial), s.unusedKey(uid, serial)}
+	// A consumed key is stored as "u", which never equals a hash.
+	res, err := useKeyScript.Run(ctx, s.rdb, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339)).Slice()
+	if err != nil {
+		return KeyResult{}, wrap("use card key "+number, err)
+	}
+	out := KeyResult{Outcome: KeyOutcome(res[0].(string))}
+	out.AttemptsLeft = int(res[1].(int64))
+	out.KeysLeft = int(res[2].(int64))
+	return out, nil
+}
+
+// RandomUnusedKey picks an unused key number of the card to ask for.
+func (s *Store) RandomUnusedKey(ctx context.Context, uid, serial string) (string, error) {
+	n, err := s.rdb.SRandMember(ctx, s.unusedKey(uid, serial)).Result()
+	if errors.Is(err, redis.Nil) || (err == nil && n == "") {
+		return "", fmt.Errorf("store: card %s has no unused keys: %w", serial, ErrNotFound)
+	}
+	return n, wrap("random unused key", err)
+}
+
+// KeyUnused reports whether a key number is still unused on the card.
+func (s *Store) KeyUnused(ctx context.Context, uid, serial, number string) (bool, error) {
+	ok, err := s.rdb.SIsMember(ctx, s.unusedKey(uid, serial), number).Result()
+	return ok, wrap("key unused", err)
+}
+
+// CardStatus returns a card's status and unused keys.
+func (s *Store) CardStatus(ctx context.Context, uid, serial string) (status string, keysLeft int, err error) {
+	p := s.rdb.Pipeline()
+	st := p.HGet(ctx, s.cardKey(uid, serial), "status")
+	left := p.SCard(ctx, s.unusedKey(uid, serial))
+	if _, err := p.Exec(ctx); err != nil {
+		return "", 0, wrap("card status", err)
+	}
+	return st.Val(), int(left.Val()), nil
+}

@@ -1,0 +1,301 @@
+package store
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Citizen statuses.
+const (
+	StatusActive  = "active"
+	StatusBlocked = "blocked"
+	StatusExpired = "expired"
+)
+
+// Block reasons.
+const (
+	BlockFailures = "failures" // too many failed attempts in a row
+)
+
+// Citizen is one NemID holder. The CPR number is personal data: it lives here and in no log.
+type Citizen struct {
+	UserID      string
+	CPR         string
+	Name        string
+	GivenName   string
+	FamilyName  string
+	Kind        string // "oces" or "bank"
+	Status      string
+	BlockReason string
+	Password    string // PHC-encoded KDF hash
+	MustChange  bool   // still on the temporary activation password
+	Failures    int
+	IssuedAt    string // YYYY-MM-DD
+	CreatedAt   time.Time
+	Address     string
+	ActiveCard  string
+}
+
+func (c *Citizen) fields() map[string]any {
+	return map[string]any{
+		"user_id": c.UserID, "cpr": c.CPR, "name": c.Name, "given_name": c.GivenName,
+		"family_name": c.FamilyName, "kind": c.Kind, "status": c.Status, "block_reason": c.BlockReason,
+		"password": c.Password, "must_change": boolStr(c.MustChange), "failures": c.Failures,
+		"issued_at": c.IssuedAt, "created_at": c.CreatedAt.UTC().Format(time.RFC3339),
+		"address": c.Address, "active_card": c.ActiveCard,
+	}
+}
+
+func citizenFrom(m map[string]string) *Citizen {
+	created, _ := time.Parse(time.RFC3339, m["created_at"])
+	failures, _ := strconv.Atoi(m["failures"])
+	return &Citizen{
+		UserID: m["user_id"], CPR: m["cpr"], Name: m["name"], GivenName: m["given_name"],
+		FamilyName: m["family_name"], Kind: m["kind"], Status: m["status"], BlockReason: m["block_reason"],
+		Password: m["password"], MustChange: m["must_change"] == "1", Failures: failures,
+		IssuedAt: m["issued_at"], CreatedAt: created, Address: m["address"], ActiveCard: m["active_card"],
+	}
+}
+
+func boolStr(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// CardRecord is a code card as stored: key numbers and keyed hashes of the keys, never the keys.
+type CardRecord struct {
+	Serial string
+	Status string            // "active", "sent", "retired", "blocked"
+	Hashes map[string]string // key number → keyed hash
+}
+
+// Card statuses.
+const (
+	CardActive  = "active"
+	CardSent    = "sent"
+	CardRetired = "retired"
+	CardBlocked = "blocked"
+)
+
+func (s *Store) citizenKey(uid string) string { return s.key("{c:" + uid + "}") }
+func (s *Store) cardKey(uid, serial string) string {
+	return s.key("{c:"+uid+"}", "card", serial)
+}
+func (s *Store) unusedKey(uid, serial string) string {
+	return s.key("{c:"+uid+"}", "card", serial, "unused")
+}
+func (s *Store) cardsKey(uid string) string    { return s.key("{c:"+uid+"}", "cards") }
+func (s *Store) pairwiseKey(uid string) string { return s.key("{c:"+uid+"}", "pairwise") }
+
+// cprIndexKey holds the user id for a CPR number, keyed by an HMAC so key listings do not
+// reveal CPR numbers (the CPR space is small enough to brute-force a plain hash).
+func (s *Store) cprIndexKey(cpr string) string {
+	m := hmac.New(sha256.New, s.pepper)
+	m.Write([]byte("cpr\x00" + cpr))
+	return s.key("idx", "cpr", base64.RawURLEncoding.EncodeToString(m.Sum(nil)))
+}
+
+// ErrUserIDTaken means a freshly drawn user id already exists: draw another.
+var ErrUserIDTaken = errors.New("user id taken")
+
+// CreateCitizen stores a new citizen with their first code card. The CPR index is claimed first
+// (so two operators cannot create two NemIDs for one CPR number), then the citizen and card are
+// written in one transaction; if that fails the claim is released, so nothing half-written stays.
+func (s *Store) CreateCitizen(ctx context.Context, c *Citizen, card CardRecord) error {
+	idx := s.cprIndexKey(c.CPR)
+	ok, err := s.rdb.SetNX(ctx, idx, c.UserID, 0).Result()
+	if err != nil {
+		return wrap("create citizen: claim cpr", err)
+	}
+	if !ok {
+		return fmt.Errorf("store: create citizen: cpr already has a NemID: %w", ErrConflict)
+	}
+	if err := s.writeNewCitizen(ctx, c, card); err != nil {
+		// Release the claim; use a fresh context so a cancelled request still cleans up.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		s.rdb.Del(cctx, idx)
+		return err
+	}
+	return nil
+}
+
+func (s *Store) writeNewCitizen(ctx context.Context, c *Citizen, card CardRecord) error {
+	ck := s.citizenKey(c.UserID)
+	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		n, err := tx.Exists(ctx, ck).Result()
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrUserIDTaken
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			c.ActiveCard = card.Serial
+			p.HSet(ctx, ck, c.fields())
+			s.queueCard(ctx, p, c.UserID, card)
+			return nil
+		})
+		return err
+	}, ck)
+	return wrap("create citizen", err)
+}
+
+func (s *Store) queueCard(ctx context.Context, p redis.Pipeliner, uid string, card CardRecord) {
+	fields := make(map[string]any, len(card.Hashes)+2)
+	numbers := make([]any, 0, len(card.Hashes))
+	for n, h := range card.Hashes {
+		fields["k:"+n] = h
+		numbers = append(numbers, n)
+	}
+	fields["status"] = card.Status
+	fields["created_at"] = time.Now().UTC().Format(time.RFC3339)
+	p.HSet(ctx, s.cardKey(uid, card.Serial), fields)
+	p.SAdd(ctx, s.unusedKey(uid, card.Serial), numbers...)
+	p.SAdd(ctx, s.cardsKey(uid), card.Serial)
+}
+
+// Citizen loads a citizen by user id.
+func (s *Store) Citizen(ctx context.Context, uid string) (*Citizen, error) {
+	m, err := s.rdb.HGetAll(ctx, s.citizenKey(uid)).Result()
+	if err != nil {
+		return nil, wrap("citizen", err)
+	}
+	if len(m) == 0 || m["user_id"] == "" {
+		return nil, fmt.Errorf("store: citizen: %w", ErrNotFound)
+	}
+	return citizenFrom(m), nil
+}
+
+// CitizenByUsername resolves what a citizen types as user ID: the NemID number or the CPR
+// number (aliases come later). The CPR number must be given already normalised (10 digits).
+func (s *Store) CitizenByUsername(ctx context.Context, username string, cpr string) (*Citizen, error) {
+	if isDigits(username) && (len(username) == 9 || len(username) == 10) {
+		c, err := s.Citizen(ctx, username)
+		if err == nil || !errors.Is(err, ErrNotFound) {
+			return c, err
+		}
+	}
+	if cpr != "" {
+		uid, err := s.rdb.Get(ctx, s.cprIndexKey(cpr)).Result()
+		if err != nil {
+			return nil, wrap("citizen by cpr", err)
+		}
+		return s.Citizen(ctx, uid)
+	}
+	return nil, fmt.Errorf("store: citizen by username: %w", ErrNotFound)
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// FailureResult says what a failed attempt did to the lockout counter.
+type FailureResult struct {
+	AttemptsLeft int
+	Locked       bool // this or an earlier failure blocked the NemID
+}
+
+var failureScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {-1, 0} end
+local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local max = tonumber(ARGV[1])
+if n >= max and st == 'active' then
+  redis.call('HSET', KEYS[1], 'status', 'blocked', 'block_reason', 'failures', 'blocked_at', ARGV[2])
+  st = 'blocked'
+end
+local left = max - n
+if left < 0 then left = 0 end
+if st == 'blocked' then return {left, 1} end
+return {left, 0}
+`)
+
+// RecordFailure counts one failed password or key attempt; at max failures in a row the NemID
+// is blocked. Atomic, so parallel guesses cannot slip past the limit.
+func (s *Store) RecordFailure(ctx context.Context, uid string, max int) (FailureResult, error) {
+	res, err := failureScript.Run(ctx, s.rdb, []string{s.citizenKey(uid)}, max, time.Now().UTC().Format(time.RFC3339)).Int64Slice()
+	if err != nil {
+		return FailureResult{}, wrap("record failure", err)
+	}
+	if res[0] < 0 {
+		return FailureResult{}, fmt.Errorf("store: record failure: %w", ErrNotFound)
+	}
+	return FailureResult{AttemptsLeft: int(res[0]), Locked: res[1] == 1}, nil
+}
+
+var unknownFailureScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+`)
+
+// RecordUnknownFailure counts failures for a user ID that does not exist, so the answer
+// (attempts left, then locked) looks the same as for a real citizen.
+func (s *Store) RecordUnknownFailure(ctx context.Context, username string, max int, ttl time.Duration) (FailureResult, error) {
+	m := hmac.New(sha256.New, s.pepper)
+	m.Write([]byte("user\x00" + strings.ToLower(username)))
+	k := s.key("fail", "u", base64.RawURLEncoding.EncodeToString(m.Sum(nil)))
+	n, err := unknownFailureScript.Run(ctx, s.rdb, []string{k}, ttl.Milliseconds()).Int()
+	if err != nil {
+		return FailureResult{}, wrap("record unknown failure", err)
+	}
+	left := max - n
+	if left < 0 {
+		left = 0
+	}
+	return FailureResult{AttemptsLeft: left, Locked: left == 0}, nil
+}
+
+// UnknownLocked reports whether an unknown user ID has used up its fake attempts.
+func (s *Store) UnknownLocked(ctx context.Context, username string, max int) (bool, error) {
+	m := hmac.New(sha256.New, s.pepper)
+	m.Write([]byte("user\x00" + strings.ToLower(username)))
+	k := s.key("fail", "u", base64.RawURLEncoding.EncodeToString(m.Sum(nil)))
+	n, err := s.rdb.Get(ctx, k).Int()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, wrap("unknown locked", err)
+	}
+	return n >= max, nil
+}
+
+// SetPassword replaces the citizen's password hash and clears the activation-password mark.
+func (s *Store) SetPassword(ctx context.Context, uid, hash string) error {
+	err := s.rdb.HSet(ctx, s.citizenKey(uid), "password", hash, "must_change", "0").Err()
+	return wrap("set password", err)
+}
+
+// PairwiseSubject returns the citizen's stable pairwise subject for a sector (client), made on
+// first use from the given fresh UUID. Random rather than derived, so rotating the server
+// secret never changes what relying parties know a citizen as.
+func (s *Store) PairwiseSubject(ctx context.Context, uid, sector, fresh string) (string, error) {
+	v, err := pairwiseScript.Run(ctx, s.rdb, []string{s.pairwiseKey(uid)}, sector, fresh).Text()
+	return v, wrap("pairwise subject", err)
+}
+
+var pairwiseScript = redis.NewScript(`
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[1], ARGV[1])
+`)

@@ -1,0 +1,151 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Client is a registered relying party (OIDC client; SAML service providers come later).
+type Client struct {
+	ID                     string    `json:"client_id"`
+	Name                   string    `json:"name"`
+	RedirectURIs           []string  `json:"redirect_uris"`
+	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris,omitempty"`
+	SecretHash             string    `json:"secret_hash,omitempty"` // SHA-256 of a high-entropy secret
+	Public                 bool      `json:"public"`
+	Scopes                 []string  `json:"scopes"`
+	RequiresOCES           bool      `json:"requires_oces"`
+	AllowOnBehalfOf        bool      `json:"allow_on_behalf_of"`
+	Dialect                string    `json:"dialect,omitempty"`
+	CreatedAt              time.Time `json:"created_at"`
+}
+
+func (s *Store) clientKey(id string) string { return s.key("client", id) }
+
+// CreateClient stores a new client; ErrConflict if the id is taken.
+func (s *Store) CreateClient(ctx context.Context, c *Client) error {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("store: create client: %w", err)
+	}
+	ok, err := s.rdb.SetNX(ctx, s.clientKey(c.ID), raw, 0).Result()
+	if err != nil {
+		return wrap("create client", err)
+	}
+	if !ok {
+		return fmt.Errorf("store: create client %q: %w", c.ID, ErrConflict)
+	}
+	return nil
+}
+
+// PutClient creates or replaces a client (seeding, operator updates).
+func (s *Store) PutClient(ctx context.Context, c *Client) error {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("store: put client: %w", err)
+	}
+	return wrap("put client", s.rdb.Set(ctx, s.clientKey(c.ID), raw, 0).Err())
+}
+
+// Client loads a client.
+func (s *Store) Client(ctx context.Context, id string) (*Client, error) {
+	raw, err := s.rdb.Get(ctx, s.clientKey(id)).Bytes()
+	if err != nil {
+		return nil, wrap("client", err)
+	}
+	var c Client
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("store: client %q: decode: %w", id, err)
+	}
+	return &c, nil
+}
+
+// ---- login flows: versioned blobs with a TTL, updated by compare-and-set ----
+
+func (s *Store) flowKey(id string) string { return s.key("flow", id) }
+
+var saveFlowScript = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], 'v')
+if (v or '0') ~= ARGV[1] then return -1 end
+local nv = tonumber(v or '0') + 1
+redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return nv
+`)
+
+// SaveFlow writes a flow if it is still at version prev (0 = must not exist yet) and returns
+// the new version. A concurrent writer that got there first makes this fail with ErrConflict,
+// so a losing request never overwrites the winner's state.
+func (s *Store) SaveFlow(ctx context.Context, id string, prev int64, data []byte, ttl time.Duration) (int64, error) {
+	v, err := saveFlowScript.Run(ctx, s.rdb, []string{s.flowKey(id)}, prev, data, ttl.Milliseconds()).Int64()
+	if err != nil {
+		return 0, wrap("save flow", err)
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("store: save flow: %w", ErrConflict)
+	}
+	return v, nil
+}
+
+// LoadFlow returns a flow's data and version.
+func (s *Store) LoadFlow(ctx context.Context, id string) ([]byte, int64, error) {
+	vals, err := s.rdb.HMGet(ctx, s.flowKey(id), "v", "d").Result()
+	if err != nil {
+		return nil, 0, wrap("load flow", err)
+	}
+	vs, ok1 := vals[0].(string)
+	d, ok2 := vals[1].(string)
+	if !ok1 || !ok2 {
+		return nil, 0, fmt.Errorf("store: load flow: %w", ErrNotFound)
+	}
+	var v int64
+	if _, err := fmt.Sscan(vs, &v); err != nil {
+		return nil, 0, fmt.Errorf("store: load flow: bad version: %w", err)
+	}
+	return []byte(d), v, nil
+}
+
+// ---- SSO sessions ----
+
+func (s *Store) sessionKey(id string) string { return s.key("sess", digest(id)) }
+
+// PutSession stores an SSO session under the digest of its cookie value.
+func (s *Store) PutSession(ctx context.Context, id string, data []byte, ttl time.Duration) error {
+	return wrap("put session", s.rdb.Set(ctx, s.sessionKey(id), data, ttl).Err())
+}
+
+// Session loads an SSO session.
+func (s *Store) Session(ctx context.Context, id string) ([]byte, error) {
+	raw, err := s.rdb.Get(ctx, s.sessionKey(id)).Bytes()
+	return raw, wrap("session", err)
+}
+
+// DeleteSession ends an SSO session.
+func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	return wrap("delete session", s.rdb.Del(ctx, s.sessionKey(id)).Err())
+}
+
+// ---- meta: values made once and shared by all instances (generated secret, signing keys) ----
+
+// GetOrCreateMeta stores value under name unless something is there already, and returns
+// what is stored, so concurrent first starts of several instances agree on one value.
+func (s *Store) GetOrCreateMeta(ctx context.Context, name string, value []byte) ([]byte, bool, error) {
+	k := s.key("meta", name)
+	created, err := s.rdb.SetNX(ctx, k, value, 0).Result()
+	if err != nil {
+		return nil, false, wrap("meta "+name, err)
+	}
+	if created {
+		return value, true, nil
+	}
+	raw, err := s.rdb.Get(ctx, k).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, fmt.Errorf("store: meta %s vanished: %w", name, ErrConflict)
+	}
+	return raw, false, wrap("meta "+name, err)
+}

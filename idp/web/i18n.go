@@ -1,0 +1,122 @@
+package web
+
+import (
+	"net/http"
+	"strings"
+)
+
+// Languages: Danish is the default, English on request.
+const (
+	langDA = "da"
+	langEN = "en"
+)
+
+var texts = map[string]map[string]string{
+	langDA: {
+		"title":            "Log på med NemID",
+		"for":              "Du logger på hos",
+		"username":         "Bruger-id",
+		"username_hint":    "NemID-nummer eller CPR-nummer",
+		"password":         "Adgangskode",
+		"next":             "Næste",
+		"login":            "Log på",
+		"codecard_intro":   "Find nøglen ud for dette nøglenummer på dit nøglekort",
+		"card":             "Nøglekort",
+		"key_number":       "Nøglenummer",
+		"key":              "Nøgle",
+		"new_password":     "Vælg din egen adgangskode",
+		"new_password_why": "Du har logget på med en midlertidig adgangskode. Vælg nu din egen.",
+		"rules":            "4 cifre (ikke ens, ikke fortløbende, ikke fra dit CPR-nummer) eller 6–40 tegn med både bogstaver og tal.",
+		"save":             "Gem og fortsæt",
+		"attempts_left":    "Forsøg tilbage",
+		"back":             "Tilbage til tjenesten",
+		"error_title":      "Der opstod en fejl",
+		"failed":           "Login blev afbrudt",
+		"lang_switch":      "English",
+		"other_lang":       "en",
+		"cookies":          "Login kræver cookies.",
+		// error codes
+		"err_invalid_credentials": "Forkert bruger-id eller adgangskode.",
+		"err_wrong_key":           "Forkert nøgle. Indtast nøglen ud for nøglenummeret.",
+		"err_used_key":            "Nøglen er allerede brugt.",
+		"err_locked":              "Dit NemID er spærret efter for mange forkerte forsøg. Kontakt NemID-support eller borgerservice.",
+		"err_blocked":             "Dit NemID er spærret. Kontakt NemID-support.",
+		"err_expired":             "Dit NemID er udløbet og skal fornyes.",
+		"err_flow_expired":        "Dette login findes ikke eller er udløbet. Start forfra hos tjenesten.",
+		"err_invalid_request":     "Udfyld feltet korrekt. En nøgle er 6 cifre.",
+		"err_invalid_password":    "Adgangskoden opfylder ikke reglerne.",
+		"err_wrong_step":          "Siden er forældet. Genindlæs siden.",
+		"err_wrong_browser":       "Dette login blev startet i en anden browser.",
+		"err_conflict":            "Login blev ændret i et andet vindue. Genindlæs siden.",
+		"err_csrf":                "Formularen er udløbet. Genindlæs siden og prøv igen.",
+		"err_unavailable":         "NemID er midlertidigt utilgængeligt. Prøv igen om lidt.",
+		"err_no_keys_left":        "Dit nøglekort har ingen ubrugte nøgler. Bestil et nyt.",
+		"err_login_required":      "Du skal logge på.",
+		"err_internal":            "Der opstod en uventet fejl. Prøv igen.",
+		"err_not_available":       "Denne funktion er ikke tilgængelig.",
+	},
+	langEN: {
+		"title":            "Log on with NemID",
+		"for":              "You are logging on to",
+		"username":         "User ID",
+		"username_hint":    "NemID number or CPR number",
+		"password":         "Password",
+		"next":             "Next",
+		"login":            "Log on",
+		"codecard_intro":   "Find the key beside this key number on your code card",
+		"card":             "Code card",
+		"key_number":       "Key number",
+		"key":              "Key",
+		"new_password":     "Choose your own password",
+		"new_password_why": "You logged on with a temporary password. Now choose your own.",
+		"rules":            "4 digits (not all alike, not a run, not from your CPR number) or 6–40 characters with letters and digits.",
+		"save":             "Save and continue",
+		"attempts_left":    "Attempts left",
+		"back":             "Back to the service",
+		"error_title":      "Something went wrong",
+		"failed":           "The login was stopped",
+		"lang_switch":      "Dansk",
+		"other_lang":       "da",
+		"cookies":          "Logging on needs cookies.",
+	},
+}
+
+// t looks a text up, falling back to Danish, then to the key itself.
+func t(lang, key string) string {
+	if s, ok := texts[lang][key]; ok {
+		return s
+	}
+	if s, ok := texts[langDA][key]; ok && lang == langDA {
+		return s
+	}
+	return ""
+}
+
+// chooseLang: ?lang=, then the cookie, then the relying party's ui_locales, then
+// Accept-Language; Danish by default.
+func chooseLang(r *http.Request, locales []string) string {
+	if l := r.URL.Query().Get("lang"); l == langDA || l == langEN {
+		return l
+	}
+	if c, err := r.Cookie("nemidp_lang"); err == nil && (c.Value == langDA || c.Value == langEN) {
+		return c.Value
+	}
+	for _, l := range locales {
+		if strings.HasPrefix(l, "da") {
+			return langDA
+		}
+		if strings.HasPrefix(l, "en") {
+			return langEN
+		}
+	}
+	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
+		tag := strings.TrimSpace(strings.SplitN(part, ";", 2)[0])
+		if strings.HasPrefix(tag, "da") {
+			return langDA
+		}
+		if strings.HasPrefix(tag, "en") {
+			return langEN
+		}
+	}
+	return langDA
+}

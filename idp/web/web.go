@@ -1,0 +1,587 @@
+// Package web serves the login flow to browsers (HTML, Danish and English) and to native apps
+// and tests (JSON) on the same URLs, binds each flow to its browser, checks CSRF tokens on
+// every POST, and writes every error in one place.
+package web
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nemidp/nemidp/flows"
+	"github.com/nemidp/nemidp/idp/store"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+var pages = template.Must(template.New("").Funcs(template.FuncMap{
+	"deref": func(p *int) int { return *p },
+}).ParseFS(templateFS, "templates/*.html"))
+
+// Cookie names. With a https issuer the __Host- prefix pins them to our origin.
+const (
+	browserCookie = "nemidp_browser"
+	sessionCookie = "nemidp_sso"
+)
+
+// View is the JSON answer of every login URL (DESIGN.md §5).
+type View struct {
+	Flow        string       `json:"flow"`
+	Step        flows.Step   `json:"step"`
+	KeyNumber   string       `json:"key_number,omitempty"`
+	CardSerial  string       `json:"card_serial,omitempty"`
+	BindingCode string       `json:"binding_code,omitempty"`
+	Wards       []Ward       `json:"wards,omitempty"`
+	RedirectTo  string       `json:"redirect_to,omitempty"`
+	CSRFToken   string       `json:"csrf_token,omitempty"`
+	Notice      *Notice      `json:"notice,omitempty"`
+	Error       *flows.Error `json:"error,omitempty"`
+}
+
+// Ward is someone a guardian may act for.
+type Ward struct {
+	Ref  string `json:"ref"`
+	Name string `json:"name"`
+}
+
+// Notice is information that is not an error.
+type Notice struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ClientNames finds the relying party's display name.
+type ClientNames interface {
+	Client(ctx context.Context, id string) (*store.Client, error)
+}
+
+// Handler serves /login/… and the static assets.
+type Handler struct {
+	Flows   *flows.Engine
+	Clients ClientNames
+	// CSRFKey keys the CSRF tokens (derived from the server secret).
+	CSRFKey []byte
+	// Secure puts the Secure flag and __Host- prefix on cookies (all but loopback http).
+	Secure bool
+	// Origin is the issuer's scheme://host, to refuse cross-site POSTs.
+	Origin  string
+	Metrics *Metrics
+}
+
+// Metrics counts login outcomes.
+type Metrics struct {
+	Steps *prometheus.CounterVec
+}
+
+// NewMetrics registers the login metrics.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{Steps: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nemidp_login_step_total", Help: "Answers to login steps, by step and outcome (ok or error code).",
+	}, []string{"step", "outcome"})}
+	reg.MustRegister(m.Steps)
+	return m
+}
+
+// Register adds the routes.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.Handle("GET /static/", http.FileServerFS(staticFS))
+	mux.HandleFunc("GET /login/{flow}", h.handle(h.get))
+	mux.HandleFunc("POST /login/{flow}/{step}", h.handle(h.post))
+}
+
+// stepNames maps URL segments to steps.
+var stepNames = map[string]flows.Step{
+	"password":     flows.StepPassword,
+	"codecard":     flows.StepCodeCard,
+	"new-password": flows.StepNewPassword,
+}
+
+// request carries what one login request works with.
+type request struct {
+	w          http.ResponseWriter
+	r          *http.Request
+	json       bool
+	lang       string
+	browser    string // digest of the browser cookie
+	flow       *flows.Flow
+	answer     flows.Answer
+	answerCSRF string
+}
+
+// httpError is an error with its status, for the one place that writes errors.
+type httpError struct {
+	status int
+	err    *flows.Error
+	flow   *flows.Flow // for the way back, when known
+}
+
+func (e *httpError) Error() string { return e.err.Error() }
+
+func (h *Handler) handle(fn func(*request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		req := &request{w: w, r: r, json: wantsJSON(r)}
+		if err := fn(req); err != nil {
+			h.writeError(req, err)
+		}
+	}
+}
+
+func wantsJSON(r *http.Request) bool {
+	if strings.Contains(r.Header.Get("Accept"), "application/json") {
+		return true
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return ct == "application/json"
+}
+
+// browserID returns the digest of the browser cookie, setting a new cookie if there is none.
+func (h *Handler) browserID(req *request, create bool) string {
+	if c, err := req.r.Cookie(h.cookieName(browserCookie)); err == nil && len(c.Value) >= 22 && len(c.Value) <= 64 {
+		return digest(c.Value)
+	}
+	if !create {
+		return ""
+	}
+	v := flows.NewID() + flows.NewID()
+	h.setCookie(req.w, browserCookie, v, 0)
+	return digest(v)
+}
+
+func (h *Handler) cookieName(name string) string {
+	if h.Secure {
+		return "__Host-" + name
+	}
+	return name
+}
+
+func (h *Handler) setCookie(w http.ResponseWriter, name, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{
+		Name: h.cookieName(name), Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: h.Secure, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+func digest(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+func (h *Handler) csrfToken(flowID, browser string) string {
+	m := hmac.New(sha256.New, h.CSRFKey)
+	m.Write([]byte("csrf\x00" + flowID + "\x00" + browser))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// timeNow is the clock (a variable for tests).
+var timeNow = time.Now
+
+func (h *Handler) load(req *request) error {
+	f, err := h.Flows.Load(req.r.Context(), req.r.PathValue("flow"))
+	if err != nil {
+		return err
+	}
+	req.flow = f
+	req.lang = chooseLang(req.r, f.Locales)
+	return nil
+}
+
+// get shows the flow's current step, completing it from the SSO session when allowed.
+func (h *Handler) get(req *request) error {
+	ctx := req.r.Context()
+	req.lang = chooseLang(req.r, nil)
+	if l := req.r.URL.Query().Get("lang"); l == langDA || l == langEN {
+		http.SetCookie(req.w, &http.Cookie{Name: "nemidp_lang", Value: l, Path: "/", MaxAge: 365 * 86400,
+			Secure: h.Secure, SameSite: http.SameSiteLaxMode})
+	}
+	if err := h.load(req); err != nil {
+		return err
+	}
+	req.browser = h.browserID(req, true)
+	f := req.flow
+	if err := h.Flows.Bind(ctx, f, req.browser); err != nil {
+		return err
+	}
+	if f.Expired(timeNow()) {
+		if err := h.Flows.Fail(ctx, f, flows.Errorf(flows.CodeFlowExpired, "This login has expired.")); err != nil {
+			return err
+		}
+		return &httpError{status: http.StatusGone, err: f.Failure, flow: f}
+	}
+	if f.Step == flows.StepPassword {
+		if err := h.trySession(req); err != nil {
+			return err
+		}
+	}
+	if err := h.Flows.Prepare(ctx, f); err != nil {
+		return err
+	}
+	return h.render(req, http.StatusOK, nil)
+}
+
+func (h *Handler) trySession(req *request) error {
+	ctx := req.r.Context()
+	f := req.flow
+	var sess *flows.SessionInfo
+	if c, err := req.r.Cookie(h.cookieName(sessionCookie)); err == nil {
+		s, err := h.Flows.Session(ctx, c.Value)
+		if err != nil {
+			return err
+		}
+		sess = s
+	}
+	resumed, err := h.Flows.Resume(ctx, f, sess)
+	if err != nil {
+		return err
+	}
+	if !resumed && f.PromptNone() {
+		return h.Flows.Fail(ctx, f, flows.Errorf(flows.CodeLoginRequired, "The citizen is not logged in."))
+	}
+	return nil
+}
+
+// maxBody bounds a login POST; the largest answer is a password.
+const maxBody = 16 << 10
+
+func (h *Handler) post(req *request) error {
+	ctx := req.r.Context()
+	step, ok := stepNames[req.r.PathValue("step")]
+	if !ok {
+		return &httpError{status: http.StatusNotFound, err: flows.Errorf(flows.CodeWrongStep, "No such step.")}
+	}
+	if err := h.checkOrigin(req.r); err != nil {
+		return err
+	}
+	if err := h.decode(req); err != nil {
+		return err
+	}
+	if err := h.load(req); err != nil {
+		return err
+	}
+	req.browser = h.browserID(req, false)
+	if req.browser == "" || req.flow.Browser != req.browser {
+		return &httpError{status: http.StatusForbidden, err: flows.Errorf(flows.CodeWrongBrowser,
+			"This login is not bound to this browser (are cookies enabled?). Open the login page first.")}
+	}
+	token := req.r.Header.Get("X-CSRF-Token")
+	if token == "" {
+		token = req.r.FormValue("csrf_token")
+	}
+	if token == "" {
+		token = req.answerCSRF
+	}
+	if !hmac.Equal([]byte(token), []byte(h.csrfToken(req.flow.ID, req.browser))) {
+		return &httpError{status: http.StatusForbidden, err: flows.Errorf("csrf", "Missing or wrong CSRF token; reload the page.")}
+	}
+	err := h.Flows.Submit(ctx, req.flow, step, req.answer)
+	h.count(string(step), err)
+	if err != nil {
+		var fe *flows.Error
+		if errors.As(err, &fe) {
+			return h.render(req, statusFor(fe.Code), fe)
+		}
+		return err
+	}
+	if req.flow.Done() && !req.flow.Result.FromSession {
+		sid, err := h.Flows.StartSession(ctx, req.flow.Result)
+		if err != nil {
+			// The login itself succeeded; only SSO is lost. Say so in the log, go on.
+			slog.WarnContext(ctx, "sso session not stored", "flow", req.flow.ID, "err", err)
+		} else {
+			h.setCookie(req.w, sessionCookie, sid, int(h.Flows.SessionTTL.Seconds()))
+		}
+	}
+	if err := h.Flows.Prepare(ctx, req.flow); err != nil {
+		return err
+	}
+	return h.render(req, http.StatusOK, nil)
+}
+
+func (h *Handler) count(step string, err error) {
+	if h.Metrics == nil {
+		return
+	}
+	outcome := "ok"
+	var fe *flows.Error
+	switch {
+	case errors.As(err, &fe):
+		outcome = fe.Code
+	case err != nil:
+		outcome = "error"
+	}
+	h.Metrics.Steps.WithLabelValues(step, outcome).Inc()
+}
+
+// checkOrigin refuses POSTs a browser marks as cross-site: a JSON POST is never accepted from a
+// cross-site form, and neither is a form.
+func (h *Handler) checkOrigin(r *http.Request) error {
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return &httpError{status: http.StatusForbidden, err: flows.Errorf("csrf", "Cross-site requests are refused.")}
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" && o != h.Origin {
+		return &httpError{status: http.StatusForbidden, err: flows.Errorf("csrf", "Cross-origin requests are refused.")}
+	}
+	if o := r.Header.Get("Origin"); o == "null" {
+		return &httpError{status: http.StatusForbidden, err: flows.Errorf("csrf", "Requests from opaque origins are refused.")}
+	}
+	return nil
+}
+
+// decode reads a JSON body (Content-Type application/json only) or a form.
+func (h *Handler) decode(req *request) error {
+	r := req.r
+	r.Body = http.MaxBytesReader(req.w, r.Body, maxBody)
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	bad := func(msg string) error {
+		return &httpError{status: http.StatusBadRequest, err: flows.Errorf(flows.CodeInvalidRequest, "%s", msg)}
+	}
+	switch ct {
+	case "application/json":
+		var body struct {
+			flows.Answer
+			CSRF string `json:"csrf_token"`
+		}
+		dec := json.NewDecoder(r.Body)
+		if err := dec.Decode(&body); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return &httpError{status: http.StatusRequestEntityTooLarge, err: flows.Errorf(flows.CodeInvalidRequest, "Request body too large.")}
+			}
+			if errors.Is(err, io.EOF) {
+				return bad("Empty request body; send a JSON object.")
+			}
+			return bad("Malformed JSON body.")
+		}
+		req.answer, req.answerCSRF = body.Answer, body.CSRF
+	case "application/x-www-form-urlencoded", "multipart/form-data":
+		if err := r.ParseForm(); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return &httpError{status: http.StatusRequestEntityTooLarge, err: flows.Errorf(flows.CodeInvalidRequest, "Request body too large.")}
+			}
+			return bad("Malformed form body.")
+		}
+		req.answer = flows.Answer{Username: r.PostFormValue("username"), Password: r.PostFormValue("password"),
+			Key: r.PostFormValue("key"), NewPassword: r.PostFormValue("new_password")}
+	default:
+		return &httpError{status: http.StatusUnsupportedMediaType, err: flows.Errorf(flows.CodeInvalidRequest,
+			"Send application/json or a form.")}
+	}
+	return nil
+}
+
+// view is the JSON state of a flow.
+func (h *Handler) view(req *request) View {
+	f := req.flow
+	v := View{Flow: f.ID, Step: f.Step}
+	switch f.Step {
+	case flows.StepCodeCard:
+		v.KeyNumber, v.CardSerial = f.KeyNumber, f.CardSerial
+	case flows.StepDone:
+		v.RedirectTo = f.ReturnURL
+	case flows.StepFailed:
+		v.RedirectTo, v.Error = f.ReturnURL, f.Failure
+	}
+	if f.Step != flows.StepDone && f.Step != flows.StepFailed {
+		v.CSRFToken = h.csrfToken(f.ID, req.browser)
+	}
+	return v
+}
+
+func (h *Handler) render(req *request, status int, fe *flows.Error) error {
+	v := h.view(req)
+	if fe != nil {
+		v.Error = fe
+	}
+	if req.json {
+		writeJSON(req.w, status, v)
+		return nil
+	}
+	if v.Step == flows.StepDone || (v.Step == flows.StepFailed && req.flow.PromptNone()) {
+		http.Redirect(req.w, req.r, v.RedirectTo, http.StatusSeeOther)
+		return nil
+	}
+	return h.page(req, status, "login", pageData{View: v, Error: v.Error, ClientName: h.clientName(req),
+		Username: req.answer.Username})
+}
+
+func (h *Handler) clientName(req *request) string {
+	if h.Clients == nil || req.flow == nil {
+		return ""
+	}
+	c, err := h.Clients.Client(req.r.Context(), req.flow.ClientID)
+	if err != nil {
+		return ""
+	}
+	return c.Name
+}
+
+type pageData struct {
+	Lang       string
+	View       View
+	Error      *flows.Error
+	ClientName string
+	Username   string
+	BackURL    string
+	RequestID  string
+}
+
+func (p pageData) T(key string) string { return t(p.Lang, key) }
+
+// ErrorText is the citizen-facing text of the error, in the page's language.
+func (p pageData) ErrorText() string {
+	if p.Error == nil {
+		return ""
+	}
+	if s := t(p.Lang, "err_"+p.Error.Code); s != "" {
+		return s
+	}
+	return p.Error.Message
+}
+
+func (h *Handler) page(req *request, status int, name string, d pageData) error {
+	d.Lang = req.lang
+	if d.Lang == "" {
+		d.Lang = langDA
+	}
+	d.RequestID = req.w.Header().Get("X-Request-Id")
+	req.w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	req.w.WriteHeader(status)
+	if err := pages.ExecuteTemplate(req.w, name, d); err != nil {
+		slog.ErrorContext(req.r.Context(), "render page", "page", name, "err", err)
+	}
+	return nil
+}
+
+// writeError is the one place errors become answers.
+func (h *Handler) writeError(req *request, err error) {
+	he := toHTTPError(err)
+	if he.status >= 500 {
+		slog.ErrorContext(req.r.Context(), "login request failed", "path", req.r.URL.Path, "err", err)
+	}
+	f := he.flow
+	if f == nil {
+		f = req.flow
+	}
+	if req.json {
+		v := View{Error: he.err}
+		if f != nil {
+			v.Flow, v.Step = f.ID, f.Step
+			if f.Step == flows.StepFailed {
+				v.RedirectTo = f.ReturnURL
+			}
+		}
+		writeJSON(req.w, he.status, v)
+		return
+	}
+	d := pageData{Error: he.err}
+	if f != nil && f.Step == flows.StepFailed {
+		d.BackURL = f.ReturnURL
+	}
+	if req.lang == "" {
+		req.lang = chooseLang(req.r, nil)
+	}
+	_ = h.page(req, he.status, "error", d)
+}
+
+func toHTTPError(err error) *httpError {
+	var he *httpError
+	if errors.As(err, &he) {
+		return he
+	}
+	var fe *flows.Error
+	if errors.As(err, &fe) {
+		return &httpError{status: statusFor(fe.Code), err: fe}
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return &httpError{status: http.StatusServiceUnavailable, err: flows.Errorf(flows.CodeUnavailable,
+			"The login service is temporarily unavailable. Please try again shortly.")}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return &httpError{status: http.StatusServiceUnavailable, err: flows.Errorf(flows.CodeUnavailable,
+			"The request was cancelled or timed out. Please try again.")}
+	}
+	return &httpError{status: http.StatusInternalServerError, err: flows.Errorf("internal", "Unexpected error. Please try again.")}
+}
+
+// statusFor maps login error codes to HTTP statuses.
+func statusFor(code string) int {
+	switch code {
+	case flows.CodeInvalidCredentials, flows.CodeWrongKey:
+		return http.StatusUnauthorized
+	case flows.CodeUsedKey, flows.CodeWrongStep, flows.CodeConflict:
+		return http.StatusConflict
+	case flows.CodeLocked, flows.CodeBlocked, flows.CodeExpired, flows.CodeOCESRequired, flows.CodeWrongBrowser,
+		flows.CodeNoKeysLeft, "csrf", flows.CodeLoginRequired:
+		return http.StatusForbidden
+	case flows.CodeFlowExpired:
+		return http.StatusGone
+	case flows.CodeInvalidRequest, flows.CodeWeakPassword:
+		return http.StatusBadRequest
+	case flows.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadRequest
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// WriteJSONError writes {"error":{"code","message"}} — for other packages' JSON APIs.
+func WriteJSONError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+// ErrorPage renders a standalone error page (unknown client, bad redirect_uri) in HTML or
+// JSON as the request asks.
+func (h *Handler) ErrorPage(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	req := &request{w: w, r: r, json: wantsJSON(r), lang: chooseLang(r, nil)}
+	h.writeError(req, &httpError{status: status, err: flows.Errorf(code, "%s", msg)})
+}
+
+// BoundTo reports whether the request comes from the browser the flow is bound to.
+func (h *Handler) BoundTo(r *http.Request, f *flows.Flow) bool {
+	c, err := r.Cookie(h.cookieName(browserCookie))
+	return err == nil && f.Browser != "" && digest(c.Value) == f.Browser
+}
+
+// SessionCookie returns the SSO cookie value of the request, if any.
+func (h *Handler) SessionCookie(r *http.Request) string {
+	if c, err := r.Cookie(h.cookieName(sessionCookie)); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// ClearSession removes the SSO cookie.
+func (h *Handler) ClearSession(w http.ResponseWriter) { h.setCookie(w, sessionCookie, "", -1) }
+
+// OriginOf returns scheme://host of a URL.
+func OriginOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}

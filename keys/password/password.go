@@ -1,0 +1,254 @@
+// Package password validates NemID passwords and hashes them with argon2id.
+package password
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/big"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// OWASP argon2id recommendation (m=19 MiB, t=2, p=1).
+const (
+	DefaultMemoryKiB = 19456
+	DefaultTime      = 2
+	DefaultThreads   = 1
+
+	saltLen = 16
+	keyLen  = 32
+)
+
+// Bounds on parameters read from a stored hash, so a corrupt or hostile
+// record cannot make Verify allocate unbounded memory or spin forever.
+const (
+	maxMemoryKiB = 1 << 20 // 1 GiB
+	maxTime      = 64
+	minSaltLen   = 8
+	maxSaltLen   = 64
+	minKeyLen    = 16
+	maxKeyLen    = 64
+)
+
+// ErrMalformedHash is wrapped by Verify errors for an unparsable encoded hash.
+var ErrMalformedHash = errors.New("password: malformed hash")
+
+// Params tunes argon2id. Zero fields take the defaults; Concurrency
+// defaults to runtime.GOMAXPROCS(0).
+type Params struct {
+	MemoryKiB   uint32
+	Time        uint32
+	Threads     uint8
+	Concurrency int
+}
+
+// TestParams is cheap (m=64 KiB, t=1) for other packages' tests.
+var TestParams = Params{MemoryKiB: 64, Time: 1, Threads: 1}
+
+// Hasher hashes and verifies passwords. At most Concurrency hashes run at
+// once, so a login storm queues instead of multiplying memory use.
+type Hasher struct {
+	p   Params
+	sem chan struct{}
+}
+
+// NewHasher returns a Hasher with p, zero fields replaced by defaults.
+func NewHasher(p Params) *Hasher {
+	if p.MemoryKiB == 0 {
+		p.MemoryKiB = DefaultMemoryKiB
+	}
+	if p.Time == 0 {
+		p.Time = DefaultTime
+	}
+	if p.Threads == 0 {
+		p.Threads = DefaultThreads
+	}
+	if p.Concurrency <= 0 {
+		p.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	return &Hasher{p: p, sem: make(chan struct{}, p.Concurrency)}
+}
+
+func (h *Hasher) acquire(ctx context.Context) error {
+	// Checked first because select picks randomly when both cases are ready.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("password: waiting for hash slot: %w", err)
+	}
+	select {
+	case h.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("password: waiting for hash slot: %w", ctx.Err())
+	}
+}
+
+func (h *Hasher) release() { <-h.sem }
+
+// phc is a decoded argon2id PHC string.
+type phc struct {
+	memory  uint32
+	time    uint32
+	threads uint8
+	salt    []byte
+	key     []byte
+}
+
+func (x phc) String() string {
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version,
+		x.memory, x.time, x.threads,
+		base64.RawStdEncoding.EncodeToString(x.salt),
+		base64.RawStdEncoding.EncodeToString(x.key))
+}
+
+func (x phc) derive(password string) []byte {
+	return argon2.IDKey([]byte(password), x.salt, x.time, x.memory, x.threads, uint32(len(x.key)))
+}
+
+// Hash returns password's argon2id hash in PHC string format.
+func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
+	salt := make([]byte, saltLen)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("password: salt: %w", err)
+	}
+	if err := h.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer h.release()
+	x := phc{memory: h.p.MemoryKiB, time: h.p.Time, threads: h.p.Threads, salt: salt, key: make([]byte, keyLen)}
+	x.key = x.derive(password) // derive sizes its output by len(x.key)
+	return x.String(), nil
+}
+
+// Verify reports whether password matches encoded. Parameters come from
+// encoded, so hashes made under older Params still verify.
+func (h *Hasher) Verify(ctx context.Context, encoded, password string) (bool, error) {
+	x, err := parsePHC(encoded)
+	if err != nil {
+		return false, err
+	}
+	if err := h.acquire(ctx); err != nil {
+		return false, err
+	}
+	defer h.release()
+	return subtle.ConstantTimeCompare(x.derive(password), x.key) == 1, nil
+}
+
+// dummySalt is fixed: VerifyDummy only needs to cost the same, not to match.
+var dummySalt = []byte("nemidp-dummy-slt")
+
+// VerifyDummy spends the same work as Verify against a fixed dummy hash,
+// so an unknown user costs the same time as a wrong password.
+func (h *Hasher) VerifyDummy(ctx context.Context, password string) {
+	if h.acquire(ctx) != nil {
+		return
+	}
+	defer h.release()
+	x := phc{memory: h.p.MemoryKiB, time: h.p.Time, threads: h.p.Threads, salt: dummySalt, key: make([]byte, keyLen)}
+	subtle.ConstantTimeCompare(x.derive(password), x.key)
+}
+
+func malformed(what string) error { return fmt.Errorf("%w: %s", ErrMalformedHash, what) }
+
+// parsePHC decodes "$argon2id$v=19$m=..,t=..,p=..$salt$hash".
+func parsePHC(s string) (phc, error) {
+	parts := strings.Split(s, "$")
+	if len(parts) != 6 || parts[0] != "" {
+		return phc{}, malformed("want 5 $-separated fields")
+	}
+	if parts[1] != "argon2id" {
+		return phc{}, malformed("algorithm is not argon2id")
+	}
+	if parts[2] != "v="+strconv.Itoa(argon2.Version) {
+		return phc{}, malformed("unsupported version")
+	}
+
+	var x phc
+	kv := strings.Split(parts[3], ",")
+	if len(kv) != 3 {
+		return phc{}, malformed("want parameters m,t,p")
+	}
+	for i, name := range []string{"m", "t", "p"} {
+		val, ok := strings.CutPrefix(kv[i], name+"=")
+		if !ok {
+			return phc{}, malformed("want parameters m,t,p")
+		}
+		// ParseUint rejects signs and empty values; 32-bit fits every field.
+		n, err := strconv.ParseUint(val, 10, 32)
+		if err != nil {
+			return phc{}, malformed("bad parameter " + name)
+		}
+		switch name {
+		case "m":
+			x.memory = uint32(n)
+		case "t":
+			x.time = uint32(n)
+		case "p":
+			if n > 255 {
+				return phc{}, malformed("parallelism out of range")
+			}
+			x.threads = uint8(n)
+		}
+	}
+	switch {
+	case x.threads < 1:
+		return phc{}, malformed("parallelism out of range")
+	case x.time < 1 || x.time > maxTime:
+		return phc{}, malformed("time out of range")
+	case x.memory < 8*uint32(x.threads) || x.memory > maxMemoryKiB:
+		return phc{}, malformed("memory out of range")
+	}
+
+	var err error
+	if x.salt, err = base64.RawStdEncoding.Strict().DecodeString(parts[4]); err != nil {
+		return phc{}, malformed("bad salt encoding")
+	}
+	if len(x.salt) < minSaltLen || len(x.salt) > maxSaltLen {
+		return phc{}, malformed("salt length out of range")
+	}
+	if x.key, err = base64.RawStdEncoding.Strict().DecodeString(parts[5]); err != nil {
+		return phc{}, malformed("bad hash encoding")
+	}
+	if len(x.key) < minKeyLen || len(x.key) > maxKeyLen {
+		return phc{}, malformed("hash length out of range")
+	}
+	return x, nil
+}
+
+// Unambiguous alphabet: no 0/O/o, 1/l/I, so it survives being read aloud or
+// copied from a letter.
+const (
+	activationLetters = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
+	activationDigits  = "23456789"
+	activationChars   = activationLetters + activationDigits
+	activationLen     = 8
+)
+
+// GenerateActivationPassword returns a temporary 8-character activation
+// password from crypto/rand with at least one letter and one digit, so it
+// passes Validate.
+func GenerateActivationPassword() (string, error) {
+	limit := big.NewInt(int64(len(activationChars)))
+	buf := make([]byte, activationLen)
+	// Redrawing whole strings that lack a letter or digit keeps the result
+	// uniform over the valid strings; about 3 in 10 draws lack a digit.
+	for {
+		for i := range buf {
+			n, err := rand.Int(rand.Reader, limit)
+			if err != nil {
+				return "", fmt.Errorf("password: activation password: %w", err)
+			}
+			buf[i] = activationChars[n.Int64()]
+		}
+		s := string(buf)
+		if strings.ContainsAny(s, activationLetters) && strings.ContainsAny(s, activationDigits) {
+			return s, nil
+		}
+	}
+}
