@@ -191,9 +191,6 @@ func (c Config) Validate() error {
 	if c.Secret != "" && len(c.Secret) < 32 {
 		return &FieldError{"secret (NEMIDP_SECRET)", errors.New("want at least 32 characters")}
 	}
-	if c.AdminToken != "" && len(c.AdminToken) < 16 {
-		return &FieldError{"admin_token (NEMIDP_ADMIN_TOKEN)", errors.New("want at least 16 characters")}
-	}
 	if c.Login.MaxFailures < 1 || c.Login.MaxFailures > 100 {
 		return &FieldError{"login.max_failures", errors.New("want 1..100")}
 	}

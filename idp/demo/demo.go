@@ -26,7 +26,7 @@ import (
 // Demo citizen and relying party.
 const (
 	ClientID      = "demo-rp"
-	CitizenCPR    = "1506901234"
+	CitizenCPR    = "2902884321" // born on a leap day, 1988
 	CitizenName   = "Karen Demo Jensen"
 	CitizenSecret = "Demo2026nemid"
 )
