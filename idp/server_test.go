@@ -1,0 +1,305 @@
+package idp_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nemidp/nemidp/config"
+	"github.com/nemidp/nemidp/flows"
+	"github.com/nemidp/nemidp/idp"
+	"github.com/nemidp/nemidp/idp/admin"
+	"github.com/nemidp/nemidp/idp/issuance"
+	"github.com/nemidp/nemidp/idp/store"
+	"github.com/nemidp/nemidp/keys/password"
+)
+
+// testServer is the whole IdP over real HTTP on a real Redis, under its own key prefix.
+type testServer struct {
+	*idp.Server
+	base  string
+	admin string
+}
+
+func redisURL(tb testing.TB) string {
+	u := os.Getenv("NEMIDP_REDIS_URL")
+	if u == "" {
+		u = "redis://127.0.0.1:6379/0"
+	}
+	st, err := store.Open(u, "probe:")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Ping(context.Background()); err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("redis at %s does not answer: %v", u, err)
+		}
+		tb.Skipf("redis at %s does not answer: %v", u, err)
+	}
+	return u
+}
+
+func newTestServer(tb testing.TB, kdf password.Params) *testServer {
+	tb.Helper()
+	u := redisURL(tb)
+	var rb [6]byte
+	_, _ = rand.Read(rb[:])
+	st, err := store.Open(u, "test-"+hex.EncodeToString(rb[:])+":")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Addr = ln.Addr().String()
+	cfg.Issuer = "http://" + cfg.Addr
+	cfg.RedisURL = u
+	cfg.AdminToken = "test-admin-token-0123456789"
+	cfg.Secret = "test-secret-0123456789abcdef0123456789"
+	off := false
+	cfg.Demo = &off
+	srv, err := idp.New(context.Background(), cfg, st, idp.Options{PasswordParams: kdf})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler}
+	go func() { _ = hs.Serve(ln) }()
+	tb.Cleanup(func() { hs.Close() })
+	return &testServer{Server: srv, base: cfg.Issuer, admin: cfg.AdminToken}
+}
+
+func (s *testServer) client(tb testing.TB, id, secret string, scopes ...string) {
+	tb.Helper()
+	c, _, err := admin.BuildClient(admin.ClientRequest{ClientID: id, Name: id, RedirectURIs: []string{"http://127.0.0.1:9/cb"},
+		Secret: secret, Scopes: scopes})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Store.CreateClient(context.Background(), c); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func noRedirects(jar http.CookieJar) *http.Client {
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func TestHealthReadyMetrics(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, password.TestParams)
+	for _, tc := range []struct{ path, want string }{
+		{"/healthz", "ok"},
+		{"/readyz", "ready"},
+		{"/metrics", "nemidp_http_request_duration_seconds"},
+	} {
+		// /metrics shows the histogram only after a request was observed: the two before it.
+		resp, err := http.Get(s.base + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), tc.want) {
+			t.Errorf("GET %s = %d %q, want 200 containing %q", tc.path, resp.StatusCode, body, tc.want)
+		}
+	}
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, password.TestParams)
+	resp, err := http.Get(s.base + "/login/AAAAAAAAAAAAAAAAAAAAAA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for h, want := range map[string]string{
+		"Content-Security-Policy": "frame-ancestors 'none'",
+		"X-Frame-Options":         "DENY",
+		"X-Content-Type-Options":  "nosniff",
+		"Referrer-Policy":         "no-referrer",
+	} {
+		if got := resp.Header.Get(h); !strings.Contains(got, want) {
+			t.Errorf("%s = %q, want %q", h, got, want)
+		}
+	}
+	if resp.Header.Get("X-Request-Id") == "" {
+		t.Error("no X-Request-Id")
+	}
+}
+
+func TestAuthorizeRefusesWithoutRedirect(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, password.TestParams)
+	s.client(t, "bank", "bank-secret-0123456789", "openid", "profile")
+	tests := []struct {
+		name, query, code string
+	}{
+		{"unknown client", "client_id=nobody&redirect_uri=http://127.0.0.1:9/cb", "unknown_client"},
+		{"no client", "redirect_uri=http://127.0.0.1:9/cb", "invalid_request"},
+		{"redirect with extra path", "client_id=bank&redirect_uri=http://127.0.0.1:9/cb/x", "invalid_redirect_uri"},
+		{"redirect with query", "client_id=bank&redirect_uri=http://127.0.0.1:9/cb?a=1", "invalid_redirect_uri"},
+		{"other port", "client_id=bank&redirect_uri=http://127.0.0.1:10/cb", "invalid_redirect_uri"},
+		{"no redirect", "client_id=bank", "invalid_redirect_uri"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req, _ := http.NewRequest("GET", s.base+"/authorize?response_type=code&scope=openid&"+tc.query, nil)
+			req.Header.Set("Accept", "application/json")
+			resp, err := noRedirects(nil).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body struct {
+				Error struct{ Code string } `json:"error"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			if resp.StatusCode != 400 || resp.Header.Get("Location") != "" || body.Error.Code != tc.code {
+				t.Errorf("got %d Location=%q code=%q, want 400, no Location, %q", resp.StatusCode,
+					resp.Header.Get("Location"), body.Error.Code, tc.code)
+			}
+		})
+	}
+}
+
+// ---- benchmarks: the token endpoint, with codes made outside the timer via SSO ----
+
+type benchRP struct {
+	s        *testServer
+	http     *http.Client
+	verifier string
+}
+
+func pkce() (verifier, challenge string) {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	verifier = base64.RawURLEncoding.EncodeToString(b[:])
+	sum := sha256.Sum256([]byte(verifier))
+	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// code runs one authorize through the SSO session of the jar and returns the code.
+func (b *benchRP) code(tb testing.TB) string {
+	v, ch := pkce()
+	b.verifier = v
+	next := b.s.base + "/authorize?" + url.Values{"client_id": {"bank"}, "redirect_uri": {"http://127.0.0.1:9/cb"},
+		"response_type": {"code"}, "scope": {"openid profile offline_access"}, "state": {"s"},
+		"code_challenge": {ch}, "code_challenge_method": {"S256"}}.Encode()
+	for range 6 {
+		resp, err := b.http.Get(next)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		if loc == "" {
+			tb.Fatalf("GET %s: %d without Location", next, resp.StatusCode)
+		}
+		if strings.HasPrefix(loc, "http://127.0.0.1:9/cb") {
+			u, _ := url.Parse(loc)
+			return u.Query().Get("code")
+		}
+		ref, _ := url.Parse(loc)
+		base, _ := url.Parse(b.s.base + "/")
+		next = base.ResolveReference(ref).String()
+	}
+	tb.Fatal("no code after 6 redirects")
+	return ""
+}
+
+func (b *benchRP) exchange(tb testing.TB, code string) map[string]any {
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {"http://127.0.0.1:9/cb"},
+		"code_verifier": {b.verifier}}
+	return b.token(tb, form)
+}
+
+func (b *benchRP) token(tb testing.TB, form url.Values) map[string]any {
+	req, _ := http.NewRequest("POST", b.s.base+"/oauth/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("bank", "bank-secret-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != 200 {
+		tb.Fatalf("token: %d %v", resp.StatusCode, out)
+	}
+	return out
+}
+
+// newBenchRP logs a citizen in once (so the jar holds an SSO session).
+func newBenchRP(tb testing.TB) *benchRP {
+	s := newTestServer(tb, password.TestParams)
+	s.client(tb, "bank", "bank-secret-0123456789", "openid", "profile", "offline_access")
+	res, err := s.Issuer.IssueWithPassword(context.Background(), issuance.Request{CPR: "1506901234", Name: "Karen Jensen"}, "Karen2026nemid")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	rp := &benchRP{s: s, http: noRedirects(jar)}
+	sid, err := s.Flows.StartSession(context.Background(), sessionFor(res.UserID))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u, _ := url.Parse(s.base)
+	jar.SetCookies(u, []*http.Cookie{{Name: "nemidp_sso", Value: sid, Path: "/"}})
+	return rp
+}
+
+func BenchmarkTokenEndpointCode(b *testing.B) {
+	rp := newBenchRP(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		code := rp.code(b)
+		b.StartTimer()
+		rp.exchange(b, code)
+	}
+}
+
+func BenchmarkTokenEndpointRefresh(b *testing.B) {
+	rp := newBenchRP(b)
+	tok := rp.exchange(b, rp.code(b))
+	rt := tok["refresh_token"].(string)
+	b.ReportAllocs()
+	for b.Loop() {
+		out := rp.token(b, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+		rt = out["refresh_token"].(string)
+	}
+}
+
+// BenchmarkSSOAuthorize is one authorize answered from the SSO session: authorize, the login
+// page (done at once), callback, code.
+func BenchmarkSSOAuthorize(b *testing.B) {
+	rp := newBenchRP(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		rp.code(b)
+	}
+}
+
+func sessionFor(uid string) *flows.Result {
+	return &flows.Result{CitizenID: uid, AMR: []string{"pwd", "otp"}, ACR: flows.ACRSubstantial, AuthTime: time.Now().UTC()}
+}
