@@ -92,8 +92,9 @@ func t(lang, key string) string {
 	return ""
 }
 
-// chooseLang: ?lang=, then the cookie, then the relying party's ui_locales, then
-// Accept-Language; Danish by default.
+// chooseLang: ?lang=, then the cookie, then the relying party's ui_locales; Danish by default.
+// Accept-Language is not used: NemID is Danish unless the citizen or the service asks for
+// English (many Danes run browsers set to English).
 func chooseLang(r *http.Request, locales []string) string {
 	if l := r.URL.Query().Get("lang"); l == langDA || l == langEN {
 		return l
@@ -106,15 +107,6 @@ func chooseLang(r *http.Request, locales []string) string {
 			return langDA
 		}
 		if strings.HasPrefix(l, "en") {
-			return langEN
-		}
-	}
-	for _, part := range strings.Split(r.Header.Get("Accept-Language"), ",") {
-		tag := strings.TrimSpace(strings.SplitN(part, ";", 2)[0])
-		if strings.HasPrefix(tag, "da") {
-			return langDA
-		}
-		if strings.HasPrefix(tag, "en") {
 			return langEN
 		}
 	}
