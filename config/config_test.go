@@ -1,0 +1,98 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.Issuer != "http://127.0.0.1:8080" || !c.DemoMode() || !c.InsecureCookies() {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if c.Login.MaxFailures != 5 || c.Login.FlowTTL.D() != 15*time.Minute {
+		t.Fatalf("login defaults: %+v", c.Login)
+	}
+}
+
+func TestLoadYAMLAndEnvOverride(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "nemidp.yaml")
+	yaml := "addr: 127.0.0.1:9000\nissuer: https://login.example.dk/\nredis_url: redis://r:6379/0\nlogin:\n  max_failures: 3\n  flow_ttl: 5m\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(env(map[string]string{
+		"NEMIDP_CONFIG": path, "NEMIDP_ADDR": "127.0.0.1:9100", "NEMIDP_SECRET_FILE": secretFile,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:9100" {
+		t.Errorf("env did not override addr: %s", c.Addr)
+	}
+	if c.Issuer != "https://login.example.dk" {
+		t.Errorf("issuer = %q, want trailing slash trimmed", c.Issuer)
+	}
+	if c.Secret != "0123456789abcdef0123456789abcdef" {
+		t.Errorf("secret from file not read (or not trimmed)")
+	}
+	if c.Login.MaxFailures != 3 || c.Login.FlowTTL.D() != 5*time.Minute || c.DemoMode() || c.InsecureCookies() {
+		t.Errorf("yaml not applied: %+v", c)
+	}
+}
+
+func TestValidateNamesTheField(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		env   map[string]string
+		field string
+	}{
+		{"bad addr", map[string]string{"NEMIDP_ADDR": "nope"}, "addr"},
+		{"http issuer off loopback", map[string]string{"NEMIDP_ISSUER": "http://login.example.dk"}, "issuer"},
+		{"issuer with query", map[string]string{"NEMIDP_ISSUER": "https://x.dk/?a=1"}, "issuer"},
+		{"short secret", map[string]string{"NEMIDP_SECRET": "short"}, "secret"},
+		{"max failures", map[string]string{"NEMIDP_MAX_FAILURES": "0"}, "max_failures"},
+		{"max failures not a number", map[string]string{"NEMIDP_MAX_FAILURES": "five"}, "NEMIDP_MAX_FAILURES"},
+		{"demo not a bool", map[string]string{"NEMIDP_DEMO": "maybe"}, "NEMIDP_DEMO"},
+		{"missing secret file", map[string]string{"NEMIDP_SECRET_FILE": "/nonexistent/secret"}, "NEMIDP_SECRET_FILE"},
+		{"metrics addr", map[string]string{"NEMIDP_METRICS_ADDR": "x"}, "metrics_addr"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Load(env(tc.env))
+			var fe *FieldError
+			if !errors.As(err, &fe) || !strings.Contains(fe.Field, tc.field) {
+				t.Fatalf("err = %v, want a FieldError naming %q", err, tc.field)
+			}
+		})
+	}
+}
+
+func TestUnknownYAMLFieldRefused(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("adr: 127.0.0.1:1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(env(map[string]string{"NEMIDP_CONFIG": path})); err == nil || !strings.Contains(err.Error(), "adr") {
+		t.Fatalf("a misspelt field must be refused by name, got %v", err)
+	}
+}
