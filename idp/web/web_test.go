@@ -1,0 +1,252 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nemidp/nemidp/flows"
+	"github.com/nemidp/nemidp/idp/issuance"
+	"github.com/nemidp/nemidp/idp/store/storetest"
+	"github.com/nemidp/nemidp/keys/codecard"
+	"github.com/nemidp/nemidp/keys/password"
+)
+
+type fixture struct {
+	srv    *httptest.Server
+	engine *flows.Engine
+	issuer *issuance.Issuer
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	st := storetest.NewStore(t, storetest.Real().Client(t))
+	cards, err := codecard.NewHasher([]byte("card-secret-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pws := password.NewHasher(password.TestParams)
+	e := &flows.Engine{Store: st, Passwords: pws, Cards: cards, MaxFailures: 5, FlowTTL: time.Minute,
+		SessionTTL: time.Hour, Grace: time.Hour}
+	h := &Handler{Flows: e, CSRFKey: []byte("csrf-key-0123456789"), Origin: "http://example.invalid"}
+	mux := http.NewServeMux()
+	h.Register(mux)
+	srv := httptest.NewServer(mux)
+	h.Origin = srv.URL
+	t.Cleanup(srv.Close)
+	return &fixture{srv: srv, engine: e, issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards}}
+}
+
+func (f *fixture) flow(t testing.TB) string {
+	t.Helper()
+	fl, err := f.engine.Begin(context.Background(), flows.Start{ClientID: "rp", ReturnURL: func(id string) string {
+		return "https://rp.example/back?id=" + id
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fl.ID
+}
+
+func browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func do(t testing.TB, c *http.Client, method, url, ctype, body string, hdr map[string]string) (int, View, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var v View
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(raw, &v); err != nil {
+			t.Fatalf("%s %s: bad JSON %q", method, url, raw)
+		}
+	}
+	return resp.StatusCode, v, string(raw)
+}
+
+var jsonAccept = map[string]string{"Accept": "application/json"}
+
+func TestUnknownFlow(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	code, v, _ := do(t, browser(), "GET", f.srv.URL+"/login/no-such-flow", "", "", jsonAccept)
+	if code != http.StatusGone || v.Error == nil || v.Error.Code != flows.CodeFlowExpired {
+		t.Fatalf("got %d %+v", code, v)
+	}
+	code, _, html := do(t, browser(), "GET", f.srv.URL+"/login/no-such-flow", "", "", nil)
+	if code != http.StatusGone || !strings.Contains(html, "udløbet") || !strings.Contains(html, `lang="da"`) {
+		t.Fatalf("HTML error page: %d %q", code, html)
+	}
+}
+
+func TestPostRefusals(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	id := f.flow(t)
+	b := browser()
+	code, v, _ := do(t, b, "GET", f.srv.URL+"/login/"+id, "", "", jsonAccept)
+	if code != 200 || v.Step != flows.StepPassword || v.CSRFToken == "" {
+		t.Fatalf("first view: %d %+v", code, v)
+	}
+	csrf := v.CSRFToken
+	target := f.srv.URL + "/login/" + id + "/password"
+	good := `{"username":"123456789","password":"x"}`
+	tests := []struct {
+		name   string
+		client *http.Client
+		ctype  string
+		body   string
+		hdr    map[string]string
+		status int
+		code   string
+	}{
+		{"no csrf", b, "application/json", good, jsonAccept, 403, "csrf"},
+		{"wrong csrf", b, "application/json", good, map[string]string{"Accept": "application/json", "X-CSRF-Token": "x"}, 403, "csrf"},
+		{"cross-site", b, "application/json", good, map[string]string{"Accept": "application/json", "X-CSRF-Token": csrf, "Sec-Fetch-Site": "cross-site"}, 403, "csrf"},
+		{"foreign origin", b, "application/json", good, map[string]string{"Accept": "application/json", "X-CSRF-Token": csrf, "Origin": "https://evil.example"}, 403, "csrf"},
+		{"text/plain", b, "text/plain", good, map[string]string{"Accept": "application/json", "X-CSRF-Token": csrf}, 415, flows.CodeInvalidRequest},
+		{"malformed json", b, "application/json", `{"username":`, map[string]string{"X-CSRF-Token": csrf}, 400, flows.CodeInvalidRequest},
+		{"empty json", b, "application/json", ``, map[string]string{"X-CSRF-Token": csrf}, 400, flows.CodeInvalidRequest},
+		{"oversized", b, "application/json", `{"password":"` + strings.Repeat("a", 1<<20) + `"}`, map[string]string{"X-CSRF-Token": csrf}, 413, flows.CodeInvalidRequest},
+		{"other browser", browser(), "application/json", good, map[string]string{"Accept": "application/json", "X-CSRF-Token": csrf}, 403, flows.CodeWrongBrowser},
+		{"wrong step", b, "application/json", `{"key":"123456"}`, map[string]string{"X-CSRF-Token": csrf}, 409, flows.CodeWrongStep},
+		{"empty answer", b, "application/json", `{}`, map[string]string{"X-CSRF-Token": csrf}, 400, flows.CodeInvalidRequest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u := target
+			if tc.name == "wrong step" {
+				u = f.srv.URL + "/login/" + id + "/codecard"
+			}
+			code, v, raw := do(t, tc.client, "POST", u, tc.ctype, tc.body, tc.hdr)
+			if code != tc.status || v.Error == nil || v.Error.Code != tc.code {
+				t.Fatalf("got %d %q, want %d %s", code, raw[:min(len(raw), 200)], tc.status, tc.code)
+			}
+		})
+	}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+
+func TestHTMLForms(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	res, err := f.issuer.IssueWithPassword(context.Background(), issuance.Request{CPR: "1506901234", Name: "Karen Jensen"}, "Karen2026nemid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := f.flow(t)
+	b := browser()
+	code, _, page := do(t, b, "GET", f.srv.URL+"/login/"+id, "", "", nil)
+	m := csrfField.FindStringSubmatch(page)
+	if code != 200 || m == nil || !strings.Contains(page, "Bruger-id") {
+		t.Fatalf("password page: %d %q", code, page)
+	}
+	form := "username=" + res.UserID + "&password=wrong1234x&csrf_token=" + m[1]
+	code, _, page = do(t, b, "POST", f.srv.URL+"/login/"+id+"/password", "application/x-www-form-urlencoded", form, nil)
+	if code != 401 || !strings.Contains(page, "Forkert bruger-id eller adgangskode") || !strings.Contains(page, "Forsøg tilbage: 4") {
+		t.Fatalf("wrong password page: %d %q", code, page)
+	}
+	form = "username=" + res.UserID + "&password=Karen2026nemid&csrf_token=" + m[1]
+	code, _, page = do(t, b, "POST", f.srv.URL+"/login/"+id+"/password", "application/x-www-form-urlencoded", form, nil)
+	num := regexp.MustCompile(`id="key-number">(\d{4})<`).FindStringSubmatch(page)
+	if code != 200 || num == nil {
+		t.Fatalf("codecard page: %d %q", code, page)
+	}
+	var key string
+	for _, k := range res.Card.Keys {
+		if k.Number == num[1] {
+			key = k.Key
+		}
+	}
+	req, _ := http.NewRequest("POST", f.srv.URL+"/login/"+id+"/codecard", strings.NewReader("key="+key+"&csrf_token="+m[1]))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := b.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "https://rp.example/back?id="+id {
+		t.Fatalf("done: %d Location=%q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var sso bool
+	for _, c := range resp.Cookies() {
+		if c.Name == sessionCookie {
+			sso = c.HttpOnly && c.SameSite == http.SameSiteLaxMode
+		}
+	}
+	if !sso {
+		t.Fatal("no HttpOnly SameSite=Lax SSO cookie after login")
+	}
+}
+
+func TestLanguage(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	id := f.flow(t)
+	b := browser()
+	tests := []struct{ query, hdr, want string }{
+		{"", "en-US,en;q=0.9", "Bruger-id"}, // Danish by default, whatever the browser says
+		{"?lang=en", "", "User ID"},
+		{"", "", "User ID"}, // the choice is remembered in a cookie
+		{"?lang=da", "", "Bruger-id"},
+	}
+	for _, tc := range tests {
+		_, _, page := do(t, b, "GET", f.srv.URL+"/login/"+id+tc.query, "", "", map[string]string{"Accept-Language": tc.hdr})
+		if !strings.Contains(page, tc.want) {
+			t.Errorf("GET%s (Accept-Language %q): want %q", tc.query, tc.hdr, tc.want)
+		}
+	}
+}
+
+// FuzzLoginPost throws arbitrary bodies, content types and step names at a live flow: the
+// answer is always a clear 4xx with a JSON error, never a panic or a 5xx.
+func FuzzLoginPost(f *testing.F) {
+	fx := newFixture(f)
+	id := fx.flow(f)
+	b := browser()
+	_, v, _ := do(f, b, "GET", fx.srv.URL+"/login/"+id, "", "", jsonAccept)
+	f.Add("password", "application/json", `{"username":"123456789","password":"1234"}`)
+	f.Add("codecard", "application/json", `{"key":"12345"}`)
+	f.Add("new-password", "application/x-www-form-urlencoded", "password=%zz")
+	f.Add("nope", "multipart/form-data; boundary=x", "--x\r\n")
+	f.Add("password", "application/json", `[1,2,3]`)
+	f.Add("password", "application/json", `{"username":"\u0000","password":"`+strings.Repeat("9", 300)+`"}`)
+	f.Fuzz(func(t *testing.T, step, ctype, body string) {
+		if step == "" || strings.IndexFunc(ctype, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+			return // not a request a client can send
+		}
+		code, view, raw := do(t, b, "POST", fx.srv.URL+"/login/"+id+"/"+url.PathEscape(step), ctype, body,
+			map[string]string{"Accept": "application/json", "X-CSRF-Token": v.CSRFToken})
+		if code >= 500 {
+			t.Fatalf("POST %s (%s) %q: %d %s", step, ctype, body, code, raw)
+		}
+		if code >= 400 && (view.Error == nil || view.Error.Code == "") {
+			t.Fatalf("POST %s: %d without a JSON error: %s", step, code, raw)
+		}
+	})
+}
