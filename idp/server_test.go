@@ -303,3 +303,31 @@ func BenchmarkSSOAuthorize(b *testing.B) {
 func sessionFor(uid string) *flows.Result {
 	return &flows.Result{CitizenID: uid, AMR: []string{"pwd", "otp"}, ACR: flows.ACRSubstantial, AuthTime: time.Now().UTC()}
 }
+
+func TestDiscoveryStatesWhatIsOffered(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, password.TestParams)
+	resp, err := http.Get(s.base + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d struct {
+		Issuer        string   `json:"issuer"`
+		ResponseTypes []string `json:"response_types_supported"`
+		GrantTypes    []string `json:"grant_types_supported"`
+		SubjectTypes  []string `json:"subject_types_supported"`
+		PKCE          []string `json:"code_challenge_methods_supported"`
+		Device        string   `json:"device_authorization_endpoint"`
+		Algs          []string `json:"id_token_signing_alg_values_supported"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join([]string{d.Issuer, strings.Join(d.ResponseTypes, ","), strings.Join(d.GrantTypes, ","),
+		strings.Join(d.SubjectTypes, ","), strings.Join(d.PKCE, ","), d.Device, strings.Join(d.Algs, ",")}, " | ")
+	want := s.base + " | code | authorization_code,refresh_token | pairwise | S256 |  | ES256"
+	if got != want {
+		t.Fatalf("discovery:\n got %s\nwant %s", got, want)
+	}
+}
