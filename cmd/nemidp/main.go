@@ -41,27 +41,29 @@ Configuration: NEMIDP_CONFIG (YAML) and NEMIDP_* environment variables; see READ
 func main() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	slog.SetDefault(logger)
-	if err := run(os.Args[1:], os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "nemidp:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, out io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(out, usage)
 		return errors.New("no command given")
 	}
 	switch args[0] {
 	case "serve":
-		return serve()
+		return serve(ctx, getenv, out)
 	case "citizen":
 		if len(args) > 1 && args[1] == "add" {
-			return citizenAdd(args[2:], out)
+			return citizenAdd(ctx, args[2:], getenv, out)
 		}
 	case "client":
 		if len(args) > 1 && args[1] == "add" {
-			return clientAdd(args[2:], out)
+			return clientAdd(ctx, args[2:], getenv, out)
 		}
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
@@ -71,13 +73,12 @@ func run(args []string, out io.Writer) error {
 	return fmt.Errorf("unknown command %q", strings.Join(args, " "))
 }
 
-func serve() error {
-	cfg, err := config.Load(os.Getenv)
+// serve runs the IdP until ctx ends (SIGINT/SIGTERM), then drains connections.
+func serve(ctx context.Context, getenv func(string) string, out io.Writer) error {
+	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 
 	redisURL := cfg.RedisURL
 	if redisURL == "" {
@@ -128,7 +129,7 @@ func serve() error {
 		ms = &http.Server{Addr: cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { errs <- ms.ListenAndServe() }()
 	}
-	banner(cfg, info)
+	banner(out, cfg, info)
 
 	select {
 	case <-ctx.Done():
@@ -146,22 +147,22 @@ func serve() error {
 	return hs.Shutdown(sctx)
 }
 
-func banner(cfg config.Config, info *demo.Info) {
-	fmt.Printf("nemidp serving at %s\n", cfg.Issuer)
-	fmt.Printf("  discovery: %s/.well-known/openid-configuration\n", cfg.Issuer)
+func banner(out io.Writer, cfg config.Config, info *demo.Info) {
+	fmt.Fprintf(out, "nemidp serving at %s\n", cfg.Issuer)
+	fmt.Fprintf(out, "  discovery: %s/.well-known/openid-configuration\n", cfg.Issuer)
 	if info != nil {
-		fmt.Printf("  demo relying party: %s\n", info.RPURL)
-		fmt.Printf("  demo citizen: user ID %s, password %s\n", info.UserID, info.Password)
-		fmt.Printf("  demo citizen's code card: %s\n", info.CardURL)
+		fmt.Fprintf(out, "  demo relying party: %s\n", info.RPURL)
+		fmt.Fprintf(out, "  demo citizen: user ID %s, password %s\n", info.UserID, info.Password)
+		fmt.Fprintf(out, "  demo citizen's code card: %s\n", info.CardURL)
 	}
 	if cfg.AdminToken == "" {
-		fmt.Println("  operator API disabled: set NEMIDP_ADMIN_TOKEN")
+		fmt.Fprintln(out, "  operator API disabled: set NEMIDP_ADMIN_TOKEN")
 	}
 }
 
 // operatorServer opens the configured Redis for a CLI subcommand.
-func operatorServer(ctx context.Context) (*idp.Server, func(), error) {
-	cfg, err := config.Load(os.Getenv)
+func operatorServer(ctx context.Context, getenv func(string) string) (*idp.Server, func(), error) {
+	cfg, err := config.Load(getenv)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -185,7 +186,7 @@ type multi []string
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
-func citizenAdd(args []string, out io.Writer) error {
+func citizenAdd(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	fs := flag.NewFlagSet("citizen add", flag.ContinueOnError)
 	var req issuance.Request
 	fs.StringVar(&req.CPR, "cpr", "", "CPR number (DDMMYY-SSSS)")
@@ -196,8 +197,7 @@ func citizenAdd(args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx := context.Background()
-	srv, done, err := operatorServer(ctx)
+	srv, done, err := operatorServer(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -211,7 +211,7 @@ func citizenAdd(args []string, out io.Writer) error {
 	return enc.Encode(res)
 }
 
-func clientAdd(args []string, out io.Writer) error {
+func clientAdd(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	fs := flag.NewFlagSet("client add", flag.ContinueOnError)
 	var req admin.ClientRequest
 	var uris, scopes multi
@@ -230,8 +230,7 @@ func clientAdd(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
-	srv, done, err := operatorServer(ctx)
+	srv, done, err := operatorServer(ctx, getenv)
 	if err != nil {
 		return err
 	}
