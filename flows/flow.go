@@ -126,6 +126,14 @@ func NewID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+type browserKey struct{}
+
+// WithBrowser marks ctx with the browser (cookie digest) that asked for a login, so Begin binds
+// the new flow to it at once: no other browser can ever claim the flow, not even first.
+func WithBrowser(ctx context.Context, browser string) context.Context {
+	return context.WithValue(ctx, browserKey{}, browser)
+}
+
 // Begin creates a flow at its first step.
 func (e *Engine) Begin(ctx context.Context, s Start) (*Flow, error) {
 	now := e.now().UTC()
@@ -135,6 +143,7 @@ func (e *Engine) Begin(ctx context.Context, s Start) (*Flow, error) {
 		ReturnURL: s.ReturnURL(id), Prompt: s.Prompt, MaxAge: s.MaxAge, Locales: s.Locales,
 		LoginHint: s.LoginHint, Protocol: s.Protocol, Step: StepPassword,
 	}
+	f.Browser, _ = ctx.Value(browserKey{}).(string)
 	if err := e.save(ctx, f); err != nil {
 		return nil, fmt.Errorf("flows: begin: %w", err)
 	}

@@ -231,7 +231,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.Web.ErrorPage(w, r, http.StatusBadRequest, "invalid_redirect_uri", "The service sent you here with a return address it has not registered.")
 		return
 	}
-	s.Provider.ServeHTTP(w, r)
+	s.Provider.ServeHTTP(w, s.Web.BindBrowser(w, r))
 }
 
 // callback answers the relying party when a flow ended: a failed flow gets its protocol error

@@ -560,6 +560,13 @@ func (h *Handler) ErrorPage(w http.ResponseWriter, r *http.Request, status int, 
 	h.writeError(req, &httpError{status: status, err: flows.Errorf(code, "%s", msg)})
 }
 
+// BindBrowser gives the browser its cookie (if it has none yet) and returns the request with
+// its context marked, so a login flow started by this request is bound to this browser.
+func (h *Handler) BindBrowser(w http.ResponseWriter, r *http.Request) *http.Request {
+	b := h.browserID(&request{w: w, r: r}, true)
+	return r.WithContext(flows.WithBrowser(r.Context(), b))
+}
+
 // BoundTo reports whether the request comes from the browser the flow is bound to.
 func (h *Handler) BoundTo(r *http.Request, f *flows.Flow) bool {
 	c, err := r.Cookie(h.cookieName(browserCookie))
