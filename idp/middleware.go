@@ -12,9 +12,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// chain wraps the mux: request id, recovery, security headers, metrics.
+// chain wraps the mux: request id, recovery, security headers, body limit, metrics and the
+// access log.
 func chain(next http.Handler, m *httpMetrics) http.Handler {
-	return requestID(recoverer(securityHeaders(m.wrap(next))))
+	return requestID(recoverer(securityHeaders(limitBody(m.wrap(next)))))
+}
+
+// maxBody bounds every request body; handlers that expect less set lower limits.
+const maxBody = 256 << 10
+
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBody {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			_, _ = w.Write([]byte(`{"error":{"code":"invalid_request","message":"Request body too large."}}` + "\n"))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		next.ServeHTTP(w, r)
+	})
 }
 
 func requestID(next http.Handler) http.Handler {
@@ -113,6 +130,14 @@ func (m *httpMetrics) wrap(next http.Handler) http.Handler {
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
-		m.duration.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
+		took := time.Since(start)
+		m.duration.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Observe(took.Seconds())
+		switch route {
+		case "GET /healthz", "GET /readyz", "GET /metrics", "GET /static/":
+		default:
+			// The route pattern, never the path or query: they carry flow ids, codes and state.
+			slog.LogAttrs(r.Context(), slog.LevelInfo, "http", slog.String("route", route), slog.String("method", r.Method),
+				slog.Int("status", sw.status), slog.Duration("took", took), slog.String("request_id", w.Header().Get("X-Request-Id")))
+		}
 	})
 }

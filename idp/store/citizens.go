@@ -222,11 +222,11 @@ local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 local max = tonumber(ARGV[1])
 if n >= max and st == 'active' then
   redis.call('HSET', KEYS[1], 'status', 'blocked', 'block_reason', 'failures', 'blocked_at', ARGV[2])
-  st = 'blocked'
 end
 local left = max - n
 if left < 0 then left = 0 end
-if st == 'blocked' then return {left, 1} end
+-- Locked only by failures: a block an operator set is not told to a wrong password.
+if n >= max or (st == 'blocked' and redis.call('HGET', KEYS[1], 'block_reason') == 'failures') then return {left, 1} end
 return {left, 0}
 `)
 
