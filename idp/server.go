@@ -158,6 +158,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	mux.HandleFunc("/end_session", s.endSession)
 	mux.HandleFunc("GET /.well-known/openid-configuration", oidc.Discovery(provider, s.Storage, cfg.Issuer))
 	mux.HandleFunc("/device_authorization", http.NotFound) // no device grant
+	mux.Handle("/oauth/token", oidc.TokenClient(provider))
 	mux.Handle("/", provider)
 
 	s.MetricsHandler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/nemidp/nemidp/config"
 	"github.com/nemidp/nemidp/flows"
 	"github.com/nemidp/nemidp/idp"
@@ -250,9 +252,17 @@ func (b *benchRP) token(tb testing.TB, form url.Values) map[string]any {
 }
 
 // newBenchRP logs a citizen in once (so the jar holds an SSO session).
-func newBenchRP(tb testing.TB) *benchRP {
+func newBenchRP(tb testing.TB, alg ...string) *benchRP {
 	s := newTestServer(tb, password.TestParams)
-	s.client(tb, "bank", "bank-secret-0123456789", "openid", "profile", "offline_access")
+	c, _, err := admin.BuildClient(admin.ClientRequest{ClientID: "bank", Name: "bank", RedirectURIs: []string{"http://127.0.0.1:9/cb"},
+		Secret: "bank-secret-0123456789", Scopes: []string{"openid", "profile", "offline_access"},
+		IDTokenSignedResponseAlg: strings.Join(alg, "")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Store.CreateClient(context.Background(), c); err != nil {
+		tb.Fatal(err)
+	}
 	res, err := s.Issuer.IssueWithPassword(context.Background(), issuance.Request{CPR: "1506901234", Name: "Karen Jensen"}, "Karen2026nemid")
 	if err != nil {
 		tb.Fatal(err)
@@ -326,8 +336,46 @@ func TestDiscoveryStatesWhatIsOffered(t *testing.T) {
 	}
 	got := strings.Join([]string{d.Issuer, strings.Join(d.ResponseTypes, ","), strings.Join(d.GrantTypes, ","),
 		strings.Join(d.SubjectTypes, ","), strings.Join(d.PKCE, ","), d.Device, strings.Join(d.Algs, ",")}, " | ")
-	want := s.base + " | code | authorization_code,refresh_token | pairwise | S256 |  | ES256"
+	want := s.base + " | code | authorization_code,refresh_token | pairwise | S256 |  | ES256,RS256"
 	if got != want {
 		t.Fatalf("discovery:\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestIDTokenAlgorithmPerClient: ES256 by default; a client registered for RS256 gets RS256,
+// and both verify against the published JWKS.
+func TestIDTokenAlgorithmPerClient(t *testing.T) {
+	t.Parallel()
+	for _, alg := range []string{"", "RS256"} {
+		t.Run("alg="+alg, func(t *testing.T) {
+			t.Parallel()
+			rp := newBenchRP(t, alg)
+			tok := rp.exchange(t, rp.code(t))
+			idt, err := jose.ParseSigned(tok["id_token"].(string), []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := alg
+			if want == "" {
+				want = "ES256"
+			}
+			if got := idt.Signatures[0].Header.Algorithm; got != want {
+				t.Fatalf("id_token alg %s, want %s", got, want)
+			}
+			resp, err := http.Get(rp.s.base + "/keys")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var jwks jose.JSONWebKeySet
+			_ = json.NewDecoder(resp.Body).Decode(&jwks)
+			resp.Body.Close()
+			keys := jwks.Key(idt.Signatures[0].Header.KeyID)
+			if len(keys) != 1 {
+				t.Fatalf("kid %s not in the JWKS", idt.Signatures[0].Header.KeyID)
+			}
+			if _, err := idt.Verify(keys[0]); err != nil {
+				t.Fatalf("id_token does not verify with the JWKS key: %v", err)
+			}
+		})
 	}
 }

@@ -117,6 +117,8 @@ type ClientRequest struct {
 	RequiresOCES           bool     `json:"requires_oces,omitempty"`
 	AllowOnBehalfOf        bool     `json:"allow_on_behalf_of,omitempty"`
 	Dialect                string   `json:"dialect,omitempty"`
+	// IDTokenSignedResponseAlg is "ES256" (default) or "RS256" (OIDC Dynamic Registration name).
+	IDTokenSignedResponseAlg string `json:"id_token_signed_response_alg,omitempty"`
 }
 
 // ClientResponse echoes the client; client_secret only when the server generated it.
@@ -153,6 +155,11 @@ func BuildClient(req ClientRequest) (*store.Client, string, error) {
 	default:
 		return nil, "", bad("dialect: only \"default\" is supported so far")
 	}
+	switch req.IDTokenSignedResponseAlg {
+	case "", "ES256", "RS256":
+	default:
+		return nil, "", bad("id_token_signed_response_alg: want ES256 or RS256")
+	}
 	scopes := req.Scopes
 	if len(scopes) == 0 {
 		scopes = []string{"openid", "profile"}
@@ -166,7 +173,7 @@ func BuildClient(req ClientRequest) (*store.Client, string, error) {
 	c := &store.Client{
 		ID: req.ClientID, Name: req.Name, RedirectURIs: req.RedirectURIs, PostLogoutRedirectURIs: req.PostLogoutRedirectURIs,
 		Public: req.Public, Scopes: scopes, RequiresOCES: req.RequiresOCES, AllowOnBehalfOf: req.AllowOnBehalfOf,
-		Dialect: req.Dialect, CreatedAt: time.Now().UTC(),
+		Dialect: req.Dialect, IDTokenAlg: req.IDTokenSignedResponseAlg, CreatedAt: time.Now().UTC(),
 	}
 	if c.Name == "" {
 		c.Name = c.ID

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -374,8 +375,47 @@ func (s *Storage) GetRefreshTokenInfo(ctx context.Context, clientID, token strin
 	return rec.Subject, token, nil
 }
 
-// SigningKey is the default (ES256) key.
-func (s *Storage) SigningKey(context.Context) (op.SigningKey, error) { return s.Keys.Default(), nil }
+type clientKey struct{}
+
+// WithClient marks a token request's context with the client it authenticates as, so the ID
+// token is signed with the algorithm that client registered.
+func WithClient(ctx context.Context, clientID string) context.Context {
+	return context.WithValue(ctx, clientKey{}, clientID)
+}
+
+// SigningKey is the ES256 key, or the RS256 key for a client registered for RS256.
+func (s *Storage) SigningKey(ctx context.Context) (op.SigningKey, error) {
+	id, _ := ctx.Value(clientKey{}).(string)
+	if id == "" {
+		return s.Keys.Default(), nil
+	}
+	c, err := s.Store.Client(ctx, id)
+	if err != nil || c.IDTokenAlg == "" || c.IDTokenAlg == string(s.Keys.Default().Alg) {
+		return s.Keys.Default(), nil // an unknown client fails authentication anyway
+	}
+	k, ok := s.Keys.ByAlg(jose.SignatureAlgorithm(c.IDTokenAlg))
+	if !ok {
+		return nil, oidc.ErrServerError().WithDescription("no %s signing key is configured", c.IDTokenAlg)
+	}
+	return k, nil
+}
+
+// TokenClient is middleware for the token endpoint: it finds the client id the request
+// authenticates with (Basic auth or form) and marks the context with it.
+func TokenClient(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _, ok := r.BasicAuth()
+		if ok {
+			id, _ = url.QueryUnescape(id)
+		} else if err := r.ParseForm(); err == nil {
+			id = r.PostForm.Get("client_id")
+		}
+		if id != "" {
+			r = r.WithContext(WithClient(r.Context(), id))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // SignatureAlgorithms lists what the JWKS carries.
 func (s *Storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {

@@ -12,17 +12,19 @@ import (
 
 // Client is a registered relying party (OIDC client; SAML service providers come later).
 type Client struct {
-	ID                     string    `json:"client_id"`
-	Name                   string    `json:"name"`
-	RedirectURIs           []string  `json:"redirect_uris"`
-	PostLogoutRedirectURIs []string  `json:"post_logout_redirect_uris,omitempty"`
-	SecretHash             string    `json:"secret_hash,omitempty"` // SHA-256 of a high-entropy secret
-	Public                 bool      `json:"public"`
-	Scopes                 []string  `json:"scopes"`
-	RequiresOCES           bool      `json:"requires_oces"`
-	AllowOnBehalfOf        bool      `json:"allow_on_behalf_of"`
-	Dialect                string    `json:"dialect,omitempty"`
-	CreatedAt              time.Time `json:"created_at"`
+	ID                     string   `json:"client_id"`
+	Name                   string   `json:"name"`
+	RedirectURIs           []string `json:"redirect_uris"`
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
+	SecretHash             string   `json:"secret_hash,omitempty"` // SHA-256 of a high-entropy secret
+	Public                 bool     `json:"public"`
+	Scopes                 []string `json:"scopes"`
+	RequiresOCES           bool     `json:"requires_oces"`
+	AllowOnBehalfOf        bool     `json:"allow_on_behalf_of"`
+	Dialect                string   `json:"dialect,omitempty"`
+	// IDTokenAlg is the client's registered id_token_signed_response_alg ("" = ES256).
+	IDTokenAlg string    `json:"id_token_signed_response_alg,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
 }
 
 func (s *Store) clientKey(id string) string { return s.key("client", id) }

@@ -84,6 +84,15 @@ func (s *Set) Algorithms() []jose.SignatureAlgorithm {
 	return out
 }
 
+// GenerateRSA makes a fresh RS256 key (2048 bits) for clients that cannot verify ES256.
+func GenerateRSA() (*Key, error) {
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("signing: generate rsa: %w", err)
+	}
+	return newKey(priv)
+}
+
 // Generate makes a fresh ES256 key.
 func Generate() (*Key, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -250,14 +259,19 @@ type Sealer interface {
 	Open(purpose string, sealed []byte) ([]byte, error)
 }
 
-// Shared returns the key set kept in the store, generating it on the very first start.
-// Concurrent first starts agree on one set: the store keeps the first one written.
+// Shared returns the key set kept in the store — an ES256 key that signs by default and an
+// RS256 key for clients registered for it — generating it on the very first start. Concurrent
+// first starts agree on one set: the store keeps the first one written.
 func Shared(ctx context.Context, ms MetaStore, sealer Sealer) (set *Set, created bool, err error) {
 	k, err := Generate()
 	if err != nil {
 		return nil, false, err
 	}
-	plain, err := Marshal(&Set{Keys: []*Key{k}})
+	rk, err := GenerateRSA()
+	if err != nil {
+		return nil, false, err
+	}
+	plain, err := Marshal(&Set{Keys: []*Key{k, rk}})
 	if err != nil {
 		return nil, false, err
 	}
