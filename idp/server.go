@@ -159,6 +159,8 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	mux.HandleFunc("GET /.well-known/openid-configuration", oidc.Discovery(provider, s.Storage, cfg.Issuer))
 	mux.HandleFunc("/device_authorization", http.NotFound) // no device grant
 	mux.Handle("/oauth/token", oidc.TokenClient(provider))
+	mux.HandleFunc("GET /userinfo", oidc.Userinfo(provider, s.Storage))
+	mux.HandleFunc("POST /userinfo", oidc.Userinfo(provider, s.Storage))
 	mux.Handle("/", provider)
 
 	s.MetricsHandler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})

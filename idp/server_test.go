@@ -379,3 +379,102 @@ func TestIDTokenAlgorithmPerClient(t *testing.T) {
 		})
 	}
 }
+
+func (b *benchRP) post(tb testing.TB, path string, form url.Values) (int, map[string]any) {
+	req, _ := http.NewRequest("POST", b.s.base+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("bank", "bank-secret-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func userinfoStatus(tb testing.TB, base, access string) int {
+	req, _ := http.NewRequest("GET", base+"/userinfo", nil)
+	req.Header.Set("Authorization", "Bearer "+access)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestIntrospectionAndRevocation(t *testing.T) {
+	t.Parallel()
+	rp := newBenchRP(t)
+	tok := rp.exchange(t, rp.code(t))
+	access, refresh := tok["access_token"].(string), tok["refresh_token"].(string)
+
+	code, in := rp.post(t, "/oauth/introspect", url.Values{"token": {access}})
+	if code != 200 || in["active"] != true || in["client_id"] != "bank" || in["sub"] == nil || in["name"] != "Karen Jensen" {
+		t.Fatalf("introspection of a live token: %d %v", code, in)
+	}
+	// Revoking the refresh token revokes the whole grant, its access tokens too (RFC 7009 §2.1).
+	if code, out := rp.post(t, "/revoke", url.Values{"token": {refresh}, "token_type_hint": {"refresh_token"}}); code != 200 {
+		t.Fatalf("revoke: %d %v", code, out)
+	}
+	if code, in := rp.post(t, "/oauth/introspect", url.Values{"token": {access}}); code != 200 || in["active"] != false {
+		t.Fatalf("introspection after revocation: %d %v", code, in)
+	}
+	if st := userinfoStatus(t, rp.s.base, access); st != http.StatusUnauthorized {
+		t.Fatalf("userinfo with a revoked token: %d, want 401", st)
+	}
+	if code, out := rp.post(t, "/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}); code != 400 || out["error"] != "invalid_grant" {
+		t.Fatalf("refresh with a revoked token: %d %v", code, out)
+	}
+
+	// Revoking one access token leaves the grant's refresh token working.
+	tok = rp.exchange(t, rp.code(t))
+	if code, _ := rp.post(t, "/revoke", url.Values{"token": {tok["access_token"].(string)}}); code != 200 {
+		t.Fatalf("revoke access token: %d", code)
+	}
+	if st := userinfoStatus(t, rp.s.base, tok["access_token"].(string)); st != http.StatusUnauthorized {
+		t.Fatalf("userinfo with a revoked access token: %d", st)
+	}
+	rp.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}})
+}
+
+func TestEndSessionEndsSSO(t *testing.T) {
+	t.Parallel()
+	rp := newBenchRP(t)
+	tok := rp.exchange(t, rp.code(t))
+	resp, err := rp.http.Get(rp.s.base + "/end_session?id_token_hint=" + url.QueryEscape(tok["id_token"].(string)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cleared := false
+	for _, c := range resp.Cookies() {
+		cleared = cleared || (c.Name == "nemidp_sso" && c.MaxAge < 0)
+	}
+	if !cleared {
+		t.Fatalf("end_session (%d) did not clear the SSO cookie", resp.StatusCode)
+	}
+	// The next authorize must ask for the password again.
+	_, ch := pkce()
+	next := rp.s.base + "/authorize?" + url.Values{"client_id": {"bank"}, "redirect_uri": {"http://127.0.0.1:9/cb"},
+		"response_type": {"code"}, "scope": {"openid"}, "code_challenge": {ch}, "code_challenge_method": {"S256"}}.Encode()
+	resp, err = rp.http.Get(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	req, _ := http.NewRequest("GET", rp.s.base+resp.Header.Get("Location"), nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err = rp.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct{ Step string }
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if v.Step != "password" {
+		t.Fatalf("after end_session the login answered step %q, want password", v.Step)
+	}
+}

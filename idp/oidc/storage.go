@@ -340,27 +340,30 @@ func (s *Storage) refreshToken(ctx context.Context, token string) (*tokenRecord,
 // which sees the browser.
 func (s *Storage) TerminateSession(context.Context, string, string) error { return nil }
 
-// RevokeToken revokes an access token (by id) or a refresh token with its whole grant.
-func (s *Storage) RevokeToken(ctx context.Context, tokenOrID, userID, clientID string) *oidc.Error {
-	if userID != "" {
-		grant, id, ok := splitTokenID(tokenOrID)
-		if !ok {
+// RevokeToken revokes an access token (by id) or a refresh token with its whole grant (and so
+// the grant's access tokens, RFC 7009 §2.1). zitadel/oidc passes a refresh token here with its
+// user id set too, so the kind is told by the token's shape: an access token id is
+// "<grant>.<22 chars>", a refresh token "<grant>.<44 chars>".
+func (s *Storage) RevokeToken(ctx context.Context, tokenOrID, _, clientID string) *oidc.Error {
+	grant, rest, ok := splitTokenID(tokenOrID)
+	if !ok {
+		return nil // not ours: nothing to revoke (RFC 7009 §2.2)
+	}
+	if len(rest) > len(flows.NewID()) {
+		rec, err := s.refreshToken(ctx, tokenOrID)
+		if err != nil || rec.ClientID != clientID {
 			return nil
 		}
-		rec, err := s.accessToken(ctx, tokenOrID)
-		if err != nil || rec.ClientID != clientID {
-			return nil // unknown or not this client's: nothing to revoke (RFC 7009 §2.2)
-		}
-		if err := s.Store.DeleteAccessToken(ctx, grant, id); err != nil {
+		if err := s.Store.RevokeGrant(ctx, rec.Grant, s.Lifetimes.RefreshToken); err != nil {
 			return oidc.ErrServerError().WithParent(err)
 		}
 		return nil
 	}
-	rec, err := s.refreshToken(ctx, tokenOrID)
+	rec, err := s.accessToken(ctx, tokenOrID)
 	if err != nil || rec.ClientID != clientID {
 		return nil
 	}
-	if err := s.Store.RevokeGrant(ctx, rec.Grant, s.Lifetimes.RefreshToken); err != nil {
+	if err := s.Store.DeleteAccessToken(ctx, grant, rest); err != nil {
 		return oidc.ErrServerError().WithParent(err)
 	}
 	return nil
