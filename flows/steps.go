@@ -138,9 +138,12 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 	if err != nil {
 		return fmt.Errorf("flows: password: %w", err)
 	}
-	if c.Status == store.StatusBlocked && c.BlockReason == store.BlockFailures {
+	// Locked — or expired/blocked and past the limit, which RecordFailure cannot turn into a
+	// lock: no password check, so the answer never tells a right password from a wrong one.
+	if (c.Status == store.StatusBlocked && c.BlockReason == store.BlockFailures) ||
+		(c.Status != store.StatusActive && c.Failures >= e.MaxFailures) {
 		e.Passwords.VerifyDummy(ctx, a.Password)
-		return statusError(c)
+		return credentialsError(store.FailureResult{Locked: true})
 	}
 	ok, err := e.Passwords.Verify(ctx, c.Password, a.Password)
 	if err != nil {
@@ -220,7 +223,7 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		return Errorf(CodeInvalidRequest, "A key is the 6 digits printed beside key number %s.", f.KeyNumber)
 	}
 	hash := e.Cards.Hash(f.CardSerial, f.KeyNumber, key)
-	res, err := e.Store.UseCardKey(ctx, f.CitizenID, f.CardSerial, f.KeyNumber, hash, e.MaxFailures)
+	res, err := e.Store.UseCardKeyInFlow(ctx, f.ID, f.CitizenID, f.CardSerial, f.KeyNumber, hash, e.MaxFailures)
 	if err != nil {
 		return fmt.Errorf("flows: codecard: use key %s: %w", f.KeyNumber, err)
 	}
@@ -230,6 +233,8 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		return attemptsError(CodeWrongKey, "Wrong key. Type the key printed beside key number "+f.KeyNumber+".", res.AttemptsLeft)
 	case store.KeyUsed:
 		return attemptsError(CodeUsedKey, "That key has already been used.", res.AttemptsLeft)
+	case store.KeyRepeat:
+		return Errorf(CodeWrongStep, "This key was already accepted for this login.")
 	case store.KeyLocked:
 		return Errorf(CodeLocked, "Your NemID is locked after too many failed attempts. Contact NemID support or borgerservice to have it unlocked.")
 	case store.KeyBlocked:

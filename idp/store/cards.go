@@ -22,6 +22,8 @@ const (
 	KeyNoKey    KeyOutcome = "no_key"    // no such key number on the card
 	KeyBadCard  KeyOutcome = "bad_card"  // card retired, blocked or unknown
 	KeyNoPerson KeyOutcome = "no_person" // citizen gone
+	// KeyRepeat: this login already used this key (a double click, a retry): not a failure.
+	KeyRepeat KeyOutcome = "repeat"
 )
 
 // KeyResult is the outcome with the counters the login page shows.
@@ -32,8 +34,10 @@ type KeyResult struct {
 }
 
 // useKeyScript checks and consumes one card key in one atomic step: a key is used at most
-// once even when two requests race with it; a wrong or used key counts as a failed attempt,
-// a right one resets the failure counter.
+// once even when two requests race with it; a wrong key, or a key used by another login,
+// counts as a failed attempt; a right one resets the failure counter. A used key is stored as
+// "u:<flow>", so the login that used it sending it again (a double click) is told apart and
+// not counted.
 var useKeyScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'no_person', 0, 0} end
@@ -43,6 +47,7 @@ if cst ~= 'active' and cst ~= 'sent' then return {'bad_card', 0, 0} end
 local v = redis.call('HGET', KEYS[2], 'k:' .. ARGV[1])
 if not v then return {'no_key', 0, 0} end
 if v ~= ARGV[2] then
+  if ARGV[5] ~= '' and v == 'u:' .. ARGV[5] then return {'repeat', 0, 0} end
   local max = tonumber(ARGV[3])
   local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
   local left = max - n
@@ -50,20 +55,26 @@ if v ~= ARGV[2] then
     redis.call('HSET', KEYS[1], 'status', 'blocked', 'block_reason', 'failures', 'blocked_at', ARGV[4])
     return {'locked', 0, 0}
   end
-  if v == 'u' then return {'used', left, 0} end
+  if string.sub(v, 1, 2) == 'u:' then return {'used', left, 0} end
   return {'wrong', left, 0}
 end
-redis.call('HSET', KEYS[2], 'k:' .. ARGV[1], 'u')
+redis.call('HSET', KEYS[2], 'k:' .. ARGV[1], 'u:' .. ARGV[5])
 redis.call('SREM', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[1], 'failures', 0)
 return {'ok', 0, redis.call('SCARD', KEYS[3])}
 `)
 
-// UseCardKey checks a key against the stored keyed hash and consumes it.
+// UseCardKey checks a key against the stored keyed hash and consumes it, outside any login.
 func (s *Store) UseCardKey(ctx context.Context, uid, serial, number, hash string, maxFailures int) (KeyResult, error) {
+	return s.UseCardKeyInFlow(ctx, "", uid, serial, number, hash, maxFailures)
+}
+
+// UseCardKeyInFlow checks a key for a login flow and consumes it; the same flow sending the
+// same key again gets KeyRepeat instead of a failed attempt.
+func (s *Store) UseCardKeyInFlow(ctx context.Context, flow, uid, serial, number, hash string, maxFailures int) (KeyResult, error) {
 	keys := []string{s.citizenKey(uid), s.cardKey(uid, serial), s.unusedKey(uid, serial)}
-	// A consumed key is stored as "u", which never equals a hash.
-	res, err := useKeyScript.Run(ctx, s.rdb, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339)).Slice()
+	// A consumed key is stored as "u:<flow>", which never equals a hash.
+	res, err := useKeyScript.Run(ctx, s.rdb, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339), flow).Slice()
 	if err != nil {
 		return KeyResult{}, wrap("use card key "+number, err)
 	}
