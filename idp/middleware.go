@@ -1,8 +1,10 @@
 package idp
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nemidp/nemidp/idp/store"
 )
 
 // chain wraps the mux: request id, recovery, security headers, body limit, metrics and the
@@ -139,5 +143,56 @@ func (m *httpMetrics) wrap(next http.Handler) http.Handler {
 			slog.LogAttrs(r.Context(), slog.LevelInfo, "http", slog.String("route", route), slog.String("method", r.Method),
 				slog.Int("status", sw.status), slog.Duration("took", took), slog.String("request_id", w.Header().Get("X-Request-Id")))
 		}
+	})
+}
+
+// bufferedWriter holds a (small, JSON) response until the handler is done.
+type bufferedWriter struct {
+	header http.Header
+	status int
+	body   []byte
+}
+
+func (b *bufferedWriter) Header() http.Header { return b.header }
+func (b *bufferedWriter) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	b.body = append(b.body, p...)
+	return len(p), nil
+}
+
+// storeOutage503 is for zitadel/oidc's token, introspection and revocation endpoints, which
+// turn storage failures into 500 server_error or even 400 invalid_grant ("invalid code"): when
+// the answer is an error and Redis does not answer, the client is told 503
+// temporarily_unavailable instead, so it retries rather than throwing its code or refresh
+// token away. Redis is only asked on error answers.
+func storeOutage503(ping func(context.Context) error, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bw := &bufferedWriter{header: w.Header()}
+		next.ServeHTTP(bw, r)
+		if bw.status >= 400 {
+			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+			err := ping(ctx)
+			cancel()
+			if err != nil && errors.Is(err, store.ErrUnavailable) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Retry-After", "5")
+				w.Header().Del("Content-Length")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte(`{"error":"temporarily_unavailable","error_description":"the login service is temporarily unavailable"}` + "\n"))
+				return
+			}
+		}
+		if bw.status == 0 {
+			bw.status = http.StatusOK
+		}
+		w.WriteHeader(bw.status)
+		_, _ = w.Write(bw.body)
 	})
 }

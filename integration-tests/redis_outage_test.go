@@ -2,12 +2,15 @@ package integrationtests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -127,6 +130,21 @@ func TestRedisGoesAwayMidLogin(t *testing.T) {
 	}
 	if r := b.get(t, "/healthz"); r.Status != http.StatusOK {
 		t.Errorf("/healthz with Redis gone: %s, want 200 (the process serves)", r)
+	}
+	// The token endpoint says 503 too, not invalid_grant: the client keeps its refresh token.
+	tr, _ := http.NewRequest(http.MethodPost, p.Issuer+"/oauth/token",
+		strings.NewReader(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"x.y"}}.Encode()))
+	tr.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	tr.SetBasicAuth(bank.Client.ID, bank.Client.Secret)
+	if resp, err := http.DefaultClient.Do(tr); err != nil {
+		t.Error(err)
+	} else {
+		var body struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || body.Error != "temporarily_unavailable" {
+			t.Errorf("token endpoint with Redis gone: %d %q, want 503 temporarily_unavailable", resp.StatusCode, body.Error)
+		}
 	}
 	_, u := b.authURL(bank)
 	if r := b.get(t, u); r.Status != http.StatusServiceUnavailable || errorCode(r) != "unavailable" || r.Header.Get("Location") != "" {
