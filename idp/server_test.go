@@ -235,18 +235,9 @@ func (b *benchRP) exchange(tb testing.TB, code string) map[string]any {
 }
 
 func (b *benchRP) token(tb testing.TB, form url.Values) map[string]any {
-	req, _ := http.NewRequest("POST", b.s.base+"/oauth/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("bank", "bank-secret-0123456789")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode != 200 {
-		tb.Fatalf("token: %d %v", resp.StatusCode, out)
+	code, out := b.post(tb, "/oauth/token", form)
+	if code != 200 {
+		tb.Fatalf("token: %d %v", code, out)
 	}
 	return out
 }
