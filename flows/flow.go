@@ -184,7 +184,7 @@ func (e *Engine) save(ctx context.Context, f *Flow) error {
 	if err != nil {
 		return fmt.Errorf("encode flow: %w", err)
 	}
-	ttl := time.Until(f.ExpiresAt) + e.Grace
+	ttl := f.ExpiresAt.Sub(e.now()) + e.Grace
 	if f.Step == StepDone || f.Step == StepFailed || ttl < time.Minute {
 		// Finished flows stay for the code exchange and the way back.
 		ttl = max(ttl, e.Grace, time.Minute)

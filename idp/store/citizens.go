@@ -109,12 +109,17 @@ func (s *Store) cprIndexKey(cpr string) string {
 // ErrUserIDTaken means a freshly drawn user id already exists: draw another.
 var ErrUserIDTaken = errors.New("user id taken")
 
+// cprClaimTTL is how long a CPR claim lives before the citizen it names is written: if the
+// process or Redis dies in between, the CPR number is free again after it.
+const cprClaimTTL = time.Minute
+
 // CreateCitizen stores a new citizen with their first code card. The CPR index is claimed first
-// (so two operators cannot create two NemIDs for one CPR number), then the citizen and card are
-// written in one transaction; if that fails the claim is released, so nothing half-written stays.
+// (so two operators cannot create two NemIDs for one CPR number), with a TTL, then the citizen and
+// card are written in one transaction and the claim made permanent; if the write fails the claim
+// is released — or, if even that fails, expires — so nothing half-written stays.
 func (s *Store) CreateCitizen(ctx context.Context, c *Citizen, card CardRecord) error {
 	idx := s.cprIndexKey(c.CPR)
-	ok, err := s.rdb.SetNX(ctx, idx, c.UserID, 0).Result()
+	ok, err := s.rdb.SetNX(ctx, idx, c.UserID, cprClaimTTL).Result()
 	if err != nil {
 		return wrap("create citizen: claim cpr", err)
 	}
@@ -127,6 +132,11 @@ func (s *Store) CreateCitizen(ctx context.Context, c *Citizen, card CardRecord) 
 		defer cancel()
 		s.rdb.Del(cctx, idx)
 		return err
+	}
+	if err := s.rdb.Persist(ctx, idx).Err(); err != nil {
+		// The citizen exists but its CPR index would expire: report it, the operator retries
+		// with the same CPR and gets a conflict only while the index lives.
+		return wrap("create citizen: keep cpr index", err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,6 +30,48 @@ type Client struct {
 
 func (s *Store) clientKey(id string) string { return s.key("client", id) }
 
+// clientCacheTTL bounds how long an instance serves a client registration from memory: a
+// login reads its client many times (authorize, page, callback, token, signing), while
+// registrations change rarely; another instance sees a change within this time.
+const clientCacheTTL = 5 * time.Second
+
+type cachedClient struct {
+	c       Client
+	expires time.Time
+}
+
+// clientCache is shared by stores on the same client and prefix (WithPepper copies).
+type clientCache struct {
+	mu sync.Mutex
+	m  map[string]cachedClient
+}
+
+func (cc *clientCache) get(id string) (*Client, bool) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	e, ok := cc.m[id]
+	if !ok || time.Now().After(e.expires) {
+		return nil, false
+	}
+	c := e.c
+	return &c, true
+}
+
+func (cc *clientCache) put(c *Client) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if len(cc.m) > 10000 { // bounded: drop everything rather than track recency
+		clear(cc.m)
+	}
+	cc.m[c.ID] = cachedClient{c: *c, expires: time.Now().Add(clientCacheTTL)}
+}
+
+func (cc *clientCache) forget(id string) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	delete(cc.m, id)
+}
+
 // CreateClient stores a new client; ErrConflict if the id is taken.
 func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 	raw, err := json.Marshal(c)
@@ -39,6 +82,7 @@ func (s *Store) CreateClient(ctx context.Context, c *Client) error {
 	if err != nil {
 		return wrap("create client", err)
 	}
+	s.clients.forget(c.ID)
 	if !ok {
 		return fmt.Errorf("store: create client %q: %w", c.ID, ErrConflict)
 	}
@@ -51,11 +95,15 @@ func (s *Store) PutClient(ctx context.Context, c *Client) error {
 	if err != nil {
 		return fmt.Errorf("store: put client: %w", err)
 	}
+	s.clients.forget(c.ID)
 	return wrap("put client", s.rdb.Set(ctx, s.clientKey(c.ID), raw, 0).Err())
 }
 
-// Client loads a client.
+// Client loads a client (from a short-lived in-process cache when it can).
 func (s *Store) Client(ctx context.Context, id string) (*Client, error) {
+	if c, ok := s.clients.get(id); ok {
+		return c, nil
+	}
 	raw, err := s.rdb.Get(ctx, s.clientKey(id)).Bytes()
 	if err != nil {
 		return nil, wrap("client", err)
@@ -64,6 +112,7 @@ func (s *Store) Client(ctx context.Context, id string) (*Client, error) {
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return nil, fmt.Errorf("store: client %q: decode: %w", id, err)
 	}
+	s.clients.put(&c)
 	return &c, nil
 }
 

@@ -32,21 +32,22 @@ var ErrUnavailable = errors.New("store unavailable")
 
 // Store is the Redis-backed store.
 type Store struct {
-	rdb    redis.UniversalClient
-	prefix string
-	pepper []byte // keys the index hashes of CPR numbers and user IDs
+	rdb     redis.UniversalClient
+	prefix  string
+	pepper  []byte // keys the index hashes of CPR numbers and user IDs
+	clients *clientCache
 }
 
 // New wraps a go-redis client. prefix is prepended to every key; pepper keys the hashed
 // indexes (all instances must share it).
 func New(rdb redis.UniversalClient, prefix string, pepper []byte) *Store {
-	return &Store{rdb: rdb, prefix: prefix, pepper: pepper}
+	return &Store{rdb: rdb, prefix: prefix, pepper: pepper, clients: &clientCache{m: map[string]cachedClient{}}}
 }
 
 // WithPepper returns a store on the same client with another pepper (set once the server
 // secret is known).
 func (s *Store) WithPepper(pepper []byte) *Store {
-	return &Store{rdb: s.rdb, prefix: s.prefix, pepper: pepper}
+	return &Store{rdb: s.rdb, prefix: s.prefix, pepper: pepper, clients: s.clients}
 }
 
 // Open connects to the Redis named by a redis:// or rediss:// URL. A URL with several

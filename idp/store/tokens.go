@@ -34,6 +34,10 @@ func (s *Store) SaveCode(ctx context.Context, code, grant string, ttl time.Durat
 	}
 	ok, err := s.rdb.SetNX(ctx, s.codeKey(code), grant, ttl).Result()
 	if err != nil {
+		// Release the grant's one-code mark, so the login can still produce its code.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		s.rdb.Del(cctx, s.grantKey(grant, "code"))
 		return wrap("save code", err)
 	}
 	if !ok {

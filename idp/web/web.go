@@ -309,9 +309,7 @@ func (h *Handler) post(req *request) error {
 			h.setCookie(req.w, sessionCookie, sid, int(h.Flows.SessionTTL.Seconds()))
 		}
 	}
-	if err := h.Flows.Prepare(ctx, req.flow); err != nil {
-		return err
-	}
+	// No Prepare here: a step that succeeded has set up the next one itself.
 	return h.render(req, http.StatusOK, nil)
 }
 

@@ -1,0 +1,1252 @@
+package storetest
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nemidp/nemidp/idp/store"
+)
+
+// MaxFailures is the lockout limit the suite uses unless a subtest says otherwise.
+const MaxFailures = 5
+
+// Racers is how many goroutines the race subtests start at once.
+const Racers = 24
+
+// Run runs the whole conformance suite against b. Subtests run in parallel with each other;
+// they share one store under one fresh key prefix and keep apart by fresh ids.
+func Run(t *testing.T, b Backend) {
+	// Made first on the top-level t, so a backend started lazily lives as long as the suite
+	// (and a missing real Redis skips the whole backend here).
+	s, prefix := NewStorePrefixed(t, b.Client(t))
+	h := &harness{b: b, s: s, prefix: prefix}
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, *harness)
+	}{
+		{"Citizens/CreateAndLoad", testCreateAndLoad},
+		{"Citizens/DuplicateCPR", testDuplicateCPR},
+		{"Citizens/DuplicateCPRRace", testDuplicateCPRRace},
+		{"Citizens/UserIDTaken", testUserIDTaken},
+		{"Citizens/SetPassword", testSetPassword},
+		{"Cards/UseKeyOutcomes", testUseKeyOutcomes},
+		{"Cards/LockAtMaxFailures", testLockAtMaxFailures},
+		{"Cards/BlockedCitizen", testKeyBlockedCitizen},
+		{"Cards/SuccessResetsFailures", testSuccessResetsFailures},
+		{"Cards/ExactlyOnce", testKeyExactlyOnce},
+		{"Cards/ParallelWrongKeys", testParallelWrongKeys},
+		{"Cards/RandomUnusedKey", testRandomUnusedKey},
+		{"Failures/Count", testRecordFailure},
+		{"Failures/Parallel", testRecordFailureParallel},
+		{"Failures/OperatorBlocked", testRecordFailureOperatorBlocked},
+		{"Failures/Unknown", testRecordUnknownFailure},
+		{"Failures/UnknownParallel", testRecordUnknownFailureParallel},
+		{"Failures/UnknownTTL", testRecordUnknownFailureTTL},
+		{"Flows/CAS", testFlowCAS},
+		{"Flows/RaceSameVersion", testFlowRace},
+		{"Flows/RaceCreate", testFlowRaceCreate},
+		{"Flows/TTL", testFlowTTL},
+		{"Sessions/PutGetDelete", testSessions},
+		{"Sessions/TTL", testSessionTTL},
+		{"Codes/OnePerGrant", testCodeOnePerGrant},
+		{"Codes/ConsumeOnce", testConsumeCode},
+		{"Codes/ConsumeRace", testConsumeCodeRace},
+		{"Codes/TTL", testCodeTTL},
+		{"Tokens/Rotation", testTokenRotation},
+		{"Tokens/ReuseRevokes", testRefreshReuse},
+		{"Tokens/UnknownRefresh", testUnknownRefresh},
+		{"Tokens/RotationRace", testRotationRace},
+		{"Tokens/RevokeGrant", testRevokeGrant},
+		{"Tokens/TTL", testTokenTTL},
+		{"Pairwise/Stable", testPairwise},
+		{"Pairwise/Race", testPairwiseRace},
+		{"Meta/Race", testMetaRace},
+		{"Clients/CreatePut", testClients},
+		{"Unavailable/ClosedClient", testClosedClient},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, h)
+		})
+	}
+}
+
+type harness struct {
+	b      Backend
+	s      *store.Store
+	prefix string
+}
+
+// ---- fixtures ----
+
+func randInt(n int64) int64 {
+	v, err := rand.Int(rand.Reader, big.NewInt(n))
+	if err != nil {
+		panic(err)
+	}
+	return v.Int64()
+}
+
+// NewUserID draws a random 9-digit NemID number.
+func NewUserID() string { return fmt.Sprint(100_000_000 + randInt(900_000_000)) }
+
+// NewCPR draws a random, well-formed 10-digit CPR number.
+func NewCPR() string {
+	return fmt.Sprintf("%02d%02d%02d%04d", 1+randInt(28), 1+randInt(12), randInt(100), randInt(10000))
+}
+
+// testCard is a card with its keys in clear, as the tests need to answer.
+type testCard struct {
+	rec  store.CardRecord
+	keys map[string]string // number → the hash the right key has
+}
+
+func (c testCard) numbers() []string {
+	var ns []string
+	for n := range c.keys {
+		ns = append(ns, n)
+	}
+	slices.Sort(ns)
+	return ns
+}
+
+func newCard(n int) testCard {
+	serial := fmt.Sprintf("G%09d", randInt(1_000_000_000))
+	c := testCard{rec: store.CardRecord{Serial: serial, Status: store.CardActive, Hashes: map[string]string{}}, keys: map[string]string{}}
+	for len(c.keys) < n {
+		num := fmt.Sprintf("%04d", 1+randInt(9999))
+		h := fmt.Sprintf("hash-%s-%s-%06d", serial, num, randInt(1_000_000))
+		c.rec.Hashes[num], c.keys[num] = h, h
+	}
+	return c
+}
+
+func newCitizen() *store.Citizen {
+	return &store.Citizen{
+		UserID: NewUserID(), CPR: NewCPR(), Name: "Test Testesen", GivenName: "Test", FamilyName: "Testesen",
+		Kind: "oces", Status: store.StatusActive, Password: "$argon2id$placeholder", MustChange: true,
+		IssuedAt: "2024-01-02", CreatedAt: time.Now().UTC().Truncate(time.Second), Address: "Gade 1, 1000 København K",
+	}
+}
+
+// citizen creates a fresh citizen with a card of n keys.
+func (h *harness) citizen(t *testing.T, n int) (*store.Citizen, testCard) {
+	t.Helper()
+	c, card := newCitizen(), newCard(n)
+	if err := h.s.CreateCitizen(t.Context(), c, card.rec); err != nil {
+		t.Fatalf("CreateCitizen: %v", err)
+	}
+	return c, card
+}
+
+func (h *harness) load(t *testing.T, uid string) *store.Citizen {
+	t.Helper()
+	c, err := h.s.Citizen(t.Context(), uid)
+	if err != nil {
+		t.Fatalf("Citizen(%s): %v", uid, err)
+	}
+	return c
+}
+
+// race runs fn in n goroutines released at once and returns their results in order.
+func race[R any](n int, fn func(i int) R) []R {
+	out := make([]R, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			out[i] = fn(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return out
+}
+
+func wantErr(t *testing.T, what string, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("%s: err = %v, want %v", what, err, target)
+	}
+}
+
+func noErr(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// ---- citizens ----
+
+func testCreateAndLoad(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, card := newCitizen(), newCard(7)
+	want := *c
+	noErr(t, "CreateCitizen", h.s.CreateCitizen(ctx, c, card.rec))
+	want.ActiveCard = card.rec.Serial
+
+	got := h.load(t, c.UserID)
+	if *got != want {
+		t.Errorf("Citizen = %+v\nwant      %+v", *got, want)
+	}
+	byID, err := h.s.CitizenByUsername(ctx, c.UserID, "")
+	noErr(t, "CitizenByUsername(user id)", err)
+	if byID.UserID != c.UserID {
+		t.Errorf("CitizenByUsername(user id) = %s, want %s", byID.UserID, c.UserID)
+	}
+	byCPR, err := h.s.CitizenByUsername(ctx, c.CPR, c.CPR)
+	noErr(t, "CitizenByUsername(cpr)", err)
+	if byCPR.UserID != c.UserID {
+		t.Errorf("CitizenByUsername(cpr) = %s, want %s", byCPR.UserID, c.UserID)
+	}
+	// The CPR claim is made with a TTL (so a crash cannot orphan it) and kept for good once
+	// the citizen is written.
+	m := hmac.New(sha256.New, Pepper)
+	m.Write([]byte("cpr\x00" + c.CPR))
+	idx := h.prefix + "idx:cpr:" + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	if ttl, err := h.s.Redis().PTTL(ctx, idx).Result(); err != nil || ttl != -1 {
+		t.Errorf("CPR index PTTL = %v, %v; want -1 (no expiry)", ttl, err)
+	}
+	st, left, err := h.s.CardStatus(ctx, c.UserID, card.rec.Serial)
+	noErr(t, "CardStatus", err)
+	if st != store.CardActive || left != 7 {
+		t.Errorf("CardStatus = %q, %d keys; want active, 7", st, left)
+	}
+	for _, n := range card.numbers() {
+		ok, err := h.s.KeyUnused(ctx, c.UserID, card.rec.Serial, n)
+		noErr(t, "KeyUnused", err)
+		if !ok {
+			t.Errorf("key %s of a new card is not unused", n)
+		}
+	}
+
+	_, err = h.s.Citizen(ctx, NewUserID())
+	wantErr(t, "Citizen(unknown)", err, store.ErrNotFound)
+	_, err = h.s.CitizenByUsername(ctx, NewUserID(), "")
+	wantErr(t, "CitizenByUsername(unknown user id)", err, store.ErrNotFound)
+	other := NewCPR()
+	_, err = h.s.CitizenByUsername(ctx, other, other)
+	wantErr(t, "CitizenByUsername(unknown cpr)", err, store.ErrNotFound)
+	_, err = h.s.CitizenByUsername(ctx, "alias-nobody", "")
+	wantErr(t, "CitizenByUsername(alias)", err, store.ErrNotFound)
+}
+
+func testDuplicateCPR(t *testing.T, h *harness) {
+	ctx := t.Context()
+	a, cardA := h.citizen(t, 5)
+	b, cardB := newCitizen(), newCard(5)
+	b.CPR, b.Name = a.CPR, "Second Person"
+	err := h.s.CreateCitizen(ctx, b, cardB.rec)
+	wantErr(t, "CreateCitizen(same cpr)", err, store.ErrConflict)
+
+	_, err = h.s.Citizen(ctx, b.UserID)
+	wantErr(t, "Citizen(second)", err, store.ErrNotFound)
+	if st, left, err := h.s.CardStatus(ctx, b.UserID, cardB.rec.Serial); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second citizen's card: status %q, %d keys, err %v; want ErrNotFound", st, left, err)
+	}
+	got := h.load(t, a.UserID)
+	if got.Name != a.Name || got.CPR != a.CPR || got.ActiveCard != cardA.rec.Serial {
+		t.Errorf("first citizen changed: %+v", got)
+	}
+	byCPR, err := h.s.CitizenByUsername(ctx, a.CPR, a.CPR)
+	noErr(t, "CitizenByUsername(cpr)", err)
+	if byCPR.UserID != a.UserID {
+		t.Errorf("CPR now resolves to %s, want the first citizen %s", byCPR.UserID, a.UserID)
+	}
+}
+
+func testDuplicateCPRRace(t *testing.T, h *harness) {
+	cpr := NewCPR()
+	errs := race(Racers, func(int) error {
+		c := newCitizen()
+		c.CPR = cpr
+		return h.s.CreateCitizen(t.Context(), c, newCard(3).rec)
+	})
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrConflict):
+			t.Errorf("CreateCitizen: %v, want nil or ErrConflict", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d NemIDs created for one CPR number, want 1", won)
+	}
+}
+
+func testUserIDTaken(t *testing.T, h *harness) {
+	ctx := t.Context()
+	a, cardA := h.citizen(t, 5)
+	c, cardC := newCitizen(), newCard(5)
+	c.UserID, c.Name = a.UserID, "Other Person"
+	err := h.s.CreateCitizen(ctx, c, cardC.rec)
+	wantErr(t, "CreateCitizen(taken user id)", err, store.ErrUserIDTaken)
+
+	got := h.load(t, a.UserID)
+	if got.CPR != a.CPR || got.Name != a.Name || got.ActiveCard != cardA.rec.Serial {
+		t.Errorf("existing citizen overwritten: %+v", got)
+	}
+	if st, _, err := h.s.CardStatus(ctx, a.UserID, cardC.rec.Serial); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused citizen's card under the existing user id: status %q, err %v; want ErrNotFound", st, err)
+	}
+	// The CPR claim was released: the CPR resolves to nobody, and a retry with a fresh user
+	// id (what issuance does) succeeds.
+	_, err = h.s.CitizenByUsername(ctx, c.CPR, c.CPR)
+	wantErr(t, "CitizenByUsername(refused cpr)", err, store.ErrNotFound)
+	c.UserID = NewUserID()
+	noErr(t, "CreateCitizen(retry)", h.s.CreateCitizen(ctx, c, cardC.rec))
+}
+
+func testSetPassword(t *testing.T, h *harness) {
+	c, _ := h.citizen(t, 1)
+	noErr(t, "SetPassword", h.s.SetPassword(t.Context(), c.UserID, "$argon2id$new"))
+	got := h.load(t, c.UserID)
+	if got.Password != "$argon2id$new" || got.MustChange {
+		t.Errorf("after SetPassword: password %q, must change %v", got.Password, got.MustChange)
+	}
+}
+
+// ---- cards ----
+
+func (h *harness) use(t *testing.T, c *store.Citizen, serial, number, hash string, max int) store.KeyResult {
+	t.Helper()
+	r, err := h.s.UseCardKey(t.Context(), c.UserID, serial, number, hash, max)
+	if err != nil {
+		t.Fatalf("UseCardKey(%s): %v", number, err)
+	}
+	return r
+}
+
+func testUseKeyOutcomes(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, card := h.citizen(t, 4)
+	ns := card.numbers()
+	serial := card.rec.Serial
+
+	type step struct {
+		name         string
+		uid, serial  string
+		number, hash string
+		want         store.KeyResult
+	}
+	for _, s := range []step{
+		{"right key", c.UserID, serial, ns[0], card.keys[ns[0]], store.KeyResult{Outcome: store.KeyOK, KeysLeft: 3}},
+		{"used key, right answer", c.UserID, serial, ns[0], card.keys[ns[0]], store.KeyResult{Outcome: store.KeyUsed, AttemptsLeft: MaxFailures - 1}},
+		{"wrong key", c.UserID, serial, ns[1], "wrong", store.KeyResult{Outcome: store.KeyWrong, AttemptsLeft: MaxFailures - 2}},
+		{"key from another slot", c.UserID, serial, ns[1], card.keys[ns[2]], store.KeyResult{Outcome: store.KeyWrong, AttemptsLeft: MaxFailures - 3}},
+		{"unknown key number", c.UserID, serial, "0000", "x", store.KeyResult{Outcome: store.KeyNoKey}},
+		{"unknown card", c.UserID, "G000000000", ns[1], card.keys[ns[1]], store.KeyResult{Outcome: store.KeyBadCard}},
+		{"unknown citizen", NewUserID(), serial, ns[1], card.keys[ns[1]], store.KeyResult{Outcome: store.KeyNoPerson}},
+		{"right key again", c.UserID, serial, ns[1], card.keys[ns[1]], store.KeyResult{Outcome: store.KeyOK, KeysLeft: 2}},
+	} {
+		got, err := h.s.UseCardKey(ctx, s.uid, s.serial, s.number, s.hash, MaxFailures)
+		noErr(t, s.name, err)
+		if got != s.want {
+			t.Fatalf("%s: UseCardKey = %+v, want %+v", s.name, got, s.want)
+		}
+	}
+	for i, n := range ns {
+		unused, err := h.s.KeyUnused(ctx, c.UserID, serial, n)
+		noErr(t, "KeyUnused", err)
+		if unused != (i >= 2) {
+			t.Errorf("KeyUnused(%s) = %v, want %v", n, unused, i >= 2)
+		}
+	}
+}
+
+func testLockAtMaxFailures(t *testing.T, h *harness) {
+	c, card := h.citizen(t, 3)
+	ns := card.numbers()
+	for i := 1; i < MaxFailures; i++ {
+		r := h.use(t, c, card.rec.Serial, ns[0], "wrong", MaxFailures)
+		if r.Outcome != store.KeyWrong || r.AttemptsLeft != MaxFailures-i {
+			t.Fatalf("failure %d: %+v, want wrong with %d left", i, r, MaxFailures-i)
+		}
+	}
+	if r := h.use(t, c, card.rec.Serial, ns[0], "wrong", MaxFailures); r.Outcome != store.KeyLocked {
+		t.Fatalf("failure %d: %+v, want locked", MaxFailures, r)
+	}
+	got := h.load(t, c.UserID)
+	if got.Status != store.StatusBlocked || got.BlockReason != store.BlockFailures || got.Failures != MaxFailures {
+		t.Fatalf("after lock: status %q reason %q failures %d; want blocked, failures, %d", got.Status, got.BlockReason, got.Failures, MaxFailures)
+	}
+	// Locked: even the right key is refused and stays unused.
+	if r := h.use(t, c, card.rec.Serial, ns[1], card.keys[ns[1]], MaxFailures); r.Outcome != store.KeyBlocked {
+		t.Fatalf("right key after lock: %+v, want blocked", r)
+	}
+	unused, err := h.s.KeyUnused(t.Context(), c.UserID, card.rec.Serial, ns[1])
+	noErr(t, "KeyUnused", err)
+	if !unused {
+		t.Error("a key offered while locked was consumed")
+	}
+}
+
+func testKeyBlockedCitizen(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, card := h.citizen(t, 2)
+	ns := card.numbers()
+	// Blocked by an operator (there is no store API for it yet): the status field alone.
+	noErr(t, "block", h.s.Redis().HSet(ctx, h.citizenKey(c.UserID), "status", store.StatusBlocked, "block_reason", "operator").Err())
+	if r := h.use(t, c, card.rec.Serial, ns[0], card.keys[ns[0]], MaxFailures); r.Outcome != store.KeyBlocked {
+		t.Fatalf("right key of a blocked citizen: %+v, want blocked", r)
+	}
+	if r := h.use(t, c, card.rec.Serial, ns[0], "wrong", MaxFailures); r.Outcome != store.KeyBlocked {
+		t.Fatalf("wrong key of a blocked citizen: %+v, want blocked", r)
+	}
+	got := h.load(t, c.UserID)
+	if got.BlockReason != "operator" || got.Failures != 0 {
+		t.Errorf("blocked citizen changed: reason %q failures %d", got.BlockReason, got.Failures)
+	}
+	noErr(t, "retire card", h.s.Redis().HSet(ctx, h.cardKey(c.UserID, card.rec.Serial), "status", store.CardRetired).Err())
+	noErr(t, "unblock", h.s.Redis().HSet(ctx, h.citizenKey(c.UserID), "status", store.StatusActive).Err())
+	if r := h.use(t, c, card.rec.Serial, ns[0], card.keys[ns[0]], MaxFailures); r.Outcome != store.KeyBadCard {
+		t.Fatalf("key of a retired card: %+v, want bad_card", r)
+	}
+}
+
+// citizenKey and cardKey mirror the key layout of the store (package doc of idp/store), for
+// the few states that have no API yet.
+func (h *harness) citizenKey(uid string) string { return CitizenKey(h.prefix, uid) }
+
+func (h *harness) cardKey(uid, serial string) string {
+	return h.prefix + "{c:" + uid + "}:card:" + serial
+}
+
+func testSuccessResetsFailures(t *testing.T, h *harness) {
+	c, card := h.citizen(t, 3)
+	ns := card.numbers()
+	h.use(t, c, card.rec.Serial, ns[0], "wrong", MaxFailures)
+	if _, err := h.s.RecordFailure(t.Context(), c.UserID, MaxFailures); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.load(t, c.UserID).Failures; got != 2 {
+		t.Fatalf("failures = %d, want 2", got)
+	}
+	if r := h.use(t, c, card.rec.Serial, ns[1], card.keys[ns[1]], MaxFailures); r.Outcome != store.KeyOK {
+		t.Fatalf("right key: %+v", r)
+	}
+	if got := h.load(t, c.UserID).Failures; got != 0 {
+		t.Fatalf("failures after success = %d, want 0", got)
+	}
+	if r := h.use(t, c, card.rec.Serial, ns[2], "wrong", MaxFailures); r.AttemptsLeft != MaxFailures-1 {
+		t.Fatalf("first failure after success: %+v, want %d left", r, MaxFailures-1)
+	}
+}
+
+func testKeyExactlyOnce(t *testing.T, h *harness) {
+	c, card := h.citizen(t, 2)
+	n := card.numbers()[0]
+	const max = 1000 // no lockout in the way
+	results := race(Racers, func(int) store.KeyResult {
+		r, err := h.s.UseCardKey(t.Context(), c.UserID, card.rec.Serial, n, card.keys[n], max)
+		if err != nil {
+			t.Errorf("UseCardKey: %v", err)
+		}
+		return r
+	})
+	ok := 0
+	for _, r := range results {
+		switch r.Outcome {
+		case store.KeyOK:
+			ok++
+			if r.KeysLeft != 1 {
+				t.Errorf("KeysLeft = %d, want 1", r.KeysLeft)
+			}
+		case store.KeyUsed:
+		default:
+			t.Errorf("outcome %+v, want ok or used", r)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d of %d racers used the same key, want exactly 1", ok, Racers)
+	}
+}
+
+func testParallelWrongKeys(t *testing.T, h *harness) {
+	c, card := h.citizen(t, 2)
+	n := card.numbers()[0]
+	results := race(Racers, func(int) store.KeyResult {
+		r, err := h.s.UseCardKey(t.Context(), c.UserID, card.rec.Serial, n, "wrong", MaxFailures)
+		if err != nil {
+			t.Errorf("UseCardKey: %v", err)
+		}
+		return r
+	})
+	count := map[store.KeyOutcome]int{}
+	var lefts []int
+	for _, r := range results {
+		count[r.Outcome]++
+		if r.Outcome == store.KeyWrong {
+			lefts = append(lefts, r.AttemptsLeft)
+		}
+	}
+	slices.Sort(lefts)
+	if count[store.KeyWrong] != MaxFailures-1 || count[store.KeyLocked] != 1 || count[store.KeyBlocked] != Racers-MaxFailures {
+		t.Fatalf("outcomes %v, want %d wrong, 1 locked, %d blocked", count, MaxFailures-1, Racers-MaxFailures)
+	}
+	if !slices.Equal(lefts, []int{1, 2, 3, 4}) {
+		t.Fatalf("attempts left %v, want each of 1..4 once", lefts)
+	}
+	if got := h.load(t, c.UserID); got.Status != store.StatusBlocked || got.Failures != MaxFailures {
+		t.Fatalf("after the race: status %q failures %d", got.Status, got.Failures)
+	}
+}
+
+func testRandomUnusedKey(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, card := h.citizen(t, 6)
+	used := map[string]bool{}
+	for len(used) < len(card.keys) {
+		for range 10 {
+			n, err := h.s.RandomUnusedKey(ctx, c.UserID, card.rec.Serial)
+			noErr(t, "RandomUnusedKey", err)
+			if _, ok := card.keys[n]; !ok || used[n] {
+				t.Fatalf("RandomUnusedKey = %q (on card: %v, used: %v)", n, ok, used[n])
+			}
+		}
+		n, err := h.s.RandomUnusedKey(ctx, c.UserID, card.rec.Serial)
+		noErr(t, "RandomUnusedKey", err)
+		r := h.use(t, c, card.rec.Serial, n, card.keys[n], MaxFailures)
+		used[n] = true
+		if r.Outcome != store.KeyOK || r.KeysLeft != len(card.keys)-len(used) {
+			t.Fatalf("UseCardKey(%s) = %+v, want ok with %d left", n, r, len(card.keys)-len(used))
+		}
+	}
+	_, err := h.s.RandomUnusedKey(ctx, c.UserID, card.rec.Serial)
+	wantErr(t, "RandomUnusedKey(used up card)", err, store.ErrNotFound)
+	_, err = h.s.RandomUnusedKey(ctx, c.UserID, "G000000000")
+	wantErr(t, "RandomUnusedKey(unknown card)", err, store.ErrNotFound)
+}
+
+// ---- failures ----
+
+func testRecordFailure(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, _ := h.citizen(t, 1)
+	for i := 1; i <= MaxFailures+1; i++ {
+		r, err := h.s.RecordFailure(ctx, c.UserID, MaxFailures)
+		noErr(t, "RecordFailure", err)
+		want := store.FailureResult{AttemptsLeft: max(MaxFailures-i, 0), Locked: i >= MaxFailures}
+		if r != want {
+			t.Fatalf("failure %d: %+v, want %+v", i, r, want)
+		}
+	}
+	got := h.load(t, c.UserID)
+	if got.Status != store.StatusBlocked || got.BlockReason != store.BlockFailures {
+		t.Fatalf("status %q reason %q, want blocked for failures", got.Status, got.BlockReason)
+	}
+	_, err := h.s.RecordFailure(ctx, NewUserID(), MaxFailures)
+	wantErr(t, "RecordFailure(unknown)", err, store.ErrNotFound)
+}
+
+// checkParallelFailures: of n racing failures, exactly max-1 may be answered "not locked",
+// each with a different number of attempts left.
+func checkParallelFailures(t *testing.T, results []store.FailureResult, max int) {
+	t.Helper()
+	var lefts []int
+	for _, r := range results {
+		if !r.Locked {
+			lefts = append(lefts, r.AttemptsLeft)
+		} else if r.AttemptsLeft != 0 {
+			t.Errorf("locked with %d attempts left", r.AttemptsLeft)
+		}
+	}
+	slices.Sort(lefts)
+	want := []int{}
+	for i := 1; i < max; i++ {
+		want = append(want, i)
+	}
+	if !slices.Equal(lefts, want) {
+		t.Fatalf("unlocked answers with attempts left %v, want %v: parallel guesses slipped past the limit", lefts, want)
+	}
+}
+
+func testRecordFailureParallel(t *testing.T, h *harness) {
+	c, _ := h.citizen(t, 1)
+	results := race(Racers, func(int) store.FailureResult {
+		r, err := h.s.RecordFailure(t.Context(), c.UserID, MaxFailures)
+		if err != nil {
+			t.Errorf("RecordFailure: %v", err)
+		}
+		return r
+	})
+	checkParallelFailures(t, results, MaxFailures)
+	if got := h.load(t, c.UserID); got.Status != store.StatusBlocked || got.Failures != Racers {
+		t.Fatalf("status %q failures %d, want blocked after %d", got.Status, got.Failures, Racers)
+	}
+}
+
+// testRecordFailureOperatorBlocked: FailureResult.Locked means "this or an earlier failure
+// blocked the NemID". A NemID an operator blocked was not locked by failures, so a wrong
+// password must count down like any other (else a wrong password alone tells a guesser that
+// the NemID is blocked, and the citizen reads "too many failed attempts").
+func testRecordFailureOperatorBlocked(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, _ := h.citizen(t, 1)
+	noErr(t, "block", h.s.Redis().HSet(ctx, h.citizenKey(c.UserID), "status", store.StatusBlocked, "block_reason", "operator").Err())
+	for i := 1; i <= MaxFailures+1; i++ {
+		r, err := h.s.RecordFailure(ctx, c.UserID, MaxFailures)
+		noErr(t, "RecordFailure", err)
+		want := store.FailureResult{AttemptsLeft: max(MaxFailures-i, 0), Locked: i >= MaxFailures}
+		if r != want {
+			t.Fatalf("failure %d of an operator-blocked citizen: %+v, want %+v", i, r, want)
+		}
+	}
+	got := h.load(t, c.UserID)
+	if got.Status != store.StatusBlocked || got.BlockReason != "operator" {
+		t.Fatalf("status %q reason %q, want the operator's block kept", got.Status, got.BlockReason)
+	}
+}
+
+func testRecordUnknownFailure(t *testing.T, h *harness) {
+	ctx := t.Context()
+	name := "Nobody-" + NewUserID()
+	for i := 1; i <= MaxFailures+1; i++ {
+		locked, err := h.s.UnknownLocked(ctx, name, MaxFailures)
+		noErr(t, "UnknownLocked", err)
+		if locked != (i > MaxFailures) {
+			t.Fatalf("before failure %d: UnknownLocked = %v", i, locked)
+		}
+		// Case does not matter, as it does not for user ids.
+		u := name
+		if i%2 == 0 {
+			u = "nobody-" + name[len("Nobody-"):]
+		}
+		r, err := h.s.RecordUnknownFailure(ctx, u, MaxFailures, time.Hour)
+		noErr(t, "RecordUnknownFailure", err)
+		want := store.FailureResult{AttemptsLeft: max(MaxFailures-i, 0), Locked: i >= MaxFailures}
+		if r != want {
+			t.Fatalf("failure %d: %+v, want %+v", i, r, want)
+		}
+	}
+	locked, err := h.s.UnknownLocked(ctx, "someone-else-"+NewUserID(), MaxFailures)
+	noErr(t, "UnknownLocked", err)
+	if locked {
+		t.Fatal("another unknown user id is locked too")
+	}
+}
+
+func testRecordUnknownFailureParallel(t *testing.T, h *harness) {
+	name := "racer-" + NewUserID()
+	results := race(Racers, func(int) store.FailureResult {
+		r, err := h.s.RecordUnknownFailure(t.Context(), name, MaxFailures, time.Hour)
+		if err != nil {
+			t.Errorf("RecordUnknownFailure: %v", err)
+		}
+		return r
+	})
+	checkParallelFailures(t, results, MaxFailures)
+}
+
+func testRecordUnknownFailureTTL(t *testing.T, h *harness) {
+	ctx := t.Context()
+	name := "ttl-" + NewUserID()
+	for range MaxFailures {
+		_, err := h.s.RecordUnknownFailure(ctx, name, MaxFailures, h.b.TTL)
+		noErr(t, "RecordUnknownFailure", err)
+	}
+	locked, err := h.s.UnknownLocked(ctx, name, MaxFailures)
+	noErr(t, "UnknownLocked", err)
+	if !locked {
+		t.Fatal("not locked after max failures")
+	}
+	h.b.Advance(t, h.b.TTL)
+	locked, err = h.s.UnknownLocked(ctx, name, MaxFailures)
+	noErr(t, "UnknownLocked", err)
+	if locked {
+		t.Fatal("still locked after the window ran out")
+	}
+	r, err := h.s.RecordUnknownFailure(ctx, name, MaxFailures, h.b.TTL)
+	noErr(t, "RecordUnknownFailure", err)
+	if r.AttemptsLeft != MaxFailures-1 {
+		t.Fatalf("after the window: %+v, want a fresh count", r)
+	}
+}
+
+// ---- flows ----
+
+func newID() string { return fmt.Sprint("flow-", NewUserID(), NewUserID()) }
+
+func testFlowCAS(t *testing.T, h *harness) {
+	ctx := t.Context()
+	id := newID()
+	_, _, err := h.s.LoadFlow(ctx, id)
+	wantErr(t, "LoadFlow(new)", err, store.ErrNotFound)
+	_, err = h.s.SaveFlow(ctx, id, 1, []byte("x"), time.Hour)
+	wantErr(t, "SaveFlow(missing, prev 1)", err, store.ErrConflict)
+
+	v, err := h.s.SaveFlow(ctx, id, 0, []byte("one"), time.Hour)
+	noErr(t, "SaveFlow(create)", err)
+	if v != 1 {
+		t.Fatalf("version = %d, want 1", v)
+	}
+	for _, prev := range []int64{0, 2, -1} {
+		_, err = h.s.SaveFlow(ctx, id, prev, []byte("stale"), time.Hour)
+		wantErr(t, fmt.Sprintf("SaveFlow(prev %d)", prev), err, store.ErrConflict)
+	}
+	v, err = h.s.SaveFlow(ctx, id, 1, []byte("two"), time.Hour)
+	noErr(t, "SaveFlow(update)", err)
+	if v != 2 {
+		t.Fatalf("version = %d, want 2", v)
+	}
+	d, v, err := h.s.LoadFlow(ctx, id)
+	noErr(t, "LoadFlow", err)
+	if string(d) != "two" || v != 2 {
+		t.Fatalf("LoadFlow = %q v%d, want two v2", d, v)
+	}
+	// Binary data survives.
+	bin := []byte{0, 1, 2, 0xff, '\n'}
+	_, err = h.s.SaveFlow(ctx, id, 2, bin, time.Hour)
+	noErr(t, "SaveFlow(binary)", err)
+	d, _, err = h.s.LoadFlow(ctx, id)
+	noErr(t, "LoadFlow", err)
+	if !bytes.Equal(d, bin) {
+		t.Fatalf("LoadFlow = %v, want %v", d, bin)
+	}
+}
+
+func testFlowRace(t *testing.T, h *harness) {
+	ctx := t.Context()
+	id := newID()
+	_, err := h.s.SaveFlow(ctx, id, 0, []byte("start"), time.Hour)
+	noErr(t, "SaveFlow", err)
+	errs := race(Racers, func(i int) error {
+		_, err := h.s.SaveFlow(t.Context(), id, 1, fmt.Appendf(nil, "writer %d", i), time.Hour)
+		return err
+	})
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("writers %d and %d both saved at version 1", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, store.ErrConflict):
+			t.Fatalf("writer %d: %v, want ErrConflict", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no writer won")
+	}
+	d, v, err := h.s.LoadFlow(ctx, id)
+	noErr(t, "LoadFlow", err)
+	if want := fmt.Sprintf("writer %d", winner); string(d) != want || v != 2 {
+		t.Fatalf("LoadFlow = %q v%d, want %q v2", d, v, want)
+	}
+}
+
+func testFlowRaceCreate(t *testing.T, h *harness) {
+	id := newID()
+	errs := race(Racers, func(i int) error {
+		_, err := h.s.SaveFlow(t.Context(), id, 0, fmt.Appendf(nil, "writer %d", i), time.Hour)
+		return err
+	})
+	won := 0
+	for _, err := range errs {
+		if err == nil {
+			won++
+		} else if !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("SaveFlow: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d writers created one flow, want 1", won)
+	}
+}
+
+func testFlowTTL(t *testing.T, h *harness) {
+	ctx := t.Context()
+	short, long := newID(), newID()
+	_, err := h.s.SaveFlow(ctx, short, 0, []byte("x"), h.b.TTL)
+	noErr(t, "SaveFlow", err)
+	_, err = h.s.SaveFlow(ctx, long, 0, []byte("x"), time.Hour)
+	noErr(t, "SaveFlow", err)
+	// An update sets the TTL anew (here: from short to long).
+	_, err = h.s.SaveFlow(ctx, long, 1, []byte("y"), time.Hour)
+	noErr(t, "SaveFlow", err)
+	_, _, err = h.s.LoadFlow(ctx, short)
+	noErr(t, "LoadFlow before expiry", err)
+	h.b.Advance(t, h.b.TTL)
+	_, _, err = h.s.LoadFlow(ctx, short)
+	wantErr(t, "LoadFlow after expiry", err, store.ErrNotFound)
+	_, _, err = h.s.LoadFlow(ctx, long)
+	noErr(t, "LoadFlow(long TTL)", err)
+	// An expired flow starts over at version 0, not at its old version.
+	_, err = h.s.SaveFlow(ctx, short, 1, []byte("z"), time.Hour)
+	wantErr(t, "SaveFlow(expired, prev 1)", err, store.ErrConflict)
+}
+
+// ---- sessions ----
+
+func testSessions(t *testing.T, h *harness) {
+	ctx := t.Context()
+	id, other := newID(), newID()
+	_, err := h.s.Session(ctx, id)
+	wantErr(t, "Session(missing)", err, store.ErrNotFound)
+	noErr(t, "PutSession", h.s.PutSession(ctx, id, []byte(`{"a":1}`), time.Hour))
+	noErr(t, "PutSession", h.s.PutSession(ctx, other, []byte(`{"b":2}`), time.Hour))
+	got, err := h.s.Session(ctx, id)
+	noErr(t, "Session", err)
+	if string(got) != `{"a":1}` {
+		t.Fatalf("Session = %s", got)
+	}
+	noErr(t, "PutSession(replace)", h.s.PutSession(ctx, id, []byte(`{"a":2}`), time.Hour))
+	got, err = h.s.Session(ctx, id)
+	noErr(t, "Session", err)
+	if string(got) != `{"a":2}` {
+		t.Fatalf("Session after replace = %s", got)
+	}
+	noErr(t, "DeleteSession", h.s.DeleteSession(ctx, id))
+	_, err = h.s.Session(ctx, id)
+	wantErr(t, "Session(deleted)", err, store.ErrNotFound)
+	noErr(t, "DeleteSession(again)", h.s.DeleteSession(ctx, id))
+	if _, err := h.s.Session(ctx, other); err != nil {
+		t.Fatalf("deleting one session removed another: %v", err)
+	}
+}
+
+func testSessionTTL(t *testing.T, h *harness) {
+	ctx := t.Context()
+	id := newID()
+	noErr(t, "PutSession", h.s.PutSession(ctx, id, []byte("s"), h.b.TTL))
+	_, err := h.s.Session(ctx, id)
+	noErr(t, "Session", err)
+	h.b.Advance(t, h.b.TTL)
+	_, err = h.s.Session(ctx, id)
+	wantErr(t, "Session(expired)", err, store.ErrNotFound)
+}
+
+// ---- authorization codes ----
+
+func testCodeOnePerGrant(t *testing.T, h *harness) {
+	ctx := t.Context()
+	grant, code, code2 := newID(), newID(), newID()
+	noErr(t, "SaveCode", h.s.SaveCode(ctx, code, grant, time.Minute))
+	err := h.s.SaveCode(ctx, code2, grant, time.Minute)
+	wantErr(t, "SaveCode(second code, same grant)", err, store.ErrConflict)
+	_, err = h.s.ConsumeCode(ctx, code2, time.Hour)
+	wantErr(t, "ConsumeCode(refused code)", err, store.ErrNotFound)
+	if errors.Is(err, store.ErrReplay) {
+		t.Fatal("a code never issued is reported as a replay")
+	}
+	g, err := h.s.ConsumeCode(ctx, code, time.Hour)
+	noErr(t, "ConsumeCode", err)
+	if g != grant {
+		t.Fatalf("grant = %q, want %q", g, grant)
+	}
+}
+
+func testConsumeCode(t *testing.T, h *harness) {
+	ctx := t.Context()
+	grant, code := newID(), newID()
+	_, err := h.s.ConsumeCode(ctx, code, time.Hour)
+	wantErr(t, "ConsumeCode(unknown)", err, store.ErrNotFound)
+	if errors.Is(err, store.ErrReplay) {
+		t.Fatal("an unknown code is reported as a replay")
+	}
+	noErr(t, "SaveCode", h.s.SaveCode(ctx, code, grant, time.Minute))
+	g, err := h.s.ConsumeCode(ctx, code, time.Hour)
+	noErr(t, "ConsumeCode", err)
+	if g != grant {
+		t.Fatalf("grant = %q, want %q", g, grant)
+	}
+	for range 2 {
+		g, err = h.s.ConsumeCode(ctx, code, time.Hour)
+		wantErr(t, "ConsumeCode(replay)", err, store.ErrReplay)
+		if g != grant {
+			t.Fatalf("replay names grant %q, want %q", g, grant)
+		}
+	}
+}
+
+func testConsumeCodeRace(t *testing.T, h *harness) {
+	grant, code := newID(), newID()
+	noErr(t, "SaveCode", h.s.SaveCode(t.Context(), code, grant, time.Minute))
+	type res struct {
+		g   string
+		err error
+	}
+	results := race(Racers, func(int) res {
+		g, err := h.s.ConsumeCode(t.Context(), code, time.Hour)
+		return res{g, err}
+	})
+	ok := 0
+	for _, r := range results {
+		switch {
+		case r.err == nil:
+			ok++
+		case !errors.Is(r.err, store.ErrReplay):
+			t.Errorf("ConsumeCode: %v, want nil or ErrReplay", r.err)
+		}
+		if r.g != grant {
+			t.Errorf("ConsumeCode grant %q, want %q", r.g, grant)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("code redeemed %d times, want exactly once", ok)
+	}
+}
+
+func testCodeTTL(t *testing.T, h *harness) {
+	ctx := t.Context()
+	grant, code := newID(), newID()
+	noErr(t, "SaveCode", h.s.SaveCode(ctx, code, grant, h.b.TTL))
+	h.b.Advance(t, h.b.TTL)
+	_, err := h.s.ConsumeCode(ctx, code, time.Hour)
+	wantErr(t, "ConsumeCode(expired)", err, store.ErrNotFound)
+	if errors.Is(err, store.ErrReplay) {
+		t.Fatal("an expired code is reported as a replay")
+	}
+	// The replay marker lives as long as it was told.
+	grant, code = newID(), newID()
+	noErr(t, "SaveCode", h.s.SaveCode(ctx, code, grant, time.Hour))
+	_, err = h.s.ConsumeCode(ctx, code, h.b.TTL)
+	noErr(t, "ConsumeCode", err)
+	_, err = h.s.ConsumeCode(ctx, code, h.b.TTL)
+	wantErr(t, "ConsumeCode(replay)", err, store.ErrReplay)
+	h.b.Advance(t, h.b.TTL)
+	_, err = h.s.ConsumeCode(ctx, code, h.b.TTL)
+	wantErr(t, "ConsumeCode(after the marker)", err, store.ErrNotFound)
+}
+
+// ---- tokens ----
+
+func issue(grant, access, refresh, old string) store.TokenIssue {
+	t := store.TokenIssue{
+		Grant: grant, AccessID: access, AccessData: []byte("at:" + access), AccessTTL: time.Hour,
+		OldRefresh: old, RevokedRemains: time.Hour,
+	}
+	if refresh != "" {
+		t.Refresh, t.RefreshData, t.RefreshTTL = refresh, []byte("rt:"+refresh), 2*time.Hour
+	}
+	return t
+}
+
+func (h *harness) wantAccess(t *testing.T, grant, id string, present bool) {
+	t.Helper()
+	d, err := h.s.AccessToken(t.Context(), grant, id)
+	switch {
+	case present && (err != nil || string(d) != "at:"+id):
+		t.Fatalf("AccessToken(%s) = %q, %v; want it", id, d, err)
+	case !present && !errors.Is(err, store.ErrNotFound):
+		t.Fatalf("AccessToken(%s) = %q, %v; want ErrNotFound", id, d, err)
+	}
+}
+
+func (h *harness) wantRefresh(t *testing.T, grant, token string, want error) {
+	t.Helper()
+	d, err := h.s.RefreshToken(t.Context(), grant, token)
+	switch {
+	case want == nil && (err != nil || string(d) != "rt:"+token):
+		t.Fatalf("RefreshToken(%s) = %q, %v; want it", token, d, err)
+	case want != nil && !errors.Is(err, want):
+		t.Fatalf("RefreshToken(%s) = %q, %v; want %v", token, d, err, want)
+	}
+}
+
+func testTokenRotation(t *testing.T, h *harness) {
+	ctx := t.Context()
+	g := newID()
+	noErr(t, "IssueTokens", h.s.IssueTokens(ctx, issue(g, "a1", "r1", "")))
+	h.wantAccess(t, g, "a1", true)
+	h.wantRefresh(t, g, "r1", nil)
+	noErr(t, "IssueTokens(rotate)", h.s.IssueTokens(ctx, issue(g, "a2", "r2", "r1")))
+	h.wantAccess(t, g, "a2", true)
+	h.wantRefresh(t, g, "r2", nil)
+	h.wantRefresh(t, g, "r1", store.ErrReplay)
+	noErr(t, "IssueTokens(rotate again)", h.s.IssueTokens(ctx, issue(g, "a3", "r3", "r2")))
+	h.wantRefresh(t, g, "r3", nil)
+	// Access token only (no refresh token in the response).
+	noErr(t, "IssueTokens(access only)", h.s.IssueTokens(ctx, issue(g, "a4", "", "")))
+	h.wantAccess(t, g, "a4", true)
+	noErr(t, "DeleteAccessToken", h.s.DeleteAccessToken(ctx, g, "a4"))
+	h.wantAccess(t, g, "a4", false)
+	h.wantAccess(t, g, "a3", true)
+	// Tokens belong to their grant.
+	h.wantAccess(t, newID(), "a3", false)
+	h.wantRefresh(t, newID(), "r3", store.ErrNotFound)
+	revoked, err := h.s.GrantRevoked(ctx, g)
+	noErr(t, "GrantRevoked", err)
+	if revoked {
+		t.Fatal("rotation revoked the grant")
+	}
+}
+
+func testRefreshReuse(t *testing.T, h *harness) {
+	ctx := t.Context()
+	g := newID()
+	noErr(t, "IssueTokens", h.s.IssueTokens(ctx, issue(g, "a1", "r1", "")))
+	noErr(t, "IssueTokens(rotate)", h.s.IssueTokens(ctx, issue(g, "a2", "r2", "r1")))
+	err := h.s.IssueTokens(ctx, issue(g, "a3", "r3", "r1"))
+	wantErr(t, "IssueTokens(reuse r1)", err, store.ErrReplay)
+	for _, a := range []string{"a1", "a2", "a3"} {
+		h.wantAccess(t, g, a, false)
+	}
+	h.wantRefresh(t, g, "r2", store.ErrNotFound)
+	h.wantRefresh(t, g, "r3", store.ErrNotFound)
+	revoked, err := h.s.GrantRevoked(ctx, g)
+	noErr(t, "GrantRevoked", err)
+	if !revoked {
+		t.Fatal("reuse did not revoke the grant")
+	}
+	err = h.s.IssueTokens(ctx, issue(g, "a4", "r4", "r2"))
+	wantErr(t, "IssueTokens(after revocation)", err, store.ErrRevoked)
+	h.wantAccess(t, g, "a4", false)
+}
+
+func testUnknownRefresh(t *testing.T, h *harness) {
+	ctx := t.Context()
+	g := newID()
+	noErr(t, "IssueTokens", h.s.IssueTokens(ctx, issue(g, "a1", "r1", "")))
+	err := h.s.IssueTokens(ctx, issue(g, "a2", "r2", "nope"))
+	wantErr(t, "IssueTokens(unknown refresh token)", err, store.ErrNotFound)
+	if errors.Is(err, store.ErrReplay) || errors.Is(err, store.ErrRevoked) {
+		t.Fatalf("unknown refresh token: %v, want plain not found", err)
+	}
+	h.wantAccess(t, g, "a2", false)
+	h.wantRefresh(t, g, "r2", store.ErrNotFound)
+	h.wantAccess(t, g, "a1", true)
+	h.wantRefresh(t, g, "r1", nil)
+}
+
+func testRotationRace(t *testing.T, h *harness) {
+	ctx := t.Context()
+	g := newID()
+	noErr(t, "IssueTokens", h.s.IssueTokens(ctx, issue(g, "a0", "r0", "")))
+	errs := race(Racers, func(i int) error {
+		return h.s.IssueTokens(t.Context(), issue(g, fmt.Sprint("a", i+1), fmt.Sprint("r", i+1), "r0"))
+	})
+	ok := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, store.ErrReplay), errors.Is(err, store.ErrRevoked):
+		default:
+			t.Errorf("rotation %d: %v, want nil, ErrReplay or ErrRevoked", i, err)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d of %d concurrent rotations of one refresh token succeeded, want 1", ok, Racers)
+	}
+	// The losers' reuse revoked the grant: nothing of it is left.
+	revoked, err := h.s.GrantRevoked(ctx, g)
+	noErr(t, "GrantRevoked", err)
+	if !revoked {
+		t.Fatal("concurrent reuse did not revoke the grant")
+	}
+	for i := range Racers + 1 {
+		h.wantAccess(t, g, fmt.Sprint("a", i), false)
+		h.wantRefresh(t, g, fmt.Sprint("r", i), store.ErrNotFound)
+	}
+}
+
+func testRevokeGrant(t *testing.T, h *harness) {
+	ctx := t.Context()
+	g, other := newID(), newID()
+	noErr(t, "IssueTokens", h.s.IssueTokens(ctx, issue(g, "a1", "r1", "")))
+	noErr(t, "IssueTokens", h.s.IssueTokens(ctx, issue(other, "a1", "r1", "")))
+	noErr(t, "RevokeGrant", h.s.RevokeGrant(ctx, g, time.Hour))
+	h.wantAccess(t, g, "a1", false)
+	h.wantRefresh(t, g, "r1", store.ErrNotFound)
+	err := h.s.IssueTokens(ctx, issue(g, "a2", "", ""))
+	wantErr(t, "IssueTokens(revoked)", err, store.ErrRevoked)
+	err = h.s.IssueTokens(ctx, issue(g, "a2", "r2", "r1"))
+	wantErr(t, "IssueTokens(revoked, rotation)", err, store.ErrRevoked)
+	h.wantAccess(t, g, "a2", false)
+	revoked, err := h.s.GrantRevoked(ctx, g)
+	noErr(t, "GrantRevoked", err)
+	if !revoked {
+		t.Fatal("GrantRevoked = false")
+	}
+	// Other grants are untouched.
+	h.wantAccess(t, other, "a1", true)
+	h.wantRefresh(t, other, "r1", nil)
+	// Revoking a grant that never had tokens also refuses later ones.
+	fresh := newID()
+	noErr(t, "RevokeGrant(fresh)", h.s.RevokeGrant(ctx, fresh, time.Hour))
+	wantErr(t, "IssueTokens(fresh revoked)", h.s.IssueTokens(ctx, issue(fresh, "a1", "", "")), store.ErrRevoked)
+}
+
+func testTokenTTL(t *testing.T, h *harness) {
+	ctx := t.Context()
+	g := newID()
+	ti := issue(g, "a1", "r1", "")
+	ti.AccessTTL = h.b.TTL
+	noErr(t, "IssueTokens", h.s.IssueTokens(ctx, ti))
+	h.wantAccess(t, g, "a1", true)
+	revoked := newID()
+	noErr(t, "RevokeGrant", h.s.RevokeGrant(ctx, revoked, h.b.TTL))
+	h.b.Advance(t, h.b.TTL)
+	h.wantAccess(t, g, "a1", false)
+	h.wantRefresh(t, g, "r1", nil) // its own, longer TTL
+	// The revocation marker lasts as long as it was told.
+	noErr(t, "IssueTokens(after the revocation ran out)", h.s.IssueTokens(ctx, issue(revoked, "a1", "", "")))
+}
+
+// ---- pairwise subjects, meta ----
+
+func testPairwise(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, _ := h.citizen(t, 1)
+	a1, err := h.s.PairwiseSubject(ctx, c.UserID, "https://rp.example/a", "fresh-1")
+	noErr(t, "PairwiseSubject", err)
+	a2, err := h.s.PairwiseSubject(ctx, c.UserID, "https://rp.example/a", "fresh-2")
+	noErr(t, "PairwiseSubject", err)
+	b, err := h.s.PairwiseSubject(ctx, c.UserID, "https://rp.example/b", "fresh-3")
+	noErr(t, "PairwiseSubject", err)
+	if a1 != "fresh-1" || a2 != a1 {
+		t.Fatalf("sector a: %q then %q, want fresh-1 twice", a1, a2)
+	}
+	if b == a1 || b != "fresh-3" {
+		t.Fatalf("sector b: %q, want fresh-3 (not sector a's %q)", b, a1)
+	}
+	other, _ := h.citizen(t, 1)
+	o, err := h.s.PairwiseSubject(ctx, other.UserID, "https://rp.example/a", "fresh-4")
+	noErr(t, "PairwiseSubject", err)
+	if o != "fresh-4" {
+		t.Fatalf("another citizen in sector a: %q, want fresh-4", o)
+	}
+}
+
+func testPairwiseRace(t *testing.T, h *harness) {
+	c, _ := h.citizen(t, 1)
+	for _, sector := range []string{"sector-a", "sector-b"} {
+		subs := race(Racers, func(i int) string {
+			s, err := h.s.PairwiseSubject(t.Context(), c.UserID, sector, fmt.Sprintf("%s-%d", sector, i))
+			if err != nil {
+				t.Errorf("PairwiseSubject: %v", err)
+			}
+			return s
+		})
+		for _, s := range subs {
+			if s != subs[0] {
+				t.Fatalf("%s: racers got different subjects: %q", sector, subs)
+			}
+		}
+	}
+	a, _ := h.s.PairwiseSubject(t.Context(), c.UserID, "sector-a", "late")
+	b, _ := h.s.PairwiseSubject(t.Context(), c.UserID, "sector-b", "late")
+	if a == b {
+		t.Fatalf("two sectors share subject %q", a)
+	}
+}
+
+func testMetaRace(t *testing.T, h *harness) {
+	name := "secret-" + NewUserID()
+	type res struct {
+		v       []byte
+		created bool
+	}
+	results := race(Racers, func(i int) res {
+		v, created, err := h.s.GetOrCreateMeta(t.Context(), name, fmt.Appendf(nil, "value-%d", i))
+		if err != nil {
+			t.Errorf("GetOrCreateMeta: %v", err)
+		}
+		return res{v, created}
+	})
+	created := 0
+	for _, r := range results {
+		if r.created {
+			created++
+		}
+		if !bytes.Equal(r.v, results[0].v) {
+			t.Fatalf("instances disagree: %q vs %q", r.v, results[0].v)
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d writers created the value, want 1", created)
+	}
+	v, created2, err := h.s.GetOrCreateMeta(t.Context(), name, []byte("late"))
+	noErr(t, "GetOrCreateMeta", err)
+	if created2 || !bytes.Equal(v, results[0].v) {
+		t.Fatalf("later call: %q created=%v", v, created2)
+	}
+}
+
+func testClients(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c := &store.Client{ID: "client-" + NewUserID(), Name: "Netbank", RedirectURIs: []string{"https://bank.example/cb"}, Scopes: []string{"openid"}}
+	noErr(t, "CreateClient", h.s.CreateClient(ctx, c))
+	wantErr(t, "CreateClient(again)", h.s.CreateClient(ctx, c), store.ErrConflict)
+	got, err := h.s.Client(ctx, c.ID)
+	noErr(t, "Client", err)
+	if got.Name != "Netbank" || !slices.Equal(got.RedirectURIs, c.RedirectURIs) {
+		t.Fatalf("Client = %+v", got)
+	}
+	c.Name = "Netbank 2"
+	noErr(t, "PutClient", h.s.PutClient(ctx, c))
+	got, err = h.s.Client(ctx, c.ID)
+	noErr(t, "Client", err)
+	if got.Name != "Netbank 2" {
+		t.Fatalf("after PutClient: %+v", got)
+	}
+	_, err = h.s.Client(ctx, "nobody")
+	wantErr(t, "Client(unknown)", err, store.ErrNotFound)
+}
+
+// ---- unavailability ----
+
+func testClosedClient(t *testing.T, h *harness) {
+	client := h.b.Client(t)
+	s := store.New(client, RandomPrefix(), Pepper)
+	if err := client.Close(); err != nil {
+		t.Fatal(err)
+	}
+	CheckUnavailable(t, s)
+}
+
+// CheckUnavailable asserts that every kind of store call on s fails with ErrUnavailable.
+func CheckUnavailable(t *testing.T, s *store.Store) {
+	t.Helper()
+	ctx := t.Context()
+	calls := map[string]func() error{
+		"Ping": func() error { return s.Ping(ctx) },
+		"CreateCitizen": func() error {
+			return s.CreateCitizen(ctx, newCitizen(), newCard(1).rec)
+		},
+		"Citizen": func() error { _, err := s.Citizen(ctx, NewUserID()); return err },
+		"CitizenByUsername": func() error {
+			cpr := NewCPR()
+			_, err := s.CitizenByUsername(ctx, cpr, cpr)
+			return err
+		},
+		"UseCardKey": func() error {
+			_, err := s.UseCardKey(ctx, NewUserID(), "G000000001", "0001", "h", MaxFailures)
+			return err
+		},
+		"RandomUnusedKey":      func() error { _, err := s.RandomUnusedKey(ctx, NewUserID(), "G000000001"); return err },
+		"RecordFailure":        func() error { _, err := s.RecordFailure(ctx, NewUserID(), MaxFailures); return err },
+		"RecordUnknownFailure": func() error { _, err := s.RecordUnknownFailure(ctx, "x", MaxFailures, time.Hour); return err },
+		"SaveFlow":             func() error { _, err := s.SaveFlow(ctx, "f", 0, []byte("x"), time.Hour); return err },
+		"LoadFlow":             func() error { _, _, err := s.LoadFlow(ctx, "f"); return err },
+		"Session":              func() error { _, err := s.Session(ctx, "s"); return err },
+		"SaveCode":             func() error { return s.SaveCode(ctx, "c", "g", time.Minute) },
+		"ConsumeCode":          func() error { _, err := s.ConsumeCode(ctx, "c", time.Minute); return err },
+		"IssueTokens":          func() error { return s.IssueTokens(ctx, issue("g", "a", "r", "")) },
+		"PairwiseSubject":      func() error { _, err := s.PairwiseSubject(ctx, "1", "s", "f"); return err },
+		"GetOrCreateMeta":      func() error { _, _, err := s.GetOrCreateMeta(ctx, "m", []byte("v")); return err },
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if err := call(); !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("%s: err = %v, want ErrUnavailable", name, err)
+			}
+		})
+	}
+}
