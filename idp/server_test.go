@@ -342,7 +342,7 @@ func TestIDTokenAlgorithmPerClient(t *testing.T) {
 			t.Parallel()
 			rp := newBenchRP(t, alg)
 			tok := rp.exchange(t, rp.code(t))
-			idt, err := jose.ParseSigned(tok["id_token"].(string), []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
+			idt, err := jose.ParseSignedCompact(tok["id_token"].(string), []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
 			if err != nil {
 				t.Fatal(err)
 			}
