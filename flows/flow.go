@@ -117,6 +117,9 @@ func (e *Engine) now() time.Time {
 	return time.Now()
 }
 
+// Time is the engine's clock, for callers that judge a flow's expiry themselves.
+func (e *Engine) Time() time.Time { return e.now() }
+
 // NewID returns a random URL-safe identifier with 128 bits of entropy.
 func NewID() string {
 	var b [16]byte

@@ -252,7 +252,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.Web.ErrorPage(w, r, http.StatusForbidden, flows.CodeWrongBrowser, "This login was started in another browser.")
 		return
 	}
-	if f.Step == flows.StepFailed || f.Expired(time.Now()) {
+	if f.Step == flows.StepFailed || f.Expired(s.Flows.Time()) {
 		ar, err := s.Storage.AuthRequestByID(ctx, f.ID)
 		if err != nil {
 			s.Web.ErrorPage(w, r, http.StatusGone, flows.CodeFlowExpired, "This login does not exist or has expired.")

@@ -544,7 +544,7 @@ func (l *Login) follow(u string) {
 			continue
 		}
 		var v View
-		if r.Status != http.StatusOK || json.Unmarshal(r.Body, &v) != nil || v.Step == "" {
+		if json.Unmarshal(r.Body, &v) != nil || v.Step == "" || (r.Status != http.StatusOK && v.Step != "failed") {
 			l.Last = r
 			return
 		}

@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -191,9 +190,6 @@ func (h *Handler) csrfToken(flowID, browser string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
-// timeNow is the clock (a variable for tests).
-var timeNow = time.Now
-
 func (h *Handler) load(req *request) error {
 	f, err := h.Flows.Load(req.r.Context(), req.r.PathValue("flow"))
 	if err != nil {
@@ -220,7 +216,7 @@ func (h *Handler) get(req *request) error {
 	if err := h.Flows.Bind(ctx, f, req.browser); err != nil {
 		return err
 	}
-	if f.Expired(timeNow()) {
+	if f.Expired(h.Flows.Time()) {
 		if err := h.Flows.Fail(ctx, f, flows.Errorf(flows.CodeFlowExpired, "This login has expired.")); err != nil {
 			return err
 		}
@@ -233,6 +229,9 @@ func (h *Handler) get(req *request) error {
 	}
 	if err := h.Flows.Prepare(ctx, f); err != nil {
 		return err
+	}
+	if f.Step == flows.StepFailed && f.Failure != nil {
+		return h.render(req, statusFor(f.Failure.Code), nil)
 	}
 	return h.render(req, http.StatusOK, nil)
 }

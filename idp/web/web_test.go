@@ -250,3 +250,35 @@ func FuzzLoginPost(f *testing.F) {
 		}
 	})
 }
+
+// TestExpiredFlowOffersWayBack: an expired login answers 410 and leads back to the relying
+// party (its return URL), as JSON and as a Danish page with a link.
+func TestExpiredFlowOffersWayBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	id := f.flow(t)
+	f.engine.Now = func() time.Time { return time.Now().Add(2 * time.Minute) } // past the 1-minute FlowTTL
+	back := "https://rp.example/back?id=" + id
+	b := browser()
+	code, v, _ := do(t, b, "GET", f.srv.URL+"/login/"+id, "", "", jsonAccept)
+	if code != http.StatusGone || v.Error == nil || v.Error.Code != flows.CodeFlowExpired || v.RedirectTo != back || v.Step != flows.StepFailed {
+		t.Fatalf("JSON: %d %+v", code, v)
+	}
+	code, _, page := do(t, b, "GET", f.srv.URL+"/login/"+id, "", "", nil)
+	if code != http.StatusGone || !strings.Contains(page, `href="`+back+`"`) || !strings.Contains(page, "Tilbage til tjenesten") {
+		t.Fatalf("HTML: %d %q", code, page)
+	}
+}
+
+// TestSecureCookies: with an https issuer every cookie is Secure, HttpOnly, SameSite=Lax and
+// __Host- prefixed.
+func TestSecureCookies(t *testing.T) {
+	t.Parallel()
+	h := &Handler{Secure: true}
+	rec := httptest.NewRecorder()
+	h.setCookie(rec, sessionCookie, "v", 60)
+	c := rec.Result().Cookies()[0]
+	if c.Name != "__Host-"+sessionCookie || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Domain != "" {
+		t.Fatalf("cookie %+v", c)
+	}
+}
