@@ -191,7 +191,11 @@ func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 
 // SaveAuthCode stores the code made for a finished flow.
 func (s *Storage) SaveAuthCode(ctx context.Context, id, code string) error {
-	return storeErr(s.Store.SaveCode(ctx, code, id, s.Lifetimes.Code))
+	err := s.Store.SaveCode(ctx, code, id, s.Lifetimes.Code)
+	if errors.Is(err, store.ErrConflict) { // the callback reloaded: one login, one code
+		return oidc.ErrInvalidRequest().WithDescription("this login has already been answered; start a new login")
+	}
+	return storeErr(err)
 }
 
 // DeleteAuthRequest is called once the code was exchanged. The flow is left to expire: the
