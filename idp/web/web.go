@@ -416,8 +416,12 @@ func (h *Handler) render(req *request, status int, fe *flows.Error) error {
 		http.Redirect(req.w, req.r, v.RedirectTo, http.StatusSeeOther)
 		return nil
 	}
+	username := req.answer.Username
+	if username == "" && v.Step == flows.StepPassword {
+		username = req.flow.LoginHint // the relying party's login_hint prefills the user ID
+	}
 	return h.page(req, status, "login", pageData{View: v, Error: v.Error, ClientName: h.clientName(req),
-		Username: req.answer.Username})
+		Username: username})
 }
 
 func (h *Handler) clientName(req *request) string {
