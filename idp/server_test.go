@@ -135,7 +135,7 @@ func TestSecurityHeaders(t *testing.T) {
 		"Content-Security-Policy": "frame-ancestors 'none'",
 		"X-Frame-Options":         "DENY",
 		"X-Content-Type-Options":  "nosniff",
-		"Referrer-Policy":         "no-referrer",
+		"Referrer-Policy":         "same-origin",
 	} {
 		if got := resp.Header.Get(h); !strings.Contains(got, want) {
 			t.Errorf("%s = %q, want %q", h, got, want)

@@ -198,6 +198,21 @@ if ! command -v gcc >/dev/null 2>&1 && ! command -v cc >/dev/null 2>&1; then
 fi
 export CGO_ENABLED=1
 
+# The browser test (integration-tests/browser_test.go) drives Debian's chromium through
+# chromedriver. Without them it skips locally but fails under CI, so install them here
+# (chromium-driver pulls the chromium of the same version).
+have_chromedriver() { command -v chromedriver >/dev/null 2>&1 || [[ -x /usr/bin/chromedriver ]]; }
+if [[ ! -x /usr/bin/chromium ]] || ! have_chromedriver; then
+  if ! apt_install chromium chromium-driver || [[ ! -x /usr/bin/chromium ]] || ! have_chromedriver; then
+    if [[ -n "${CI:-}" ]]; then
+      die "CI is set and installing chromium + chromium-driver failed; TestBrowserLogin needs them"
+    fi
+    warn "could not install chromium + chromium-driver; TestBrowserLogin will be skipped"
+  fi
+fi
+log "browser: $( [[ -x /usr/bin/chromium ]] && timeout 10 /usr/bin/chromium --version 2>/dev/null | tail -n1 || echo '<none>')," \
+  "chromedriver: $(have_chromedriver && { command -v chromedriver || echo /usr/bin/chromedriver; } || echo '<none>')"
+
 log "go version: $(go version)"
 
 log "gofmt -l"
