@@ -138,10 +138,15 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 	if err != nil {
 		return fmt.Errorf("flows: password: %w", err)
 	}
-	// Locked — or expired/blocked and past the limit, which RecordFailure cannot turn into a
-	// lock: no password check, so the answer never tells a right password from a wrong one.
-	if (c.Status == store.StatusBlocked && c.BlockReason == store.BlockFailures) ||
-		(c.Status != store.StatusActive && c.Failures >= e.MaxFailures) {
+	// Reserve the attempt before the slow KDF: parallel guesses cannot all pass a check made
+	// before any of them failed. Past the limit (locked, or an expired or operator-blocked
+	// NemID that cannot be blocked for failures) no password is checked, so the answer never
+	// tells a right password from a wrong one.
+	att, err := e.Store.BeginAttempt(ctx, c.UserID, e.MaxFailures)
+	if err != nil {
+		return fmt.Errorf("flows: password: %w", err)
+	}
+	if att.Refused {
 		e.Passwords.VerifyDummy(ctx, a.Password)
 		return credentialsError(store.FailureResult{Locked: true})
 	}
@@ -150,11 +155,18 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		return fmt.Errorf("flows: password: verify for %s: %w", c.UserID, err)
 	}
 	if !ok {
-		res, err := e.Store.RecordFailure(ctx, c.UserID, e.MaxFailures)
+		res, err := e.Store.FailAttempt(ctx, c.UserID, e.MaxFailures, att)
 		if err != nil {
 			return fmt.Errorf("flows: password: %w", err)
 		}
 		return credentialsError(res)
+	}
+	c.Status, c.BlockReason, err = e.Store.AttemptSucceeded(ctx, c.UserID)
+	if err != nil {
+		return fmt.Errorf("flows: password: %w", err)
+	}
+	if c.Status == store.StatusBlocked && c.BlockReason == store.BlockFailures {
+		return credentialsError(store.FailureResult{Locked: true}) // a parallel guess locked it
 	}
 	if se := statusError(c); se != nil {
 		return se

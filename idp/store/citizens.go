@@ -225,32 +225,83 @@ type FailureResult struct {
 	Locked       bool // this or an earlier failure blocked the NemID
 }
 
-var failureScript = redis.NewScript(`
+// An attempt is reserved before the password is checked and settled after: the slow KDF runs
+// between the two, and parallel guesses must not all pass a check made before any of them
+// failed. A reservation counts as a failure until it is taken back by a right password.
+
+var beginAttemptScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {-1, 0} end
-local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-local max = tonumber(ARGV[1])
-if n >= max and st == 'active' then
-  redis.call('HSET', KEYS[1], 'status', 'blocked', 'block_reason', 'failures', 'blocked_at', ARGV[2])
+local f = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0') or 0
+if f >= tonumber(ARGV[1]) or (st == 'blocked' and redis.call('HGET', KEYS[1], 'block_reason') == 'failures') then
+  return {f, 0}
 end
-local left = max - n
-if left < 0 then left = 0 end
--- Locked only by failures: a block an operator set is not told to a wrong password.
-if n >= max or (st == 'blocked' and redis.call('HGET', KEYS[1], 'block_reason') == 'failures') then return {left, 1} end
-return {left, 0}
+return {redis.call('HINCRBY', KEYS[1], 'failures', 1), 1}
 `)
 
-// RecordFailure counts one failed password or key attempt; at max failures in a row the NemID
-// is blocked. Atomic, so parallel guesses cannot slip past the limit.
-func (s *Store) RecordFailure(ctx context.Context, uid string, max int) (FailureResult, error) {
-	res, err := failureScript.Run(ctx, s.rdb, []string{s.citizenKey(uid)}, max, time.Now().UTC().Format(time.RFC3339)).Int64Slice()
+// Attempt is a reserved password attempt: the N-th failure in a row if it turns out wrong.
+type Attempt struct {
+	N       int
+	Refused bool // the NemID is locked (or past the limit): no password is checked
+}
+
+// BeginAttempt reserves one attempt, or refuses when max failures in a row are already spent.
+func (s *Store) BeginAttempt(ctx context.Context, uid string, max int) (Attempt, error) {
+	res, err := beginAttemptScript.Run(ctx, s.rdb, []string{s.citizenKey(uid)}, max).Int64Slice()
 	if err != nil {
-		return FailureResult{}, wrap("record failure", err)
+		return Attempt{}, wrap("begin attempt", err)
 	}
 	if res[0] < 0 {
-		return FailureResult{}, fmt.Errorf("store: record failure: %w", ErrNotFound)
+		return Attempt{}, fmt.Errorf("store: begin attempt: %w", ErrNotFound)
 	}
-	return FailureResult{AttemptsLeft: int(res[0]), Locked: res[1] == 1}, nil
+	return Attempt{N: int(res[0]), Refused: res[1] == 0}, nil
+}
+
+var failAttemptScript = redis.NewScript(`
+if tonumber(ARGV[2]) >= tonumber(ARGV[1]) and redis.call('HGET', KEYS[1], 'status') == 'active' then
+  redis.call('HSET', KEYS[1], 'status', 'blocked', 'block_reason', 'failures', 'blocked_at', ARGV[3])
+end
+return 1
+`)
+
+// FailAttempt settles a reserved attempt as failed: the max-th failure in a row blocks the NemID.
+func (s *Store) FailAttempt(ctx context.Context, uid string, limit int, a Attempt) (FailureResult, error) {
+	err := failAttemptScript.Run(ctx, s.rdb, []string{s.citizenKey(uid)}, limit, a.N, time.Now().UTC().Format(time.RFC3339)).Err()
+	if err != nil {
+		return FailureResult{}, wrap("fail attempt", err)
+	}
+	left := limit - a.N
+	if left < 0 {
+		left = 0
+	}
+	return FailureResult{AttemptsLeft: left, Locked: left == 0}, nil
+}
+
+var okAttemptScript = redis.NewScript(`
+if redis.call('HINCRBY', KEYS[1], 'failures', -1) < 0 then redis.call('HSET', KEYS[1], 'failures', 0) end
+return {redis.call('HGET', KEYS[1], 'status') or '', redis.call('HGET', KEYS[1], 'block_reason') or ''}
+`)
+
+// AttemptSucceeded takes a reservation back after a right password and returns the citizen's
+// status as it is now: a parallel wrong guess may have locked the NemID meanwhile.
+func (s *Store) AttemptSucceeded(ctx context.Context, uid string) (status, reason string, err error) {
+	res, err := okAttemptScript.Run(ctx, s.rdb, []string{s.citizenKey(uid)}).StringSlice()
+	if err != nil {
+		return "", "", wrap("attempt succeeded", err)
+	}
+	return res[0], res[1], nil
+}
+
+// RecordFailure counts one failed attempt outside a password check (reserve and fail in one).
+func (s *Store) RecordFailure(ctx context.Context, uid string, max int) (FailureResult, error) {
+	a, err := s.BeginAttempt(ctx, uid, max)
+	if err != nil {
+		return FailureResult{}, err
+	}
+	if a.Refused {
+		return FailureResult{Locked: true}, nil
+	}
+	return s.FailAttempt(ctx, uid, max, a)
 }
 
 var unknownFailureScript = redis.NewScript(`

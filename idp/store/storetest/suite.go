@@ -585,8 +585,9 @@ func testRecordFailureParallel(t *testing.T, h *harness) {
 		return r
 	})
 	checkParallelFailures(t, results, MaxFailures)
-	if got := h.load(t, c.UserID); got.Status != store.StatusBlocked || got.Failures != Racers {
-		t.Fatalf("status %q failures %d, want blocked after %d", got.Status, got.Failures, Racers)
+	// Attempts past the limit are refused, not counted: the counter stops at the limit.
+	if got := h.load(t, c.UserID); got.Status != store.StatusBlocked || got.Failures != MaxFailures {
+		t.Fatalf("status %q failures %d, want blocked after %d", got.Status, got.Failures, MaxFailures)
 	}
 }
 
