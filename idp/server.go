@@ -133,6 +133,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	s.Storage.CallbackURL = func(ctx context.Context, id string) string {
 		return op.AuthCallbackURL(provider)(ctx, id)
 	}
+	s.Storage.Codes = provider.Crypto()
 
 	s.Web = &web.Handler{Flows: engine, Clients: st, CSRFKey: sec.Derive("csrf"), Secure: !cfg.InsecureCookies(),
 		Origin: web.OriginOf(cfg.Issuer), Metrics: web.NewMetrics(reg)}
@@ -244,10 +245,15 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	f, err := s.Flows.Load(ctx, r.URL.Query().Get("id"))
+	if errors.Is(err, store.ErrUnavailable) {
+		s.Web.ErrorPage(w, r, http.StatusServiceUnavailable, flows.CodeUnavailable, "NemID is temporarily unavailable. Please try again shortly.")
+		return
+	}
 	if err != nil {
 		s.Web.ErrorPage(w, r, http.StatusGone, flows.CodeFlowExpired, "This login does not exist or has expired.")
 		return
 	}
+	r = r.WithContext(oidc.WithFlow(ctx, f))
 	if !s.Web.BoundTo(r, f) {
 		s.Web.ErrorPage(w, r, http.StatusForbidden, flows.CodeWrongBrowser, "This login was started in another browser.")
 		return

@@ -1,9 +1,12 @@
 package integrationtests
 
 import (
+	"encoding/json"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -347,4 +350,50 @@ func TestSSOSession(t *testing.T) {
 			t.Errorf("redirect back = %s, want error=login_required with state and no code", l.Back)
 		}
 	})
+}
+
+// TestUnauthenticatedCodeUseChangesNothing: zitadel/oidc looks a code up before it checks
+// PKCE and the client's credentials. Neither a wrong secret nor a wrong PKCE verifier may burn
+// the code, and a replay by someone who cannot authenticate must not revoke the tokens the
+// rightful exchange got.
+func TestUnauthenticatedCodeUseChangesNothing(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	bank := p.relyingParty(t, p.registerClient(t, "openid", "profile"), "openid", "profile")
+	karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
+	l := p.newBrowser(t).authorize(t, bank)
+	l.run(karen)
+	code := l.code()
+
+	attempt := func(secret, verifier string) (int, string) {
+		form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI},
+			"code_verifier": {verifier}}
+		req, _ := http.NewRequest(http.MethodPost, p.Issuer+"/oauth/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(bank.Client.ID, secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Error
+	}
+	if st, e := attempt("not-the-secret-0123456789", l.Verifier); st/100 != 4 {
+		t.Fatalf("wrong secret: %d %s", st, e)
+	}
+	if st, e := attempt(bank.Client.Secret, "wrong-verifier-wrong-verifier-wrong-verifier-12"); st/100 != 4 {
+		t.Fatalf("wrong PKCE verifier: %d %s", st, e)
+	}
+	tok, err := l.exchange(code)
+	if err != nil {
+		t.Fatalf("the rightful exchange after failed attempts: %v", err)
+	}
+	if st, e := attempt("not-the-secret-0123456789", l.Verifier); st/100 != 4 {
+		t.Fatalf("replay with a wrong secret: %d %s", st, e)
+	}
+	if _, err := rp.Userinfo[*oidc.UserInfo](t.Context(), tok.AccessToken, "Bearer", tok.IDTokenClaims.Subject, bank); err != nil {
+		t.Fatalf("an unauthenticated replay revoked the rightful tokens: %v", err)
+	}
 }

@@ -14,7 +14,8 @@ import (
 type authRequest struct {
 	flow    *flows.Flow
 	ps      protocolState
-	subject string // pairwise, once done
+	subject string // pairwise; set when the request is loaded for a token exchange
+	code    string // the code it was loaded by, consumed when the tokens are issued
 }
 
 var _ op.AuthRequest = (*authRequest)(nil)
@@ -57,7 +58,7 @@ func (a *authRequest) GetResponseMode() oidc.ResponseMode {
 func (a *authRequest) GetScopes() []string { return a.ps.Scopes }
 func (a *authRequest) GetState() string    { return a.ps.State }
 func (a *authRequest) GetSubject() string  { return a.subject }
-func (a *authRequest) Done() bool          { return a.flow.Done() && a.subject != "" }
+func (a *authRequest) Done() bool          { return a.flow.Done() }
 
 func (a *authRequest) record() tokenRecord {
 	r := a.flow.Result

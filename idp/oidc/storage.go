@@ -41,6 +41,9 @@ type Storage struct {
 	Lifetimes Lifetimes
 	// CallbackURL is where a finished flow sends the browser: the authorize callback.
 	CallbackURL func(ctx context.Context, flowID string) string
+	// Codes decrypts authorization codes (zitadel/oidc makes a code by encrypting the auth
+	// request id, which is the grant id here).
+	Codes interface{ Decrypt(string) (string, error) }
 	Now         func() time.Time
 }
 
@@ -122,29 +125,32 @@ func grantedScopes(c *store.Client, requested []string) []string {
 	return out
 }
 
-// AuthRequestByID loads the flow behind an auth request.
+// AuthRequestByID loads the flow behind an auth request. A flow the caller already loaded
+// for this request (WithFlow) is used as it is.
 func (s *Storage) AuthRequestByID(ctx context.Context, id string) (op.AuthRequest, error) {
-	f, err := s.Flows.Load(ctx, id)
-	if err != nil {
-		return nil, storeErr(err)
+	f, ok := ctx.Value(flowKey{}).(*flows.Flow)
+	if !ok || f.ID != id {
+		var err error
+		if f, err = s.Flows.Load(ctx, id); err != nil {
+			return nil, storeErr(err)
+		}
 	}
-	return s.authRequestFor(ctx, f)
+	return authRequestOf(f)
 }
 
-func (s *Storage) authRequestFor(ctx context.Context, f *flows.Flow) (*authRequest, error) {
+type flowKey struct{}
+
+// WithFlow hands a flow loaded by the HTTP layer to the storage, saving a second read.
+func WithFlow(ctx context.Context, f *flows.Flow) context.Context {
+	return context.WithValue(ctx, flowKey{}, f)
+}
+
+func authRequestOf(f *flows.Flow) (*authRequest, error) {
 	var ps protocolState
 	if err := json.Unmarshal(f.Protocol, &ps); err != nil {
 		return nil, fmt.Errorf("oidc: flow %s is not an OIDC flow: %w", f.ID, err)
 	}
-	ar := &authRequest{flow: f, ps: ps}
-	if f.Done() {
-		sub, err := s.pairwise(ctx, f.Result.CitizenID, f.ClientID)
-		if err != nil {
-			return nil, err
-		}
-		ar.subject = sub
-	}
-	return ar, nil
+	return &authRequest{flow: f, ps: ps}, nil
 }
 
 func (s *Storage) pairwise(ctx context.Context, citizen, client string) (string, error) {
@@ -166,17 +172,20 @@ func newUUID() string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-// AuthRequestByCode redeems a code once. A replayed code revokes every token its first
-// redemption issued (RFC 6749 §4.1.2).
+// AuthRequestByCode finds the finished login behind a code, without consuming it: zitadel/oidc
+// calls this before it checks PKCE and authenticates the client, so the code is consumed only
+// when the tokens are issued (IssueTokens). A code presented again then revokes every token
+// its first redemption issued (RFC 6749 §4.1.2) — but only for a caller who passed PKCE and
+// client authentication.
 func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
-	grant, err := s.Store.ConsumeCode(ctx, code, s.Lifetimes.RefreshToken)
-	if errors.Is(err, store.ErrReplay) {
-		if rerr := s.Store.RevokeGrant(ctx, grant, s.Lifetimes.RefreshToken); rerr != nil {
-			return nil, storeErr(rerr)
-		}
-		return nil, oidc.ErrInvalidGrant().WithDescription("code already used; the tokens issued with it are revoked")
-	}
+	grant, err := s.Codes.Decrypt(code)
 	if err != nil {
+		return nil, oidc.ErrInvalidGrant().WithDescription("invalid code")
+	}
+	if err := s.Store.CheckCode(ctx, grant, code); err != nil && !errors.Is(err, store.ErrReplay) {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, oidc.ErrInvalidGrant().WithDescription("invalid or expired code")
+		}
 		return nil, storeErr(err)
 	}
 	f, err := s.Flows.Load(ctx, grant)
@@ -186,7 +195,15 @@ func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 	if !f.Done() {
 		return nil, oidc.ErrInvalidGrant().WithDescription("login not finished")
 	}
-	return s.authRequestFor(ctx, f)
+	ar, err := authRequestOf(f)
+	if err != nil {
+		return nil, err
+	}
+	if ar.subject, err = s.pairwise(ctx, f.Result.CitizenID, f.ClientID); err != nil {
+		return nil, err
+	}
+	ar.code = code
+	return ar, nil
 }
 
 // SaveAuthCode stores the code made for a finished flow.
@@ -258,6 +275,9 @@ func (s *Storage) issue(ctx context.Context, req op.TokenRequest, withRefresh bo
 	t := store.TokenIssue{
 		Grant: rec.Grant, AccessID: flows.NewID(), AccessData: access, AccessTTL: s.Lifetimes.AccessToken,
 		OldRefresh: current, RevokedRemains: s.Lifetimes.RefreshToken,
+	}
+	if ar, ok := req.(*authRequest); ok {
+		t.Code = ar.code // consumed in the same atomic step that issues the tokens
 	}
 	var refresh string
 	if withRefresh {

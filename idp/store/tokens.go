@@ -15,64 +15,39 @@ var ErrRevoked = fmt.Errorf("grant revoked: %w", ErrNotFound)
 // ErrReplay is returned for an auth code or refresh token presented a second time.
 var ErrReplay = fmt.Errorf("replayed: %w", ErrNotFound)
 
-func (s *Store) codeKey(code string) string {
-	return s.key("{code:" + digest(code) + "}")
-}
 func (s *Store) grantKey(grant string, parts ...string) string {
 	return s.key(append([]string{"{g:" + grant + "}"}, parts...)...)
 }
 
-// SaveCode stores the authorization code of a grant. A grant gets one code only: a reloaded
-// callback cannot mint a second code for the same login.
+// SaveCode stores the one authorization code of a grant (by its digest, in the grant's slot,
+// so the token script can consume it). A reloaded callback cannot mint a second code.
 func (s *Store) SaveCode(ctx context.Context, code, grant string, ttl time.Duration) error {
-	first, err := s.rdb.SetNX(ctx, s.grantKey(grant, "code"), "1", 24*time.Hour).Result()
+	ok, err := s.rdb.SetNX(ctx, s.grantKey(grant, "code"), digest(code), ttl).Result()
 	if err != nil {
-		return wrap("save code", err)
-	}
-	if !first {
-		return fmt.Errorf("store: save code: this login already produced its code: %w", ErrConflict)
-	}
-	ok, err := s.rdb.SetNX(ctx, s.codeKey(code), grant, ttl).Result()
-	if err != nil {
-		// Release the grant's one-code mark, so the login can still produce its code.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		s.rdb.Del(cctx, s.grantKey(grant, "code"))
 		return wrap("save code", err)
 	}
 	if !ok {
-		return fmt.Errorf("store: save code: %w", ErrConflict)
+		return fmt.Errorf("store: save code: this login already produced its code: %w", ErrConflict)
 	}
 	return nil
 }
 
-var consumeCodeScript = redis.NewScript(`
-local g = redis.call('GET', KEYS[1])
-if g then
-  redis.call('DEL', KEYS[1])
-  redis.call('SET', KEYS[2], g, 'PX', ARGV[1])
-  return {'ok', g}
-end
-local u = redis.call('GET', KEYS[2])
-if u then return {'replay', u} end
-return {'none', ''}
-`)
-
-// ConsumeCode redeems an authorization code once. A second redemption returns ErrReplay and
-// the grant it belonged to, so the caller can revoke what the first redemption issued.
-func (s *Store) ConsumeCode(ctx context.Context, code string, remember time.Duration) (grant string, err error) {
-	k := s.codeKey(code)
-	res, err := consumeCodeScript.Run(ctx, s.rdb, []string{k, k + ":used"}, remember.Milliseconds()).StringSlice()
+// CheckCode reads, without consuming, whether code is the grant's code: live (nil), already
+// redeemed (ErrReplay) or unknown/expired (ErrNotFound). The code is consumed by IssueTokens,
+// after the client has authenticated and PKCE was checked, so an unauthenticated request can
+// neither burn a code nor, by replaying it, revoke what it issued.
+func (s *Store) CheckCode(ctx context.Context, grant, code string) error {
+	v, err := s.rdb.Get(ctx, s.grantKey(grant, "code")).Result()
 	if err != nil {
-		return "", wrap("consume code", err)
+		return wrap("check code", err)
 	}
-	switch res[0] {
-	case "ok":
-		return res[1], nil
-	case "replay":
-		return res[1], fmt.Errorf("store: consume code: %w", ErrReplay)
+	switch v {
+	case digest(code):
+		return nil
+	case "used:" + digest(code):
+		return fmt.Errorf("store: check code: %w", ErrReplay)
 	}
-	return "", fmt.Errorf("store: consume code: %w", ErrNotFound)
+	return fmt.Errorf("store: check code: %w", ErrNotFound)
 }
 
 // TokenIssue is what one token request writes: an access token and optionally a refresh token,
@@ -82,6 +57,7 @@ type TokenIssue struct {
 	AccessID       string
 	AccessData     []byte
 	AccessTTL      time.Duration
+	Code           string // the authorization code redeemed by this issue; "" for none
 	Refresh        string // the new refresh token (stored under its digest); "" for none
 	RefreshData    []byte
 	RefreshTTL     time.Duration
@@ -90,12 +66,23 @@ type TokenIssue struct {
 }
 
 var issueScript = redis.NewScript(`
--- KEYS: 1 revoked marker, 2 token set, 3 access, 4 new refresh (or ''), 5 old refresh (or '')
+-- KEYS: 1 revoked marker, 2 token set, 3 access, 4 new refresh, 5 old refresh, 6 code
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'revoked' end
 local function revoke()
   for _, k in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('DEL', k) end
   redis.call('DEL', KEYS[2])
   redis.call('SET', KEYS[1], '1', 'PX', ARGV[5])
+end
+if ARGV[8] ~= '' then
+  local c = redis.call('GET', KEYS[6])
+  if c == ARGV[8] then
+    redis.call('SET', KEYS[6], 'used:' .. ARGV[8], 'PX', ARGV[5])
+  elseif c == 'used:' .. ARGV[8] then
+    revoke()
+    return 'replay'
+  else
+    return 'nocode'
+  end
 end
 if ARGV[6] == '1' then
   local old = redis.call('GET', KEYS[5])
@@ -114,8 +101,9 @@ if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) en
 return 'ok'
 `)
 
-// IssueTokens writes the tokens of one token response atomically within the grant. Rotating
-// a refresh token that was already rotated is reuse: the whole grant is revoked (RFC 9700 §4.14).
+// IssueTokens writes the tokens of one token response atomically within the grant. Redeeming
+// a code a second time, or rotating a refresh token that was already rotated, is a replay: the
+// whole grant is revoked (RFC 6749 §4.1.2, RFC 9700 §4.14).
 func (s *Store) IssueTokens(ctx context.Context, t TokenIssue) error {
 	newRT, oldRT := "", ""
 	hasNew, hasOld := "0", "0"
@@ -129,10 +117,14 @@ func (s *Store) IssueTokens(ctx context.Context, t TokenIssue) error {
 	} else {
 		oldRT = s.grantKey(t.Grant, "rt", "-")
 	}
+	code := ""
+	if t.Code != "" {
+		code = digest(t.Code)
+	}
 	keys := []string{s.grantKey(t.Grant, "revoked"), s.grantKey(t.Grant, "tokens"),
-		s.grantKey(t.Grant, "at", t.AccessID), newRT, oldRT}
+		s.grantKey(t.Grant, "at", t.AccessID), newRT, oldRT, s.grantKey(t.Grant, "code")}
 	res, err := issueScript.Run(ctx, s.rdb, keys, t.AccessData, t.AccessTTL.Milliseconds(),
-		t.RefreshData, t.RefreshTTL.Milliseconds(), t.RevokedRemains.Milliseconds(), hasOld, hasNew).Text()
+		t.RefreshData, t.RefreshTTL.Milliseconds(), t.RevokedRemains.Milliseconds(), hasOld, hasNew, code).Text()
 	if err != nil {
 		return wrap("issue tokens", err)
 	}
@@ -143,6 +135,10 @@ func (s *Store) IssueTokens(ctx context.Context, t TokenIssue) error {
 		return fmt.Errorf("store: issue tokens: %w", ErrRevoked)
 	case "reuse":
 		return fmt.Errorf("store: issue tokens: refresh token reused, grant revoked: %w", ErrReplay)
+	case "replay":
+		return fmt.Errorf("store: issue tokens: code redeemed twice, grant revoked: %w", ErrReplay)
+	case "nocode":
+		return fmt.Errorf("store: issue tokens: code: %w", ErrNotFound)
 	}
 	return fmt.Errorf("store: issue tokens: refresh token: %w", ErrNotFound)
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -839,62 +840,61 @@ func testCodeOnePerGrant(t *testing.T, h *harness) {
 	noErr(t, "SaveCode", h.s.SaveCode(ctx, code, grant, time.Minute))
 	err := h.s.SaveCode(ctx, code2, grant, time.Minute)
 	wantErr(t, "SaveCode(second code, same grant)", err, store.ErrConflict)
-	_, err = h.s.ConsumeCode(ctx, code2, time.Hour)
-	wantErr(t, "ConsumeCode(refused code)", err, store.ErrNotFound)
+	err = h.s.CheckCode(ctx, grant, code2)
+	wantErr(t, "CheckCode(refused code)", err, store.ErrNotFound)
 	if errors.Is(err, store.ErrReplay) {
 		t.Fatal("a code never issued is reported as a replay")
 	}
-	g, err := h.s.ConsumeCode(ctx, code, time.Hour)
-	noErr(t, "ConsumeCode", err)
-	if g != grant {
-		t.Fatalf("grant = %q, want %q", g, grant)
-	}
+	noErr(t, "CheckCode", h.s.CheckCode(ctx, grant, code))
+}
+
+// redeem issues tokens for a code, as the token endpoint does.
+func redeem(ctx context.Context, h *harness, grant, code string) (string, error) {
+	at := newID()
+	t := issue(grant, at, "", "")
+	t.Code = code
+	return at, h.s.IssueTokens(ctx, t)
 }
 
 func testConsumeCode(t *testing.T, h *harness) {
 	ctx := t.Context()
 	grant, code := newID(), newID()
-	_, err := h.s.ConsumeCode(ctx, code, time.Hour)
-	wantErr(t, "ConsumeCode(unknown)", err, store.ErrNotFound)
+	err := h.s.CheckCode(ctx, grant, code)
+	wantErr(t, "CheckCode(unknown)", err, store.ErrNotFound)
+	_, err = redeem(ctx, h, grant, code)
+	wantErr(t, "redeem(unknown)", err, store.ErrNotFound)
 	if errors.Is(err, store.ErrReplay) {
 		t.Fatal("an unknown code is reported as a replay")
 	}
 	noErr(t, "SaveCode", h.s.SaveCode(ctx, code, grant, time.Minute))
-	g, err := h.s.ConsumeCode(ctx, code, time.Hour)
-	noErr(t, "ConsumeCode", err)
-	if g != grant {
-		t.Fatalf("grant = %q, want %q", g, grant)
-	}
-	for range 2 {
-		g, err = h.s.ConsumeCode(ctx, code, time.Hour)
-		wantErr(t, "ConsumeCode(replay)", err, store.ErrReplay)
-		if g != grant {
-			t.Fatalf("replay names grant %q, want %q", g, grant)
-		}
-	}
+	noErr(t, "CheckCode", h.s.CheckCode(ctx, grant, code))
+	noErr(t, "CheckCode twice (reading consumes nothing)", h.s.CheckCode(ctx, grant, code))
+	at, err := redeem(ctx, h, grant, code)
+	noErr(t, "redeem", err)
+	h.wantAccess(t, grant, at, true)
+	wantErr(t, "CheckCode(after redeem)", h.s.CheckCode(ctx, grant, code), store.ErrReplay)
+	_, err = redeem(ctx, h, grant, code)
+	wantErr(t, "redeem(replay)", err, store.ErrReplay)
+	// The replay revoked what the first redemption issued.
+	h.wantAccess(t, grant, at, false)
+	_, err = redeem(ctx, h, grant, code)
+	wantErr(t, "redeem(after revocation)", err, store.ErrRevoked)
 }
 
 func testConsumeCodeRace(t *testing.T, h *harness) {
 	grant, code := newID(), newID()
 	noErr(t, "SaveCode", h.s.SaveCode(t.Context(), code, grant, time.Minute))
-	type res struct {
-		g   string
-		err error
-	}
-	results := race(Racers, func(int) res {
-		g, err := h.s.ConsumeCode(t.Context(), code, time.Hour)
-		return res{g, err}
+	results := race(Racers, func(int) error {
+		_, err := redeem(t.Context(), h, grant, code)
+		return err
 	})
 	ok := 0
-	for _, r := range results {
+	for _, err := range results {
 		switch {
-		case r.err == nil:
+		case err == nil:
 			ok++
-		case !errors.Is(r.err, store.ErrReplay):
-			t.Errorf("ConsumeCode: %v, want nil or ErrReplay", r.err)
-		}
-		if r.g != grant {
-			t.Errorf("ConsumeCode grant %q, want %q", r.g, grant)
+		case !errors.Is(err, store.ErrReplay) && !errors.Is(err, store.ErrRevoked):
+			t.Errorf("redeem: %v, want nil, ErrReplay or ErrRevoked", err)
 		}
 	}
 	if ok != 1 {
@@ -907,21 +907,13 @@ func testCodeTTL(t *testing.T, h *harness) {
 	grant, code := newID(), newID()
 	noErr(t, "SaveCode", h.s.SaveCode(ctx, code, grant, h.b.TTL))
 	h.b.Advance(t, h.b.TTL)
-	_, err := h.s.ConsumeCode(ctx, code, time.Hour)
-	wantErr(t, "ConsumeCode(expired)", err, store.ErrNotFound)
+	_, err := redeem(ctx, h, grant, code)
+	wantErr(t, "redeem(expired)", err, store.ErrNotFound)
 	if errors.Is(err, store.ErrReplay) {
 		t.Fatal("an expired code is reported as a replay")
 	}
-	// The replay marker lives as long as it was told.
-	grant, code = newID(), newID()
-	noErr(t, "SaveCode", h.s.SaveCode(ctx, code, grant, time.Hour))
-	_, err = h.s.ConsumeCode(ctx, code, h.b.TTL)
-	noErr(t, "ConsumeCode", err)
-	_, err = h.s.ConsumeCode(ctx, code, h.b.TTL)
-	wantErr(t, "ConsumeCode(replay)", err, store.ErrReplay)
-	h.b.Advance(t, h.b.TTL)
-	_, err = h.s.ConsumeCode(ctx, code, h.b.TTL)
-	wantErr(t, "ConsumeCode(after the marker)", err, store.ErrNotFound)
+	// An expired code frees the grant for a fresh one.
+	noErr(t, "SaveCode(after expiry)", h.s.SaveCode(ctx, newID(), grant, time.Minute))
 }
 
 // ---- tokens ----
@@ -1237,7 +1229,7 @@ func CheckUnavailable(t *testing.T, s *store.Store) {
 		"LoadFlow":             func() error { _, _, err := s.LoadFlow(ctx, "f"); return err },
 		"Session":              func() error { _, err := s.Session(ctx, "s"); return err },
 		"SaveCode":             func() error { return s.SaveCode(ctx, "c", "g", time.Minute) },
-		"ConsumeCode":          func() error { _, err := s.ConsumeCode(ctx, "c", time.Minute); return err },
+		"CheckCode":            func() error { return s.CheckCode(ctx, "g", "c") },
 		"IssueTokens":          func() error { return s.IssueTokens(ctx, issue("g", "a", "r", "")) },
 		"PairwiseSubject":      func() error { _, err := s.PairwiseSubject(ctx, "1", "s", "f"); return err },
 		"GetOrCreateMeta":      func() error { _, _, err := s.GetOrCreateMeta(ctx, "m", []byte("v")); return err },
