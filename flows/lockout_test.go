@@ -79,3 +79,50 @@ func TestParallelGuessesCannotPassTheLimit(t *testing.T) {
 		}
 	})
 }
+
+// TestNewPasswordRefusedWhenBlockedMeanwhile: a NemID blocked after the key was accepted
+// cannot finish its first login by choosing a password.
+func TestNewPasswordRefusedWhenBlockedMeanwhile(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		c := env.issue(t) // with a temporary activation password
+		f := env.begin(t, flows.Start{})
+		env.mustSubmit(t, f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
+		env.mustSubmit(t, f, flows.StepCodeCard, flows.Answer{Key: c.key(f.KeyNumber)}, flows.StepNewPassword)
+		env.block(t, c.UserID, "misuse")
+		wantCode(t, env.submit(f, flows.StepNewPassword, flows.Answer{Password: "Valgt2026kode"}), flows.CodeBlocked)
+		if f.Step != flows.StepNewPassword {
+			t.Fatalf("step %q after a refused new password", f.Step)
+		}
+	})
+}
+
+// TestRepeatedKeyAdvances: when the answer to a right key was lost (the flow not saved), the
+// same key sent again by the same login moves it on instead of failing — the key is spent
+// either way, and the citizen must not lose it.
+func TestRepeatedKeyAdvances(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		c := env.issueWithPassword(t, "Hemmelig42")
+		f := env.begin(t, flows.Start{})
+		env.mustSubmit(t, f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
+		// The first submit consumed the key in Redis, then its flow update was lost.
+		serial, number := f.CardSerial, f.KeyNumber
+		hash := env.e.Cards.Hash(serial, number, c.key(number))
+		res, err := env.s.UseCardKeyInFlow(context.Background(), f.ID, c.UserID, serial, number, hash, maxFailures)
+		if err != nil || res.Outcome != store.KeyOK {
+			t.Fatalf("first use: %+v %v", res, err)
+		}
+		env.mustSubmit(t, f, flows.StepCodeCard, flows.Answer{Key: c.key(number)}, flows.StepDone)
+		if got := env.citizen(t, c.UserID); got.Failures != 0 {
+			t.Fatalf("the repeat counted as a failure: %d", got.Failures)
+		}
+		// Another login sending that spent key is refused as used.
+		g := env.begin(t, flows.Start{})
+		env.mustSubmit(t, g, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
+		res, err = env.s.UseCardKeyInFlow(context.Background(), g.ID, c.UserID, serial, number, hash, maxFailures)
+		if err != nil || res.Outcome != store.KeyUsed {
+			t.Fatalf("another login with the spent key: %+v %v", res, err)
+		}
+	})
+}

@@ -246,7 +246,8 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 	case store.KeyUsed:
 		return attemptsError(CodeUsedKey, "That key has already been used.", res.AttemptsLeft)
 	case store.KeyRepeat:
-		return Errorf(CodeWrongStep, "This key was already accepted for this login.")
+		// This login's own right key, sent again after its first answer was lost (a double
+		// click, an aborted request): the key was accepted, so the login moves on.
 	case store.KeyLocked:
 		return Errorf(CodeLocked, "Your NemID is locked after too many failed attempts. Contact NemID support or borgerservice to have it unlocked.")
 	case store.KeyBlocked:
@@ -290,6 +291,9 @@ func (newPasswordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) 
 	c, err := e.Store.Citizen(ctx, f.CitizenID)
 	if err != nil {
 		return fmt.Errorf("flows: new password: %w", err)
+	}
+	if se := statusError(c); se != nil {
+		return se // blocked or locked since the key was accepted
 	}
 	if err := password.Validate(pw, c.CPR); err != nil {
 		var re *password.RuleError

@@ -12,6 +12,8 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/nemidp/nemidp/idp/store/storetest"
 )
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
@@ -395,5 +397,58 @@ func TestUnauthenticatedCodeUseChangesNothing(t *testing.T) {
 	}
 	if _, err := rp.Userinfo[*oidc.UserInfo](t.Context(), tok.AccessToken, "Bearer", tok.IDTokenClaims.Subject, bank); err != nil {
 		t.Fatalf("an unauthenticated replay revoked the rightful tokens: %v", err)
+	}
+}
+
+// TestBlockedNemIDLosesItsTokens: a NemID blocked after the login gets no refreshed tokens,
+// its userinfo stops answering, and unblocking does not bring the grant back.
+func TestBlockedNemIDLosesItsTokens(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	bank := p.relyingParty(t, p.registerClient(t, "openid", "profile", "offline_access"), "openid", "profile", "offline_access")
+	karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
+	tok := p.newBrowser(t).login(t, bank, karen)
+	key := storetest.CitizenKey(p.Prefix, karen.UserID)
+	if err := p.Store.Redis().HSet(t.Context(), key, "status", "blocked", "block_reason", "misuse").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rp.Userinfo[*oidc.UserInfo](t.Context(), tok.AccessToken, "Bearer", tok.IDTokenClaims.Subject, bank); err == nil {
+		t.Error("userinfo answers for a blocked NemID")
+	}
+	if _, err := rp.RefreshTokens[*oidc.IDTokenClaims](t.Context(), bank, tok.RefreshToken, "", ""); !isOAuthError(err, "invalid_grant") {
+		t.Fatalf("refresh for a blocked NemID: err = %v, want invalid_grant", err)
+	}
+	if err := p.Store.Redis().HSet(t.Context(), key, "status", "active", "block_reason", "").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rp.RefreshTokens[*oidc.IDTokenClaims](t.Context(), bank, tok.RefreshToken, "", ""); err == nil {
+		t.Error("the grant came back after the NemID was unblocked")
+	}
+}
+
+// TestRefreshNarrowsOnlyTheAccessToken: a refresh asking for fewer scopes narrows that access
+// token, but the new refresh token keeps the original scope (RFC 6749 §6); the refreshed ID
+// token keeps acr.
+func TestRefreshNarrowsOnlyTheAccessToken(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	bank := p.relyingParty(t, p.registerClient(t, "openid", "profile", "offline_access"), "openid", "profile", "offline_access")
+	karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
+	tok := p.newBrowser(t).login(t, bank, karen)
+	narrowRP := p.relyingParty(t, bank.Client, "openid", "offline_access") // asks for fewer scopes
+	narrow, err := rp.RefreshTokens[*oidc.IDTokenClaims](t.Context(), narrowRP, tok.RefreshToken, "", "")
+	if err != nil {
+		t.Fatalf("narrowed refresh: %v", err)
+	}
+	info, err := rp.Userinfo[*oidc.UserInfo](t.Context(), narrow.AccessToken, "Bearer", tok.IDTokenClaims.Subject, bank)
+	if err != nil || info.Name != "" {
+		t.Fatalf("narrowed access token: name %q, err %v; want no profile", info.Name, err)
+	}
+	wide, err := rp.RefreshTokens[*oidc.IDTokenClaims](t.Context(), bank, narrow.RefreshToken, "", "")
+	if err != nil {
+		t.Fatalf("refresh back to the original scope: %v", err)
+	}
+	if wide.IDTokenClaims == nil || wide.IDTokenClaims.AuthenticationContextClassReference != "https://data.gov.dk/concept/core/nsis/Substantial" {
+		t.Errorf("refreshed ID token acr = %+v", wide.IDTokenClaims)
 	}
 }

@@ -74,6 +74,20 @@ type refreshRequest struct {
 
 var _ op.RefreshTokenRequest = (*refreshRequest)(nil)
 
+// A refresh request is also an op.AuthRequest: zitadel/oidc puts acr into an ID token only
+// from one, and a refreshed ID token must keep the login's acr.
+var _ op.AuthRequest = (*refreshRequest)(nil)
+
+func (r *refreshRequest) GetID() string                         { return r.rec.Grant }
+func (r *refreshRequest) GetACR() string                        { return r.rec.ACR }
+func (r *refreshRequest) GetCodeChallenge() *oidc.CodeChallenge { return nil }
+func (r *refreshRequest) GetNonce() string                      { return "" } // not repeated on refresh (OIDC Core §12.2)
+func (r *refreshRequest) GetRedirectURI() string                { return "" }
+func (r *refreshRequest) GetResponseType() oidc.ResponseType    { return oidc.ResponseTypeCode }
+func (r *refreshRequest) GetResponseMode() oidc.ResponseMode    { return "" }
+func (r *refreshRequest) GetState() string                      { return "" }
+func (r *refreshRequest) Done() bool                            { return true }
+
 func (r *refreshRequest) GetAMR() []string            { return r.rec.AMR }
 func (r *refreshRequest) GetAudience() []string       { return []string{r.rec.ClientID} }
 func (r *refreshRequest) GetAuthTime() time.Time      { return r.rec.AuthTime }

@@ -263,8 +263,19 @@ func (s *Storage) issue(ctx context.Context, req op.TokenRequest, withRefresh bo
 	if err != nil {
 		return "", "", time.Time{}, err
 	}
+	// A NemID blocked or expired since the login gets no more tokens, and loses those it has.
+	switch st, err := s.Store.CitizenStatus(ctx, rec.CitizenID); {
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return "", "", time.Time{}, storeErr(err)
+	case st != store.StatusActive:
+		if err := s.Store.RevokeGrant(ctx, rec.Grant, s.Lifetimes.RefreshToken); err != nil {
+			return "", "", time.Time{}, storeErr(err)
+		}
+		return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("the NemID is blocked or expired")
+	}
+	original := rec.Scopes
 	if sc, ok := req.(*refreshRequest); ok {
-		rec.Scopes = sc.scopes // narrowed by the refresh request, if it asked
+		rec.Scopes = sc.scopes // the access token gets what the refresh request narrowed to
 	}
 	now := s.now().UTC()
 	rec.Expires = now.Add(s.Lifetimes.AccessToken)
@@ -283,6 +294,7 @@ func (s *Storage) issue(ctx context.Context, req op.TokenRequest, withRefresh bo
 	if withRefresh {
 		refresh = rec.Grant + "." + flows.NewID() + flows.NewID()
 		rrec := rec
+		rrec.Scopes = original // a new refresh token keeps the scope of the old (RFC 6749 §6)
 		rrec.Expires = now.Add(s.Lifetimes.RefreshToken)
 		t.Refresh, t.RefreshTTL = refresh, s.Lifetimes.RefreshToken
 		if t.RefreshData, err = json.Marshal(rrec); err != nil {
@@ -540,6 +552,9 @@ func (s *Storage) fillUserinfo(ctx context.Context, ui *oidc.UserInfo, rec *toke
 	c, err := s.Store.Citizen(ctx, rec.CitizenID)
 	if err != nil {
 		return storeErr(err)
+	}
+	if c.Status != store.StatusActive {
+		return errors.New("the NemID is blocked or expired")
 	}
 	p := claims.ForCitizen(c, scopes, s.now())
 	ui.Subject = rec.Subject

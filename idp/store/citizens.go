@@ -188,6 +188,12 @@ func (s *Store) Citizen(ctx context.Context, uid string) (*Citizen, error) {
 	return citizenFrom(m), nil
 }
 
+// CitizenStatus returns just the citizen's status (one field, for checks on the token path).
+func (s *Store) CitizenStatus(ctx context.Context, uid string) (string, error) {
+	st, err := s.rdb.HGet(ctx, s.citizenKey(uid), "status").Result()
+	return st, wrap("citizen status", err)
+}
+
 // CitizenByUsername resolves what a citizen types as user ID: the NemID number or the CPR
 // number (aliases come later). The CPR number must be given already normalised (10 digits).
 func (s *Store) CitizenByUsername(ctx context.Context, username string, cpr string) (*Citizen, error) {
