@@ -8,6 +8,7 @@ import (
 
 	"github.com/nemidp/nemidp/flows"
 	"github.com/nemidp/nemidp/idp/store"
+	"github.com/nemidp/nemidp/idp/store/storetest"
 )
 
 // TestGuessesInFlightSpendTheBudget: guesses still inside the (slow) password KDF have already
@@ -123,6 +124,21 @@ func TestRepeatedKeyAdvances(t *testing.T) {
 		res, err = env.s.UseCardKeyInFlow(context.Background(), g.ID, c.UserID, serial, number, hash, maxFailures)
 		if err != nil || res.Outcome != store.KeyUsed {
 			t.Fatalf("another login with the spent key: %+v %v", res, err)
+		}
+	})
+}
+
+// TestUnknownCPRCountsOnceHoweverTyped: a real citizen has one failure counter whether the CPR
+// number is typed with or without its dash; an unknown one must count the same way, or
+// attempts_left tells which CPR numbers have a NemID.
+func TestUnknownCPRCountsOnceHoweverTyped(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		cpr := storetest.NewCPR()
+		for i, typed := range []string{cpr, cpr[:6] + "-" + cpr[6:], " " + cpr} {
+			f := env.begin(t, flows.Start{})
+			wantAttempts(t, env.submit(f, flows.StepPassword, flows.Answer{Username: typed, Password: "Forkert99"}),
+				flows.CodeInvalidCredentials, maxFailures-1-i)
 		}
 	})
 }

@@ -129,7 +129,13 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 	if errors.Is(err, store.ErrNotFound) {
 		// Same work and same answers as a wrong password, so user IDs cannot be probed.
 		e.Passwords.VerifyDummy(ctx, a.Password)
-		res, err := e.Store.RecordUnknownFailure(ctx, username, e.MaxFailures, e.FlowTTL*4)
+		// One counter per person as for a real citizen: a CPR number counts the same however
+		// it is typed (with or without the dash).
+		who := username
+		if norm != "" {
+			who = string(norm)
+		}
+		res, err := e.Store.RecordUnknownFailure(ctx, who, e.MaxFailures, e.FlowTTL*4)
 		if err != nil {
 			return fmt.Errorf("flows: password: %w", err)
 		}
