@@ -109,22 +109,32 @@ func (s *Store) cprIndexKey(cpr string) string {
 // ErrUserIDTaken means a freshly drawn user id already exists: draw another.
 var ErrUserIDTaken = errors.New("user id taken")
 
-// cprClaimTTL is how long a CPR claim lives before the citizen it names is written: if the
-// process or Redis dies in between, the CPR number is free again after it.
-const cprClaimTTL = time.Minute
+// staleClaim is how old a CPR claim naming a citizen that was never written must be before
+// another issuance may take it over: far longer than writing a citizen takes.
+const staleClaim = time.Minute
 
-// CreateCitizen stores a new citizen with their first code card. The CPR index is claimed first
-// (so two operators cannot create two NemIDs for one CPR number), with a TTL, then the citizen and
-// card are written in one transaction and the claim made permanent; if the write fails the claim
-// is released — or, if even that fails, expires — so nothing half-written stays.
+// takeOverScript replaces a CPR claim only if it is still the stale one that was read.
+var takeOverScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end
+return 0
+`)
+
+// CreateCitizen stores a new citizen with their first code card. The CPR index is claimed
+// first, for good ("<user id>|<claimed at>"), so two operators cannot create two NemIDs for one
+// CPR number; then the citizen and card are written in one transaction. If the write fails the
+// claim is released. A claim left behind by a crash names a citizen that does not exist: logins
+// treat it as unknown, and after staleClaim a new issuance takes it over.
 func (s *Store) CreateCitizen(ctx context.Context, c *Citizen, card CardRecord) error {
 	idx := s.cprIndexKey(c.CPR)
-	ok, err := s.rdb.SetNX(ctx, idx, c.UserID, cprClaimTTL).Result()
+	claim := c.UserID + "|" + strconv.FormatInt(time.Now().UnixMilli(), 10)
+	ok, err := s.rdb.SetNX(ctx, idx, claim, 0).Result()
 	if err != nil {
 		return wrap("create citizen: claim cpr", err)
 	}
 	if !ok {
-		return fmt.Errorf("store: create citizen: cpr already has a NemID: %w", ErrConflict)
+		if err := s.takeOverStale(ctx, idx, claim); err != nil {
+			return err
+		}
 	}
 	if err := s.writeNewCitizen(ctx, c, card); err != nil {
 		// Release the claim; use a fresh context so a cancelled request still cleans up.
@@ -133,10 +143,32 @@ func (s *Store) CreateCitizen(ctx context.Context, c *Citizen, card CardRecord) 
 		s.rdb.Del(cctx, idx)
 		return err
 	}
-	if err := s.rdb.Persist(ctx, idx).Err(); err != nil {
-		// The citizen exists but its CPR index would expire: report it, the operator retries
-		// with the same CPR and gets a conflict only while the index lives.
-		return wrap("create citizen: keep cpr index", err)
+	return nil
+}
+
+// takeOverStale takes a CPR claim over when it is stale: its citizen was never written and it
+// is older than staleClaim. Otherwise the CPR number has (or is just getting) a NemID.
+func (s *Store) takeOverStale(ctx context.Context, idx, claim string) error {
+	conflict := fmt.Errorf("store: create citizen: cpr already has a NemID: %w", ErrConflict)
+	old, err := s.rdb.Get(ctx, idx).Result()
+	if err != nil {
+		return wrap("create citizen: read cpr claim", err)
+	}
+	uid, at, _ := strings.Cut(old, "|")
+	n, err := s.rdb.Exists(ctx, s.citizenKey(uid)).Result()
+	if err != nil {
+		return wrap("create citizen: check cpr claim", err)
+	}
+	ms, perr := strconv.ParseInt(at, 10, 64)
+	if n > 0 || perr != nil || time.Since(time.UnixMilli(ms)) < staleClaim {
+		return conflict
+	}
+	took, err := takeOverScript.Run(ctx, s.rdb, []string{idx}, old, claim).Int()
+	if err != nil {
+		return wrap("create citizen: take over cpr claim", err)
+	}
+	if took == 0 {
+		return conflict
 	}
 	return nil
 }
@@ -204,10 +236,11 @@ func (s *Store) CitizenByUsername(ctx context.Context, username string, cpr stri
 		}
 	}
 	if cpr != "" {
-		uid, err := s.rdb.Get(ctx, s.cprIndexKey(cpr)).Result()
+		claim, err := s.rdb.Get(ctx, s.cprIndexKey(cpr)).Result()
 		if err != nil {
 			return nil, wrap("citizen by cpr", err)
 		}
+		uid, _, _ := strings.Cut(claim, "|")
 		return s.Citizen(ctx, uid)
 	}
 	return nil, fmt.Errorf("store: citizen by username: %w", ErrNotFound)

@@ -38,6 +38,7 @@ func Run(t *testing.T, b Backend) {
 		{"Citizens/CreateAndLoad", testCreateAndLoad},
 		{"Citizens/DuplicateCPR", testDuplicateCPR},
 		{"Citizens/DuplicateCPRRace", testDuplicateCPRRace},
+		{"Citizens/StaleCPRClaim", testStaleCPRClaim},
 		{"Citizens/UserIDTaken", testUserIDTaken},
 		{"Citizens/SetPassword", testSetPassword},
 		{"Cards/UseKeyOutcomes", testUseKeyOutcomes},
@@ -212,11 +213,8 @@ func testCreateAndLoad(t *testing.T, h *harness) {
 	if byCPR.UserID != c.UserID {
 		t.Errorf("CitizenByUsername(cpr) = %s, want %s", byCPR.UserID, c.UserID)
 	}
-	// The CPR claim is made with a TTL (so a crash cannot orphan it) and kept for good once
-	// the citizen is written.
-	m := hmac.New(sha256.New, Pepper)
-	m.Write([]byte("cpr\x00" + c.CPR))
-	idx := h.prefix + "idx:cpr:" + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	// The CPR index is kept for good.
+	idx := cprIndexKey(h.prefix, c.CPR)
 	if ttl, err := h.s.Redis().PTTL(ctx, idx).Result(); err != nil || ttl != -1 {
 		t.Errorf("CPR index PTTL = %v, %v; want -1 (no expiry)", ttl, err)
 	}
@@ -265,6 +263,45 @@ func testDuplicateCPR(t *testing.T, h *harness) {
 	noErr(t, "CitizenByUsername(cpr)", err)
 	if byCPR.UserID != a.UserID {
 		t.Errorf("CPR now resolves to %s, want the first citizen %s", byCPR.UserID, a.UserID)
+	}
+}
+
+// cprIndexKey is idp/store's CPR index key (HMAC of the CPR number under the pepper).
+func cprIndexKey(prefix, cpr string) string {
+	m := hmac.New(sha256.New, Pepper)
+	m.Write([]byte("cpr\x00" + cpr))
+	return prefix + "idx:cpr:" + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// testStaleCPRClaim: a claim left by an issuance that crashed before writing its citizen
+// blocks the CPR number only for a while, then a new issuance takes it over; a fresh claim
+// (an issuance in progress) is respected.
+func testStaleCPRClaim(t *testing.T, h *harness) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name string
+		age  time.Duration
+		want error
+	}{
+		{"stale", 2 * time.Minute, nil},
+		{"in progress", time.Second, store.ErrConflict},
+	} {
+		c, card := newCitizen(), newCard(3)
+		ghost := fmt.Sprintf("%s|%d", NewUserID(), time.Now().Add(-tc.age).UnixMilli())
+		noErr(t, "plant claim", h.s.Redis().Set(ctx, cprIndexKey(h.prefix, c.CPR), ghost, 0).Err())
+		_, err := h.s.CitizenByUsername(ctx, c.CPR, c.CPR)
+		wantErr(t, tc.name+": login by a claimed CPR without a citizen", err, store.ErrNotFound)
+		err = h.s.CreateCitizen(ctx, c, card.rec)
+		if tc.want != nil {
+			wantErr(t, tc.name+": CreateCitizen", err, tc.want)
+			continue
+		}
+		noErr(t, tc.name+": CreateCitizen", err)
+		got, err := h.s.CitizenByUsername(ctx, c.CPR, c.CPR)
+		noErr(t, tc.name+": CitizenByUsername", err)
+		if got.UserID != c.UserID {
+			t.Fatalf("%s: CPR resolves to %s, want %s", tc.name, got.UserID, c.UserID)
+		}
 	}
 }
 
