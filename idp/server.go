@@ -157,6 +157,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	mux.HandleFunc("/authorize", s.authorize)
 	mux.HandleFunc("/authorize/callback", s.callback)
 	mux.HandleFunc("/end_session", s.endSession)
+	mux.HandleFunc("POST /end_session/confirm", s.endSessionConfirm)
 	mux.HandleFunc("GET /.well-known/openid-configuration", oidc.Discovery(provider, s.Storage, cfg.Issuer))
 	mux.HandleFunc("/device_authorization", http.NotFound) // no device grant
 	mux.Handle("/oauth/token", storeOutage503(st.Ping, oidc.TokenClient(provider)))
@@ -270,14 +271,47 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	op.AuthorizeCallback(w, r, s.Provider)
 }
 
-// endSession ends the browser's SSO session, then lets zitadel/oidc validate the logout
-// request and redirect.
+// endSession is RP-initiated logout. The browser's SSO session ends at once only when the
+// request carries a valid id_token_hint (ours, expired or not); otherwise the citizen confirms
+// on a page first, so a cross-site link cannot log anyone out. zitadel/oidc then validates
+// post_logout_redirect_uri and redirects.
 func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
-	if sid := s.Web.SessionCookie(r); sid != "" {
-		if err := s.Flows.EndSession(r.Context(), sid); err != nil {
-			slog.WarnContext(r.Context(), "end session", "err", err)
-		}
-		s.Web.ClearSession(w)
+	sid := s.Web.SessionCookie(r)
+	if sid == "" {
+		s.Provider.ServeHTTP(w, r)
+		return
 	}
-	s.Provider.ServeHTTP(w, r)
+	if err := r.ParseForm(); err != nil {
+		s.Web.ErrorPage(w, r, http.StatusBadRequest, "invalid_request", "The logout request could not be read.")
+		return
+	}
+	ctx := op.ContextWithIssuer(r.Context(), s.Config.Issuer)
+	if hint := r.Form.Get("id_token_hint"); hint != "" {
+		_, err := op.VerifyIDTokenHint[*zoidc.TokenClaims](ctx, hint, s.Provider.IDTokenHintVerifier(ctx))
+		if err == nil || errors.As(err, &op.IDTokenHintExpiredError{}) {
+			s.logout(w, r, sid)
+			s.Provider.ServeHTTP(w, r)
+			return
+		}
+	}
+	s.Web.LogoutPage(w, r, r.Form)
+}
+
+// endSessionConfirm is the POST of the logout confirmation page.
+func (s *Server) endSessionConfirm(w http.ResponseWriter, r *http.Request) {
+	params, ok := s.Web.CheckLogout(w, r)
+	if !ok {
+		return
+	}
+	if sid := s.Web.SessionCookie(r); sid != "" {
+		s.logout(w, r, sid)
+	}
+	http.Redirect(w, r, "/end_session?"+params.Encode(), http.StatusSeeOther)
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, sid string) {
+	if err := s.Flows.EndSession(r.Context(), sid); err != nil {
+		slog.WarnContext(r.Context(), "end session", "err", err)
+	}
+	s.Web.ClearSession(w)
 }

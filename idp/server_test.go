@@ -13,6 +13,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -473,5 +474,56 @@ func TestEndSessionEndsSSO(t *testing.T) {
 	resp.Body.Close()
 	if v.Step != "password" {
 		t.Fatalf("after end_session the login answered step %q, want password", v.Step)
+	}
+}
+
+// TestLogoutWithoutHintAsksFirst: an end_session request without a valid id_token_hint (a
+// cross-site link, say) does not end the SSO session; the citizen confirms on a page whose
+// form carries a CSRF token.
+func TestLogoutWithoutHintAsksFirst(t *testing.T) {
+	t.Parallel()
+	rp := newBenchRP(t)
+	for _, hint := range []string{"", "not-a-token"} {
+		resp, err := rp.http.Get(rp.s.base + "/end_session?id_token_hint=" + hint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(page), `action="/end_session/confirm"`) {
+			t.Fatalf("hint %q: %d %s", hint, resp.StatusCode, page)
+		}
+		rp.code(t) // the SSO session still answers
+	}
+	// A POST without the page's token is refused; with it, the session ends.
+	resp, err := rp.http.PostForm(rp.s.base+"/end_session/confirm", url.Values{"csrf_token": {"forged"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("forged confirmation: %d", resp.StatusCode)
+	}
+	resp, err = rp.http.Get(rp.s.base + "/end_session")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	token := regexp.MustCompile(`name="csrf_token" value="([^"]+)"`).FindStringSubmatch(string(page))
+	if token == nil {
+		t.Fatalf("no CSRF token on the confirmation page: %s", page)
+	}
+	resp, err = rp.http.PostForm(rp.s.base+"/end_session/confirm", url.Values{"csrf_token": {token[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cleared := false
+	for _, c := range resp.Cookies() {
+		cleared = cleared || (c.Name == "nemidp_sso" && c.MaxAge < 0)
+	}
+	if resp.StatusCode != http.StatusSeeOther || !cleared {
+		t.Fatalf("confirmed logout: %d, SSO cookie cleared %v", resp.StatusCode, cleared)
 	}
 }

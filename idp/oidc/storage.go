@@ -44,7 +44,7 @@ type Storage struct {
 	// Codes decrypts authorization codes (zitadel/oidc makes a code by encrypting the auth
 	// request id, which is the grant id here).
 	Codes interface{ Decrypt(string) (string, error) }
-	Now         func() time.Time
+	Now   func() time.Time
 }
 
 var _ op.Storage = (*Storage)(nil)

@@ -35,6 +35,9 @@ var texts = map[string]map[string]string{
 		"lang_switch":      "English",
 		"other_lang":       "en",
 		"cookies":          "Login kræver cookies.",
+		"logout_title":     "Log af NemID",
+		"logout_text":      "Vil du logge af NemID? Du skal logge på igen næste gang.",
+		"logout":           "Log af",
 		// error codes
 		"err_invalid_credentials": "Forkert bruger-id eller adgangskode.",
 		"err_wrong_key":           "Forkert nøgle. Indtast nøglen ud for nøglenummeret.",
@@ -78,6 +81,9 @@ var texts = map[string]map[string]string{
 		"lang_switch":      "Dansk",
 		"other_lang":       "da",
 		"cookies":          "Logging on needs cookies.",
+		"logout_title":     "Log off NemID",
+		"logout_text":      "Do you want to log off NemID? You will have to log on again next time.",
+		"logout":           "Log off",
 	},
 }
 

@@ -443,6 +443,7 @@ type pageData struct {
 	Username   string
 	BackURL    string
 	RequestID  string
+	Params     url.Values // hidden fields carried through a form (logout confirmation)
 }
 
 func (p pageData) T(key string) string { return t(p.Lang, key) }
@@ -559,6 +560,48 @@ func WriteJSONError(w http.ResponseWriter, status int, code, msg string) {
 func (h *Handler) ErrorPage(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
 	req := &request{w: w, r: r, json: wantsJSON(r), lang: chooseLang(r, nil)}
 	h.writeError(req, &httpError{status: status, err: flows.Errorf(code, "%s", msg)})
+}
+
+// logoutParams are the end_session parameters the confirmation page carries through.
+var logoutParams = []string{"client_id", "post_logout_redirect_uri", "state", "ui_locales", "logout_hint"}
+
+// LogoutPage asks the citizen to confirm logging out of NemID (an end_session request without
+// a valid id_token_hint), with a form that posts back with a CSRF token.
+func (h *Handler) LogoutPage(w http.ResponseWriter, r *http.Request, form url.Values) {
+	req := &request{w: w, r: r, lang: chooseLang(r, nil)}
+	b := h.browserID(req, true)
+	keep := url.Values{}
+	for _, k := range logoutParams {
+		if v := form.Get(k); v != "" {
+			keep.Set(k, v)
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	_ = h.page(req, http.StatusOK, "logout", pageData{Params: keep, View: View{CSRFToken: h.csrfToken("logout", b)}})
+}
+
+// CheckLogout checks the confirmation POST (same-origin, CSRF token) and returns the
+// end_session parameters to continue with; on refusal it has answered already.
+func (h *Handler) CheckLogout(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	req := &request{w: w, r: r, lang: chooseLang(r, nil)}
+	if err := h.checkOrigin(r); err != nil {
+		h.writeError(req, err)
+		return nil, false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	b := h.browserID(req, false)
+	if err := r.ParseForm(); err != nil || b == "" ||
+		!hmac.Equal([]byte(r.PostFormValue("csrf_token")), []byte(h.csrfToken("logout", b))) {
+		h.writeError(req, &httpError{status: http.StatusForbidden, err: flows.Errorf("csrf", "Missing or wrong CSRF token; reload the page.")})
+		return nil, false
+	}
+	keep := url.Values{}
+	for _, k := range logoutParams {
+		if v := r.PostFormValue(k); v != "" {
+			keep.Set(k, v)
+		}
+	}
+	return keep, true
 }
 
 // BindBrowser gives the browser its cookie (if it has none yet) and returns the request with
