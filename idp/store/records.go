@@ -183,6 +183,18 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 
 // ---- meta: values made once and shared by all instances (generated secret, signing keys) ----
 
+// Meta returns a value made once (found false when there is none).
+func (s *Store) Meta(ctx context.Context, name string) ([]byte, bool, error) {
+	raw, err := s.rdb.Get(ctx, s.key("meta", name)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, wrap("meta "+name, err)
+	}
+	return raw, true, nil
+}
+
 // GetOrCreateMeta stores value under name unless something is there already, and returns
 // what is stored, so concurrent first starts of several instances agree on one value.
 func (s *Store) GetOrCreateMeta(ctx context.Context, name string, value []byte) ([]byte, bool, error) {

@@ -250,6 +250,8 @@ func loadJWK(path string) (*Key, error) {
 
 // MetaStore is where a generated key set is kept (idp/store implements it).
 type MetaStore interface {
+	// Meta returns a stored value; found is false when there is none.
+	Meta(ctx context.Context, name string) (value []byte, found bool, err error)
 	GetOrCreateMeta(ctx context.Context, name string, value []byte) ([]byte, bool, error)
 }
 
@@ -263,6 +265,18 @@ type Sealer interface {
 // RS256 key for clients registered for it — generating it on the very first start. Concurrent
 // first starts agree on one set: the store keeps the first one written.
 func Shared(ctx context.Context, ms MetaStore, sealer Sealer) (set *Set, created bool, err error) {
+	// Read first: every start but the very first finds the set, and key generation (RSA
+	// above all) is not free.
+	if stored, found, err := ms.Meta(ctx, "signing-keys"); err != nil {
+		return nil, false, fmt.Errorf("signing: shared keys: %w", err)
+	} else if found {
+		plain, err := sealer.Open("signing-keys", stored)
+		if err != nil {
+			return nil, false, fmt.Errorf("signing: shared keys: %w", err)
+		}
+		set, err := Unmarshal(plain)
+		return set, false, err
+	}
 	k, err := Generate()
 	if err != nil {
 		return nil, false, err

@@ -83,6 +83,13 @@ type memMeta struct {
 	v  map[string][]byte
 }
 
+func (m *memMeta) Meta(_ context.Context, name string) ([]byte, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.v[name]
+	return v, ok, nil
+}
+
 func (m *memMeta) GetOrCreateMeta(_ context.Context, name string, value []byte) ([]byte, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
