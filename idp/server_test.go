@@ -447,10 +447,7 @@ func TestEndSessionEndsSSO(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	cleared := false
-	for _, c := range resp.Cookies() {
-		cleared = cleared || (c.Name == "nemidp_sso" && c.MaxAge < 0)
-	}
+	cleared := ssoCleared(resp)
 	if !cleared {
 		t.Fatalf("end_session (%d) did not clear the SSO cookie", resp.StatusCode)
 	}
@@ -519,11 +516,18 @@ func TestLogoutWithoutHintAsksFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	cleared := false
-	for _, c := range resp.Cookies() {
-		cleared = cleared || (c.Name == "nemidp_sso" && c.MaxAge < 0)
-	}
+	cleared := ssoCleared(resp)
 	if resp.StatusCode != http.StatusSeeOther || !cleared {
 		t.Fatalf("confirmed logout: %d, SSO cookie cleared %v", resp.StatusCode, cleared)
 	}
+}
+
+// ssoCleared reports whether the response deletes the SSO cookie.
+func ssoCleared(resp *http.Response) bool {
+	for _, c := range resp.Cookies() {
+		if c.Name == "nemidp_sso" && c.MaxAge < 0 {
+			return true
+		}
+	}
+	return false
 }
