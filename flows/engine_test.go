@@ -357,7 +357,7 @@ func TestKeyNumberStableUntilUsed(t *testing.T) {
 			t.Fatalf("after a wrong key: Prepare = %v, key number %s, want %s", err, f.KeyNumber, first)
 		}
 		// Used meanwhile (another login in another window): the next Prepare asks another key.
-		if _, err := env.s.UseCardKey(ctx, c.UserID, c.Serial, first, env.e.Cards.Hash(c.Serial, first, c.key(first)), maxFailures); err != nil {
+		if _, err := env.s.UseCardKeyInFlow(ctx, "", c.UserID, c.Serial, first, env.e.Cards.Hash(c.Serial, first, c.key(first)), maxFailures); err != nil {
 			t.Fatal(err)
 		}
 		if err := env.e.Prepare(ctx, f); err != nil {

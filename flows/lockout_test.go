@@ -142,3 +142,21 @@ func TestUnknownCPRCountsOnceHoweverTyped(t *testing.T) {
 		}
 	})
 }
+
+// TestUsedUpCardAtPassword: a citizen whose card has no unused keys is told so after the
+// right password, not asked for a key number that does not exist.
+func TestUsedUpCardAtPassword(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		c := env.issueWithPassword(t, "Hemmelig42")
+		unused := storetest.CitizenKey(env.prefix, c.UserID) + ":card:" + c.Serial + ":unused"
+		if n, err := env.s.Redis().Del(context.Background(), unused).Result(); err != nil || n != 1 {
+			t.Fatalf("emptying the card: %d %v", n, err)
+		}
+		f := env.begin(t, flows.Start{})
+		wantCode(t, env.submit(f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}), flows.CodeNoKeysLeft)
+		if got := env.citizen(t, c.UserID); got.Failures != 0 {
+			t.Fatalf("a right password left %d failures counted", got.Failures)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/nemidp/nemidp/idp/cpr"
@@ -77,11 +78,7 @@ func (e *Engine) next(f *Flow) Step {
 
 func containsAll(have []string, want ...string) bool {
 	for _, w := range want {
-		found := false
-		for _, h := range have {
-			found = found || h == w
-		}
-		if !found {
+		if !slices.Contains(have, w) {
 			return false
 		}
 	}
@@ -167,7 +164,8 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		}
 		return credentialsError(res)
 	}
-	c.Status, c.BlockReason, err = e.Store.AttemptSucceeded(ctx, c.UserID)
+	var number string
+	c.Status, c.BlockReason, number, err = e.Store.PasswordAccepted(ctx, c.UserID, c.ActiveCard)
 	if err != nil {
 		return fmt.Errorf("flows: password: %w", err)
 	}
@@ -180,12 +178,8 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 	if c.ActiveCard == "" {
 		return Errorf(CodeNoKeysLeft, "Your NemID has no usable code card. Contact NemID support.")
 	}
-	number, err := e.Store.RandomUnusedKey(ctx, c.UserID, c.ActiveCard)
-	if errors.Is(err, store.ErrNotFound) {
+	if number == "" {
 		return Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
-	}
-	if err != nil {
-		return fmt.Errorf("flows: password: %w", err)
 	}
 	return e.update(ctx, f, func(f *Flow) error {
 		if f.Step != StepPassword {

@@ -3,9 +3,6 @@
 package admin
 
 import (
-	"crypto/rand"
-	"encoding/base64"
-
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -22,6 +19,7 @@ import (
 	"github.com/nemidp/nemidp/idp/oidc"
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/idp/web"
+	keysecret "github.com/nemidp/nemidp/keys/secret"
 )
 
 // API serves the operator endpoints.
@@ -167,7 +165,7 @@ func BuildClient(req ClientRequest) (*store.Client, string, error) {
 	generated := ""
 	secret := req.Secret
 	if !req.Public && secret == "" {
-		secret = "s_" + newSecret()
+		secret = "s_" + keysecret.Generate()
 		generated = secret
 	}
 	c := &store.Client{
@@ -275,12 +273,4 @@ func (a *API) getCitizen(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, v)
 	return nil
-}
-
-func newSecret() string {
-	var b [24]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err))
-	}
-	return base64.RawURLEncoding.EncodeToString(b[:])
 }

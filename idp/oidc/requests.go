@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"slices"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -131,20 +132,11 @@ func (c *client) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTy
 func (c *client) IDTokenLifetime() time.Duration       { return c.idTokenTTL }
 func (c *client) DevMode() bool                        { return false }
 func (c *client) ClockSkew() time.Duration             { return 0 }
-func (c *client) IsScopeAllowed(scope string) bool     { return contains(c.c.Scopes, scope) }
+func (c *client) IsScopeAllowed(scope string) bool     { return slices.Contains(c.c.Scopes, scope) }
 func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true }
 func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }
 func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

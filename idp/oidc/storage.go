@@ -22,6 +22,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
+	"github.com/nemidp/nemidp/config"
 	"github.com/nemidp/nemidp/flows"
 	"github.com/nemidp/nemidp/idp/claims"
 	"github.com/nemidp/nemidp/idp/store"
@@ -640,7 +641,7 @@ func ValidateRedirectURIs(uris []string, public bool) error {
 		switch u.Scheme {
 		case "https":
 		case "http":
-			if !isLoopback(u.Hostname()) {
+			if !config.IsLoopback(u.Hostname()) {
 				return fmt.Errorf("redirect_uris: %q: http is only allowed for loopback addresses", raw)
 			}
 		default:
@@ -653,8 +654,4 @@ func ValidateRedirectURIs(uris []string, public bool) error {
 		}
 	}
 	return nil
-}
-
-func isLoopback(h string) bool {
-	return h == "localhost" || h == "127.0.0.1" || h == "::1"
 }

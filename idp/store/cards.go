@@ -64,11 +64,6 @@ redis.call('HSET', KEYS[1], 'failures', 0)
 return {'ok', 0, redis.call('SCARD', KEYS[3])}
 `)
 
-// UseCardKey checks a key against the stored keyed hash and consumes it, outside any login.
-func (s *Store) UseCardKey(ctx context.Context, uid, serial, number, hash string, maxFailures int) (KeyResult, error) {
-	return s.UseCardKeyInFlow(ctx, "", uid, serial, number, hash, maxFailures)
-}
-
 // UseCardKeyInFlow checks a key for a login flow and consumes it; the same flow sending the
 // same key again gets KeyRepeat instead of a failed attempt.
 func (s *Store) UseCardKeyInFlow(ctx context.Context, flow, uid, serial, number, hash string, maxFailures int) (KeyResult, error) {

@@ -318,17 +318,24 @@ func (s *Store) FailAttempt(ctx context.Context, uid string, limit int, a Attemp
 
 var okAttemptScript = redis.NewScript(`
 if redis.call('HINCRBY', KEYS[1], 'failures', -1) < 0 then redis.call('HSET', KEYS[1], 'failures', 0) end
-return {redis.call('HGET', KEYS[1], 'status') or '', redis.call('HGET', KEYS[1], 'block_reason') or ''}
+local number = ''
+if KEYS[2] ~= '' then number = redis.call('SRANDMEMBER', KEYS[2]) or '' end
+return {redis.call('HGET', KEYS[1], 'status') or '', redis.call('HGET', KEYS[1], 'block_reason') or '', number}
 `)
 
-// AttemptSucceeded takes a reservation back after a right password and returns the citizen's
-// status as it is now: a parallel wrong guess may have locked the NemID meanwhile.
-func (s *Store) AttemptSucceeded(ctx context.Context, uid string) (status, reason string, err error) {
-	res, err := okAttemptScript.Run(ctx, s.rdb, []string{s.citizenKey(uid)}).StringSlice()
-	if err != nil {
-		return "", "", wrap("attempt succeeded", err)
+// PasswordAccepted takes a reservation back after a right password and returns the citizen's
+// status as it is now (a parallel wrong guess may have locked the NemID meanwhile) and, in the
+// same round trip, an unused key number of the card to ask for next ("" when the card has none).
+func (s *Store) PasswordAccepted(ctx context.Context, uid, serial string) (status, reason, number string, err error) {
+	unused := ""
+	if serial != "" {
+		unused = s.unusedKey(uid, serial)
 	}
-	return res[0], res[1], nil
+	res, err := okAttemptScript.Run(ctx, s.rdb, []string{s.citizenKey(uid), unused}).StringSlice()
+	if err != nil {
+		return "", "", "", wrap("password accepted", err)
+	}
+	return res[0], res[1], res[2], nil
 }
 
 // RecordFailure counts one failed attempt outside a password check (reserve and fail in one).

@@ -362,7 +362,7 @@ func testSetPassword(t *testing.T, h *harness) {
 
 func (h *harness) use(t *testing.T, c *store.Citizen, serial, number, hash string, max int) store.KeyResult {
 	t.Helper()
-	r, err := h.s.UseCardKey(t.Context(), c.UserID, serial, number, hash, max)
+	r, err := h.s.UseCardKeyInFlow(t.Context(), "", c.UserID, serial, number, hash, max)
 	if err != nil {
 		t.Fatalf("UseCardKey(%s): %v", number, err)
 	}
@@ -391,7 +391,7 @@ func testUseKeyOutcomes(t *testing.T, h *harness) {
 		{"unknown citizen", NewUserID(), serial, ns[1], card.keys[ns[1]], store.KeyResult{Outcome: store.KeyNoPerson}},
 		{"right key again", c.UserID, serial, ns[1], card.keys[ns[1]], store.KeyResult{Outcome: store.KeyOK, KeysLeft: 2}},
 	} {
-		got, err := h.s.UseCardKey(ctx, s.uid, s.serial, s.number, s.hash, MaxFailures)
+		got, err := h.s.UseCardKeyInFlow(ctx, "", s.uid, s.serial, s.number, s.hash, MaxFailures)
 		noErr(t, s.name, err)
 		if got != s.want {
 			t.Fatalf("%s: UseCardKey = %+v, want %+v", s.name, got, s.want)
@@ -490,7 +490,7 @@ func testKeyExactlyOnce(t *testing.T, h *harness) {
 	n := card.numbers()[0]
 	const max = 1000 // no lockout in the way
 	results := race(Racers, func(int) store.KeyResult {
-		r, err := h.s.UseCardKey(t.Context(), c.UserID, card.rec.Serial, n, card.keys[n], max)
+		r, err := h.s.UseCardKeyInFlow(t.Context(), "", c.UserID, card.rec.Serial, n, card.keys[n], max)
 		if err != nil {
 			t.Errorf("UseCardKey: %v", err)
 		}
@@ -518,7 +518,7 @@ func testParallelWrongKeys(t *testing.T, h *harness) {
 	c, card := h.citizen(t, 2)
 	n := card.numbers()[0]
 	results := race(Racers, func(int) store.KeyResult {
-		r, err := h.s.UseCardKey(t.Context(), c.UserID, card.rec.Serial, n, "wrong", MaxFailures)
+		r, err := h.s.UseCardKeyInFlow(t.Context(), "", c.UserID, card.rec.Serial, n, "wrong", MaxFailures)
 		if err != nil {
 			t.Errorf("UseCardKey: %v", err)
 		}
@@ -1256,7 +1256,7 @@ func CheckUnavailable(t *testing.T, s *store.Store) {
 			return err
 		},
 		"UseCardKey": func() error {
-			_, err := s.UseCardKey(ctx, NewUserID(), "G000000001", "0001", "h", MaxFailures)
+			_, err := s.UseCardKeyInFlow(ctx, "", NewUserID(), "G000000001", "0001", "h", MaxFailures)
 			return err
 		},
 		"RandomUnusedKey":      func() error { _, err := s.RandomUnusedKey(ctx, NewUserID(), "G000000001"); return err },
