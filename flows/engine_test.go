@@ -357,7 +357,7 @@ func TestKeyNumberStableUntilUsed(t *testing.T) {
 			t.Fatalf("after a wrong key: Prepare = %v, key number %s, want %s", err, f.KeyNumber, first)
 		}
 		// Used meanwhile (another login in another window): the next Prepare asks another key.
-		if _, err := env.s.UseCardKeyInFlow(ctx, "", c.UserID, c.Serial, first, env.e.Cards.Hash(c.Serial, first, c.key(first)), maxFailures); err != nil {
+		if _, _, err := env.s.UseCardKeyInFlow(ctx, "", c.UserID, c.Serial, first, env.e.Cards.Hash(c.Serial, first, c.key(first)), maxFailures); err != nil {
 			t.Fatal(err)
 		}
 		if err := env.e.Prepare(ctx, f); err != nil {
@@ -370,6 +370,46 @@ func TestKeyNumberStableUntilUsed(t *testing.T) {
 			t.Fatal("the new key number was not saved")
 		}
 		env.mustSubmit(t, f, flows.StepCodeCard, flows.Answer{Key: c.key(f.KeyNumber)}, flows.StepDone)
+	})
+}
+
+// TestOnePendingKeyNumberPerCard: someone with the password and a photo of part of the card
+// cannot re-roll the key number until it lands on a key they hold. New flows, abandoned flows,
+// reloads and wrong keys all ask the card's one pending number, until its key is used.
+func TestOnePendingKeyNumberPerCard(t *testing.T) {
+	eachBackend(t, func(t *testing.T, env *env) {
+		ctx := context.Background()
+		c := env.issueWithPassword(t, "Hemmelig42")
+		atCard := func() *flows.Flow {
+			f := env.begin(t, flows.Start{})
+			env.mustSubmit(t, f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
+			return f
+		}
+		first := atCard()
+		for i := range 8 {
+			f := atCard() // a new flow; the one before it abandoned
+			if f.KeyNumber != first.KeyNumber {
+				t.Fatalf("flow %d asks key number %s, the first asked %s: the number was re-rolled", i, f.KeyNumber, first.KeyNumber)
+			}
+			if i%2 == 0 { // some of them also answer wrong (a guess at a key the attacker lacks)
+				wantCode(t, env.submit(f, flows.StepCodeCard, flows.Answer{Key: c.wrongKey(f.KeyNumber)}), flows.CodeWrongKey)
+			}
+			g := env.load(t, f.ID) // a reload
+			if err := env.e.Prepare(ctx, g); err != nil || g.KeyNumber != first.KeyNumber {
+				t.Fatalf("reload of flow %d: %v, key number %s, want %s", i, err, g.KeyNumber, first.KeyNumber)
+			}
+			if i == 3 { // a right login in between resets the lockout counter
+				env.mustSubmit(t, f, flows.StepCodeCard, flows.Answer{Key: c.key(f.KeyNumber)}, flows.StepDone)
+				next := atCard()
+				if next.KeyNumber == first.KeyNumber {
+					t.Fatal("the used key's number is asked again")
+				}
+				// The old flows now learn the new pending number on their next view.
+				if err := env.e.Prepare(ctx, first); err != nil || first.KeyNumber != next.KeyNumber {
+					t.Fatalf("old flow after the key was used: %v, key number %s, want %s", err, first.KeyNumber, next.KeyNumber)
+				}
+			}
+		}
 	})
 }
 
@@ -672,9 +712,9 @@ func TestUnknownUserLooksLikeWrongPassword(t *testing.T) {
 		for _, unknown := range []string{storetest.NewUserID(), storetest.NewCPR(), "hansen-alias"} {
 			t.Run(unknown, func(t *testing.T) {
 				c := env.issueWithPassword(t, "Hemmelig42") // a fresh known citizen per round
-				known := env.begin(t, flows.Start{})
-				other := env.begin(t, flows.Start{})
 				for i := 1; i <= maxFailures+1; i++ {
+					// A flow per answer: one flow's own limit is not what is compared here.
+					known, other := env.begin(t, flows.Start{}), env.begin(t, flows.Start{})
 					errKnown := env.submit(known, flows.StepPassword, flows.Answer{Username: c.UserID, Password: "Forkert99"})
 					errUnknown := env.submit(other, flows.StepPassword, flows.Answer{Username: unknown, Password: "Forkert99"})
 					code := flows.CodeInvalidCredentials
@@ -692,6 +732,7 @@ func TestUnknownUserLooksLikeWrongPassword(t *testing.T) {
 					}
 				}
 				// The right password changes nothing for the locked citizen's answer shape.
+				known, other := env.begin(t, flows.Start{}), env.begin(t, flows.Start{})
 				errKnown := env.submit(known, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password})
 				errUnknown := env.submit(other, flows.StepPassword, flows.Answer{Username: unknown, Password: c.Password})
 				a, b := wantCode(t, errKnown, flows.CodeLocked), wantCode(t, errUnknown, flows.CodeLocked)
@@ -871,7 +912,9 @@ func TestNoPasswordOracleWhenNotActive(t *testing.T) {
 						flows.CodeInvalidCredentials, maxFailures-i)
 				}
 				wantCode(t, env.submit(f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: "Forkert99"}), flows.CodeLocked)
-				// Past the limit, the right password answers like a wrong one.
+				// Past the limit, the right password answers like a wrong one (in a new login: this
+				// one has had its max wrong answers).
+				f = env.begin(t, flows.Start{})
 				wantCode(t, env.submit(f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}), flows.CodeLocked)
 			})
 		})

@@ -20,7 +20,20 @@ const (
 	CodeConflict           = "conflict"         // changed concurrently
 	CodeLoginRequired      = "login_required"   // prompt=none without a session
 	CodeNoKeysLeft         = "no_keys_left"
+	CodeTooManyAttempts    = "too_many_attempts" // this flow had max wrong answers
+	CodeThrottled          = "throttled"         // too many failed answers from one address
 )
+
+// IsFailedAnswer reports whether an answer with this code was a failed guess: a wrong
+// password or unknown user ID, a wrong or used key, an answer to a locked NemID or a spent
+// flow. These, and only these, count against the client address.
+func IsFailedAnswer(code string) bool {
+	switch code {
+	case CodeInvalidCredentials, CodeWrongKey, CodeUsedKey, CodeLocked, CodeTooManyAttempts:
+		return true
+	}
+	return false
+}
 
 // Error is a login error the citizen (or app) is shown. It is a value the flow can also end
 // with, and the front end maps it to its protocol's error.

@@ -63,7 +63,12 @@ type Flow struct {
 	// Protocol is the front end's own state (the OIDC auth request, …), opaque here.
 	Protocol json.RawMessage `json:"protocol,omitempty"`
 
+	// Failures is the flow's wrong answers so far (with those in flight), whichever user IDs
+	// they named; kept beside the record, not in it.
+	Failures int `json:"-"`
+
 	version int64
+	release bool // the next save gives back the attempt reserved for a right answer
 }
 
 // Result is the authenticated subject of a finished flow.
@@ -158,7 +163,7 @@ func (e *Engine) Load(ctx context.Context, id string) (*Flow, error) {
 	if !validID(id) {
 		return nil, Errorf(CodeFlowExpired, "This login does not exist or has expired.")
 	}
-	raw, v, err := e.Store.LoadFlow(ctx, id)
+	rec, err := e.Store.LoadFlow(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, Errorf(CodeFlowExpired, "This login does not exist or has expired.")
 	}
@@ -166,11 +171,25 @@ func (e *Engine) Load(ctx context.Context, id string) (*Flow, error) {
 		return nil, fmt.Errorf("flows: load %s: %w", id, err)
 	}
 	var f Flow
-	if err := json.Unmarshal(raw, &f); err != nil {
+	if err := json.Unmarshal(rec.Data, &f); err != nil {
 		return nil, fmt.Errorf("flows: load %s: decode: %w", id, err)
 	}
-	f.version = v
+	f.version, f.Failures = rec.Version, rec.Failures
+	e.failIfSpent(&f)
 	return &f, nil
+}
+
+// failIfSpent ends a flow that has had max wrong answers. The count lives outside the flow's
+// record, so the wrong answer that reaches it costs no extra write: every reader sees the
+// flow failed from then on.
+func (e *Engine) failIfSpent(f *Flow) {
+	if f.Failures >= e.MaxFailures && f.Step != StepDone && f.Step != StepFailed {
+		f.Step, f.Failure = StepFailed, tooManyAttempts()
+	}
+}
+
+func tooManyAttempts() *Error {
+	return Errorf(CodeTooManyAttempts, "Too many wrong answers in this login. Start again from the service you came from.")
 }
 
 func validID(id string) bool {
@@ -192,9 +211,12 @@ func (e *Engine) save(ctx context.Context, f *Flow) error {
 		// Finished flows stay for the code exchange and the way back.
 		ttl = max(ttl, e.Grace, time.Minute)
 	}
-	v, err := e.Store.SaveFlow(ctx, f.ID, f.version, raw, ttl)
+	v, err := e.Store.SaveFlow(ctx, f.ID, f.version, raw, ttl, f.release)
 	if err != nil {
 		return err
+	}
+	if f.release {
+		f.release, f.Failures = false, max(f.Failures-1, 0)
 	}
 	f.version = v
 	return nil
@@ -215,6 +237,7 @@ func (e *Engine) update(ctx context.Context, f *Flow, change func(*Flow) error) 
 		if lerr != nil {
 			return lerr
 		}
+		fresh.release = f.release
 		*f = *fresh
 	}
 	return Errorf(CodeConflict, "This login changed in another window; reload the page.")

@@ -69,7 +69,7 @@ func FuzzSubmit(f *testing.F) {
 		}
 		// Stand the flow at one of the steps, as the citizen's earlier answers would have.
 		number := aKey.Number
-		if n, err := s.RandomUnusedKey(ctx, uid, serial); err == nil {
+		if n, err := s.PendingKey(ctx, uid, serial); err == nil {
 			number = n
 		}
 		err = e.update(ctx, fl, func(fl *Flow) error {

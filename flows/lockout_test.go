@@ -5,16 +5,20 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nemidp/nemidp/flows"
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/idp/store/storetest"
+	"github.com/nemidp/nemidp/keys/password"
 )
 
 // TestGuessesInFlightSpendTheBudget: guesses still inside the (slow) password KDF have already
-// spent their attempts. With maxFailures of them in flight, even the right password is answered
-// "locked" — judged by what was read before the KDF, it slipped through while the parallel
-// guesses were locking the NemID, so one burst could try a whole PIN space.
+// spent their attempts. With maxFailures of them in flight, even the right password is not
+// checked — judged by what was read before the KDF, it would slip through while the parallel
+// guesses were locking the NemID, so one burst could try a whole PIN space. It is answered
+// "try again" (the NemID is not locked: its stored status says active), and "locked" once the
+// guesses came back wrong.
 func TestGuessesInFlightSpendTheBudget(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, env *env) {
@@ -22,22 +26,26 @@ func TestGuessesInFlightSpendTheBudget(t *testing.T) {
 		c := env.issueWithPassword(t, "Hemmelig42")
 		var inFlight []store.Attempt
 		for range maxFailures {
-			a, err := env.s.BeginAttempt(ctx, c.UserID, maxFailures)
-			if err != nil || a.Refused {
+			a, err := env.s.BeginAttempt(ctx, c.UserID, maxFailures, env.clock.Now(), time.Minute)
+			if err != nil || a.Refused || a.Busy {
 				t.Fatalf("BeginAttempt: %+v %v", a, err)
 			}
 			inFlight = append(inFlight, a)
 		}
 		f := env.begin(t, flows.Start{})
-		wantCode(t, env.submit(f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}), flows.CodeLocked)
+		wantCode(t, env.submit(f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}), flows.CodeUnavailable)
+		if got := env.citizen(t, c.UserID); got.Status != store.StatusActive || got.Failures != 0 {
+			t.Fatalf("with guesses in flight: status %q failures %d, want active 0", got.Status, got.Failures)
+		}
 		for _, a := range inFlight { // the guesses come back wrong
-			if _, err := env.s.FailAttempt(ctx, c.UserID, maxFailures, a); err != nil {
+			if _, err := env.s.FailAttempt(ctx, c.UserID, maxFailures, a, env.clock.Now()); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if got := env.citizen(t, c.UserID); got.Status != store.StatusBlocked || got.BlockReason != store.BlockFailures {
 			t.Fatalf("status %q (%s), want blocked for failures", got.Status, got.BlockReason)
 		}
+		f = env.begin(t, flows.Start{})
 		wantCode(t, env.submit(f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}), flows.CodeLocked)
 	})
 }
@@ -70,7 +78,8 @@ func TestParallelGuessesCannotPassTheLimit(t *testing.T) {
 			switch {
 			case err == nil && i == wrong/2, errors.As(err, &fe) && fe.Code == flows.CodeInvalidCredentials:
 				checked++
-			case errors.As(err, &fe) && fe.Code == flows.CodeLocked:
+			case errors.As(err, &fe) && (fe.Code == flows.CodeLocked || fe.Code == flows.CodeUnavailable):
+				// not checked: locked, or "try again" (attempts in flight, or the KDF queue full)
 			default:
 				t.Fatalf("answer %d: %v", i, err)
 			}
@@ -110,7 +119,7 @@ func TestRepeatedKeyAdvances(t *testing.T) {
 		// The first submit consumed the key in Redis, then its flow update was lost.
 		serial, number := f.CardSerial, f.KeyNumber
 		hash := env.e.Cards.Hash(serial, number, c.key(number))
-		res, err := env.s.UseCardKeyInFlow(context.Background(), f.ID, c.UserID, serial, number, hash, maxFailures)
+		res, _, err := env.s.UseCardKeyInFlow(context.Background(), f.ID, c.UserID, serial, number, hash, maxFailures)
 		if err != nil || res.Outcome != store.KeyOK {
 			t.Fatalf("first use: %+v %v", res, err)
 		}
@@ -121,7 +130,7 @@ func TestRepeatedKeyAdvances(t *testing.T) {
 		// Another login sending that spent key is refused as used.
 		g := env.begin(t, flows.Start{})
 		env.mustSubmit(t, g, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
-		res, err = env.s.UseCardKeyInFlow(context.Background(), g.ID, c.UserID, serial, number, hash, maxFailures)
+		res, _, err = env.s.UseCardKeyInFlow(context.Background(), g.ID, c.UserID, serial, number, hash, maxFailures)
 		if err != nil || res.Outcome != store.KeyUsed {
 			t.Fatalf("another login with the spent key: %+v %v", res, err)
 		}
@@ -158,5 +167,194 @@ func TestUsedUpCardAtPassword(t *testing.T) {
 		if got := env.citizen(t, c.UserID); got.Failures != 0 {
 			t.Fatalf("a right password left %d failures counted", got.Failures)
 		}
+	})
+}
+
+// TestFlowEndsAfterMaxWrongAnswers: one flow spraying a password across many user IDs (real
+// and unknown, each named once, so no NemID locks) ends as failed with too_many_attempts at
+// the max-th wrong answer; even a right password is not checked in it afterwards.
+func TestFlowEndsAfterMaxWrongAnswers(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		right := env.issueWithPassword(t, "Hemmelig42")
+		f := env.begin(t, flows.Start{})
+		for i := 1; i <= maxFailures; i++ {
+			user := storetest.NewCPR() // unknown
+			if i%2 == 0 {
+				user = env.issueWithPassword(t, "Andet1234x").UserID // real, wrong password
+			}
+			err := env.submit(f, flows.StepPassword, flows.Answer{Username: user, Password: "1397"})
+			if i < maxFailures {
+				wantAttempts(t, err, flows.CodeInvalidCredentials, maxFailures-1)
+				continue
+			}
+			wantCode(t, err, flows.CodeTooManyAttempts)
+		}
+		if f.Step != flows.StepFailed {
+			t.Fatalf("after %d wrong answers the flow is at %q, want failed", maxFailures, f.Step)
+		}
+		stored := env.load(t, f.ID)
+		if stored.Step != flows.StepFailed || stored.Failure == nil || stored.Failure.Code != flows.CodeTooManyAttempts {
+			t.Fatalf("stored flow: step %q failure %+v", stored.Step, stored.Failure)
+		}
+		wantCode(t, env.submit(stored, flows.StepPassword, flows.Answer{Username: right.UserID, Password: right.Password}), flows.CodeWrongStep)
+		if got := env.citizen(t, right.UserID); got.Failures != 0 {
+			t.Fatalf("the refused answer counted against the citizen: %d", got.Failures)
+		}
+	})
+}
+
+// TestFlowLimitHoldsUnderRace: wrong answers racing on one flow (released together) cannot
+// get more than max passwords checked.
+func TestFlowLimitHoldsUnderRace(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		f := env.begin(t, flows.Start{})
+		const racers = 4 * maxFailures
+		start := make(chan struct{})
+		errs := make([]error, racers)
+		var wg sync.WaitGroup
+		for i := range racers {
+			wg.Go(func() {
+				g := env.load(t, f.ID)
+				<-start
+				errs[i] = env.submit(g, flows.StepPassword, flows.Answer{Username: storetest.NewCPR(), Password: "1397"})
+			})
+		}
+		close(start)
+		wg.Wait()
+		checked, spent := 0, 0
+		for i, err := range errs {
+			var fe *flows.Error
+			switch {
+			case errors.As(err, &fe) && fe.Code == flows.CodeInvalidCredentials:
+				checked++
+			case errors.As(err, &fe) && fe.Code == flows.CodeTooManyAttempts:
+				spent++
+			case errors.As(err, &fe) && (fe.Code == flows.CodeUnavailable || fe.Code == flows.CodeWrongStep):
+			default:
+				t.Fatalf("answer %d: %v", i, err)
+			}
+		}
+		if checked > maxFailures-1 || spent == 0 {
+			t.Fatalf("%d answers checked and %d refused as spent; want at most %d checked", checked, spent, maxFailures-1)
+		}
+		if got := env.load(t, f.ID); got.Step != flows.StepFailed {
+			t.Fatalf("flow at %q, want failed", got.Step)
+		}
+	})
+}
+
+// TestAbandonedAttemptsCostNothing: requests with the right password that are cancelled while
+// they wait for a busy KDF (client gone, timeout) leave no trace: the citizen stays active
+// with no failures, and the right password logs in at once afterwards (not "locked").
+func TestAbandonedAttemptsCostNothing(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		// One KDF slot, kept busy by a stream of hashes until the abandoned requests are gone.
+		env.e.Passwords = password.NewHasher(password.Params{MemoryKiB: 32 << 10, Time: 2, Threads: 1, Concurrency: 1, Queue: 4 * maxFailures})
+		c := env.issueWithPassword(t, "Hemmelig42")
+		stop := make(chan struct{})
+		busy := make(chan struct{})
+		go func() {
+			defer close(busy)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					_, _ = env.e.Passwords.Hash(context.Background(), "busy-busy-1")
+				}
+			}
+		}()
+		ctx, cancel := context.WithCancel(context.Background())
+		errs := make(chan error, maxFailures)
+		for range maxFailures {
+			go func() {
+				f := env.begin(t, flows.Start{})
+				errs <- env.e.Submit(ctx, f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password})
+			}()
+		}
+		// Line all of them up in the KDF queue (their attempts reserved), then drop them.
+		for deadline := time.Now().Add(10 * time.Second); env.e.Passwords.Waiting() < maxFailures; {
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d of %d requests reached the KDF queue", env.e.Passwords.Waiting(), maxFailures)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+		cancelled := 0
+		for range maxFailures {
+			err := <-errs
+			if err == nil {
+				continue // it got a slot before the cancel: a right password, costs nothing either
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("abandoned request: %v, want context.Canceled", err)
+			}
+			cancelled++
+		}
+		close(stop)
+		<-busy
+		if cancelled == 0 {
+			t.Fatal("no request was abandoned while it waited: nothing judged")
+		}
+		if got := env.citizen(t, c.UserID); got.Status != store.StatusActive || got.Failures != 0 {
+			t.Fatalf("after %d abandoned requests: status %q failures %d, want active 0", cancelled, got.Status, got.Failures)
+		}
+		env.login(t, c)
+	})
+}
+
+// TestUnsettledReservationRunsOut: reservations never settled (a crash between the reserve and
+// the settle, or Redis failing at the settle) stop counting at their deadline, judged by the
+// engine's clock.
+func TestUnsettledReservationRunsOut(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		ctx := context.Background()
+		c := env.issueWithPassword(t, "Hemmelig42")
+		for range maxFailures {
+			if _, err := env.s.BeginAttempt(ctx, c.UserID, maxFailures, env.clock.Now(), 15*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f := env.begin(t, flows.Start{})
+		wantCode(t, env.submit(f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}), flows.CodeUnavailable)
+		env.clock.Add(16 * time.Second)
+		env.mustSubmit(t, f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
+		if got := env.citizen(t, c.UserID); got.Status != store.StatusActive || got.Failures != 0 {
+			t.Fatalf("status %q failures %d, want active 0", got.Status, got.Failures)
+		}
+	})
+}
+
+// TestKDFQueueSheds: past the queue bound a password answer is "try again" at once, before
+// anything is looked up or counted.
+func TestKDFQueueSheds(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		env.e.Passwords = password.NewHasher(password.Params{MemoryKiB: 64, Time: 1, Threads: 1, Concurrency: 1, Queue: 1})
+		c := env.issueWithPassword(t, "Hemmelig42")
+		var held []*password.Ticket
+		for range 2 { // the one slot and the one queue place
+			tk, err := env.e.Passwords.Admit()
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, tk)
+		}
+		f := env.begin(t, flows.Start{})
+		wantCode(t, env.submit(f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: "Forkert99"}), flows.CodeUnavailable)
+		if got := env.load(t, f.ID); got.Failures != 0 {
+			t.Fatalf("a shed answer counted against the flow: %d", got.Failures)
+		}
+		if got := env.citizen(t, c.UserID); got.Failures != 0 {
+			t.Fatalf("a shed answer counted against the citizen: %d", got.Failures)
+		}
+		for _, tk := range held {
+			tk.Release()
+		}
+		env.mustSubmit(t, f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nemidp/nemidp/idp/cpr"
 	"github.com/nemidp/nemidp/idp/store"
@@ -121,67 +122,115 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 	if username == "" || a.Password == "" || len(username) > 64 || len(a.Password) > maxPasswordLen {
 		return Errorf(CodeInvalidRequest, "Type your user ID and password.")
 	}
+	// A place in the KDF queue first: when it is full the answer is "try again" at once,
+	// before anything is looked up or counted.
+	kdf, err := e.Passwords.Admit()
+	if err != nil {
+		return busyError(err)
+	}
+	defer kdf.Release()
+	// Settling outlives the request: a client that goes away must not leave a reservation
+	// behind, nor skip counting a wrong password whose KDF already ran.
+	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+
 	norm, _ := cpr.Parse(username)
-	c, err := e.Store.CitizenByUsername(ctx, username, string(norm))
+	c, n, err := e.Store.LookupLogin(ctx, f.ID, username, string(norm))
+	if n < 0 {
+		return Errorf(CodeFlowExpired, "This login does not exist or has expired.")
+	}
+	if n > e.MaxFailures {
+		// Spent already (or by answers in flight): nothing is checked, nothing more counted.
+		e.release(settle, f)
+		f.Failures = max(n-1, e.MaxFailures)
+		e.failIfSpent(f)
+		return f.Failure
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		// Same work and same answers as a wrong password, so user IDs cannot be probed.
-		e.Passwords.VerifyDummy(ctx, a.Password)
+		if derr := kdf.VerifyDummy(ctx, a.Password); derr != nil {
+			e.release(settle, f)
+			return busyError(derr)
+		}
 		// One counter per person as for a real citizen: a CPR number counts the same however
 		// it is typed (with or without the dash).
 		who := username
 		if norm != "" {
 			who = string(norm)
 		}
-		res, err := e.Store.RecordUnknownFailure(ctx, who, e.MaxFailures, e.FlowTTL*4)
+		res, err := e.Store.RecordUnknownFailure(settle, who, e.MaxFailures)
 		if err != nil {
 			return fmt.Errorf("flows: password: %w", err)
 		}
-		return credentialsError(res)
+		return flowFailure(e, f, n, credentialsError(res))
 	}
 	if err != nil {
+		e.release(settle, f)
 		return fmt.Errorf("flows: password: %w", err)
 	}
 	// Reserve the attempt before the slow KDF: parallel guesses cannot all pass a check made
 	// before any of them failed. Past the limit (locked, or an expired or operator-blocked
 	// NemID that cannot be blocked for failures) no password is checked, so the answer never
 	// tells a right password from a wrong one.
-	att, err := e.Store.BeginAttempt(ctx, c.UserID, e.MaxFailures)
+	att, err := e.Store.BeginAttempt(ctx, c.UserID, e.MaxFailures, e.now(), attemptHold)
 	if err != nil {
+		e.release(settle, f)
 		return fmt.Errorf("flows: password: %w", err)
 	}
-	if att.Refused {
-		e.Passwords.VerifyDummy(ctx, a.Password)
-		return credentialsError(store.FailureResult{Locked: true})
+	if att.Busy {
+		e.release(settle, f)
+		return Errorf(CodeUnavailable, "Another login attempt for this NemID is being checked. Try again in a moment.")
 	}
-	ok, err := e.Passwords.Verify(ctx, c.Password, a.Password)
+	if att.Refused {
+		if derr := kdf.VerifyDummy(ctx, a.Password); derr != nil {
+			e.release(settle, f)
+			return busyError(derr)
+		}
+		return flowFailure(e, f, n, credentialsError(store.FailureResult{Locked: true}))
+	}
+	ok, err := kdf.Verify(ctx, c.Password, a.Password)
 	if err != nil {
+		// The password was never checked (the request went away while it waited): it costs
+		// neither the citizen nor the flow anything.
+		if cerr := e.Store.CancelAttempt(settle, c.UserID, att); cerr != nil {
+			err = errors.Join(err, cerr) // the reservation runs out at its deadline
+		}
+		e.release(settle, f)
+		if errors.Is(err, password.ErrBusy) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return busyError(err)
+		}
 		return fmt.Errorf("flows: password: verify for %s: %w", c.UserID, err)
 	}
 	if !ok {
-		res, err := e.Store.FailAttempt(ctx, c.UserID, e.MaxFailures, att)
+		res, err := e.Store.FailAttempt(settle, c.UserID, e.MaxFailures, att, e.now())
 		if err != nil {
 			return fmt.Errorf("flows: password: %w", err)
 		}
-		return credentialsError(res)
+		return flowFailure(e, f, n, credentialsError(res))
 	}
 	var number string
-	c.Status, c.BlockReason, number, err = e.Store.PasswordAccepted(ctx, c.UserID, c.ActiveCard)
+	c.Status, c.BlockReason, number, err = e.Store.PasswordAccepted(settle, c.UserID, c.ActiveCard, att)
 	if err != nil {
+		e.release(settle, f)
 		return fmt.Errorf("flows: password: %w", err)
 	}
 	if c.Status == store.StatusBlocked && c.BlockReason == store.BlockFailures {
+		e.release(settle, f)
 		return credentialsError(store.FailureResult{Locked: true}) // a parallel guess locked it
 	}
 	if se := statusError(c); se != nil {
+		e.release(settle, f)
 		return se
 	}
-	if c.ActiveCard == "" {
-		return Errorf(CodeNoKeysLeft, "Your NemID has no usable code card. Contact NemID support.")
-	}
-	if number == "" {
+	if c.ActiveCard == "" || number == "" {
+		e.release(settle, f)
+		if c.ActiveCard == "" {
+			return Errorf(CodeNoKeysLeft, "Your NemID has no usable code card. Contact NemID support.")
+		}
 		return Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
 	}
-	return e.update(ctx, f, func(f *Flow) error {
+	f.release = true // the right answer gives its flow attempt back in this save
+	return e.update(settle, f, func(f *Flow) error {
 		if f.Step != StepPassword {
 			return Errorf(CodeWrongStep, "This login already moved on.")
 		}
@@ -193,7 +242,44 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 	})
 }
 
-func credentialsError(res store.FailureResult) error {
+// attemptHold is how long a reserved password attempt counts without being settled: far
+// longer than a bounded KDF queue and one hash take, short enough that an attempt abandoned
+// by a crash does not stand in the citizen's way for long.
+const attemptHold = 15 * time.Second
+
+// settleTimeout bounds the writes that settle an answer after its request may have gone.
+const settleTimeout = 5 * time.Second
+
+// release gives back a flow attempt that was reserved for an answer never judged. A failure
+// to do so costs the flow one attempt, nothing more.
+func (e *Engine) release(ctx context.Context, f *Flow) {
+	if err := e.Store.ReleaseFlowAttempt(ctx, f.ID); err == nil {
+		f.Failures = max(f.Failures-1, 0)
+	}
+}
+
+// flowFailure is a wrong answer's error; the max-th wrong answer of a flow, whichever user
+// IDs the answers named, ends the flow: it is answered too_many_attempts, unless it also
+// locked a NemID, which the citizen needs to know more.
+func flowFailure(e *Engine, f *Flow, n int, err *Error) error {
+	f.Failures = max(n, f.Failures)
+	e.failIfSpent(f)
+	if f.Step == StepFailed && err.Code != CodeLocked {
+		return f.Failure
+	}
+	return err
+}
+
+// busyError is the answer when the KDF queue is full or the request went away while it
+// waited: nothing was checked, so the citizen may simply try again.
+func busyError(err error) error {
+	if errors.Is(err, password.ErrBusy) {
+		return Errorf(CodeUnavailable, "NemID is very busy right now. Try again in a moment.")
+	}
+	return fmt.Errorf("flows: password: %w", err)
+}
+
+func credentialsError(res store.FailureResult) *Error {
 	if res.Locked {
 		return Errorf(CodeLocked, "Your NemID is locked after too many failed attempts. Contact NemID support or borgerservice to have it unlocked.")
 	}
@@ -205,21 +291,17 @@ func credentialsError(res store.FailureResult) error {
 type codecardStep struct{}
 
 func (codecardStep) prepare(ctx context.Context, e *Engine, f *Flow) error {
-	if f.KeyNumber != "" {
-		unused, err := e.Store.KeyUnused(ctx, f.CitizenID, f.CardSerial, f.KeyNumber)
-		if err != nil {
-			return fmt.Errorf("flows: codecard: %w", err)
-		}
-		if unused {
-			return nil // the same key number on every reload: no fresh number to guess at
-		}
-	}
-	number, err := e.Store.RandomUnusedKey(ctx, f.CitizenID, f.CardSerial)
+	// The card's pending number, the same for every login of the card until its key is used:
+	// the number only changes when another login used the key meanwhile.
+	number, err := e.Store.PendingKey(ctx, f.CitizenID, f.CardSerial)
 	if errors.Is(err, store.ErrNotFound) {
 		return Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
 	}
 	if err != nil {
 		return fmt.Errorf("flows: codecard: %w", err)
+	}
+	if number == f.KeyNumber {
+		return nil
 	}
 	return e.update(ctx, f, func(f *Flow) error {
 		if f.Step == StepCodeCard {
@@ -234,23 +316,26 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 	if !codecard.ValidKey(key) {
 		return Errorf(CodeInvalidRequest, "A key is the 6 digits printed beside key number %s.", f.KeyNumber)
 	}
+	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
 	hash := e.Cards.Hash(f.CardSerial, f.KeyNumber, key)
-	res, err := e.Store.UseCardKeyInFlow(ctx, f.ID, f.CitizenID, f.CardSerial, f.KeyNumber, hash, e.MaxFailures)
+	res, n, err := e.Store.UseCardKeyInFlow(settle, f.ID, f.CitizenID, f.CardSerial, f.KeyNumber, hash, e.MaxFailures)
 	if err != nil {
 		return fmt.Errorf("flows: codecard: use key %s: %w", f.KeyNumber, err)
 	}
 	switch res.Outcome {
 	case store.KeyOK:
 	case store.KeyWrong:
-		return attemptsError(CodeWrongKey, "Wrong key. Type the key printed beside key number "+f.KeyNumber+".", res.AttemptsLeft)
+		return flowFailure(e, f, n, attemptsError(CodeWrongKey, "Wrong key. Type the key printed beside key number "+f.KeyNumber+".", res.AttemptsLeft))
 	case store.KeyUsed:
-		return attemptsError(CodeUsedKey, "That key has already been used.", res.AttemptsLeft)
+		return flowFailure(e, f, n, attemptsError(CodeUsedKey, "That key has already been used.", res.AttemptsLeft))
 	case store.KeyRepeat:
 		// This login's own right key, sent again after its first answer was lost (a double
 		// click, an aborted request): the key was accepted, so the login moves on.
 	case store.KeyLocked:
-		return Errorf(CodeLocked, "Your NemID is locked after too many failed attempts. Contact NemID support or borgerservice to have it unlocked.")
+		return flowFailure(e, f, n, Errorf(CodeLocked, "Your NemID is locked after too many failed attempts. Contact NemID support or borgerservice to have it unlocked."))
 	case store.KeyBlocked:
+		e.release(settle, f)
 		c, err := e.Store.Citizen(ctx, f.CitizenID)
 		if err != nil {
 			return fmt.Errorf("flows: codecard: %w", err)
@@ -260,10 +345,12 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		}
 		return Errorf(CodeBlocked, "Your NemID is blocked.")
 	default:
+		e.release(settle, f)
 		return Errorf(CodeWrongKey, "This key number cannot be used; reload the page for another.")
 	}
 	number := f.KeyNumber
-	return e.update(ctx, f, func(f *Flow) error {
+	f.release = true
+	return e.update(settle, f, func(f *Flow) error {
 		if f.Step != StepCodeCard || f.KeyNumber != number {
 			return Errorf(CodeWrongStep, "This login already moved on.")
 		}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -60,32 +59,64 @@ if v ~= ARGV[2] then
 end
 redis.call('HSET', KEYS[2], 'k:' .. ARGV[1], 'u:' .. ARGV[5])
 redis.call('SREM', KEYS[3], ARGV[1])
+if redis.call('HGET', KEYS[2], 'pending') == ARGV[1] then redis.call('HDEL', KEYS[2], 'pending') end
 redis.call('HSET', KEYS[1], 'failures', 0)
 return {'ok', 0, redis.call('SCARD', KEYS[3])}
 `)
 
 // UseCardKeyInFlow checks a key for a login flow and consumes it; the same flow sending the
-// same key again gets KeyRepeat instead of a failed attempt.
-func (s *Store) UseCardKeyInFlow(ctx context.Context, flow, uid, serial, number, hash string, maxFailures int) (KeyResult, error) {
+// same key again gets KeyRepeat instead of a failed attempt. In the same round trip it
+// reserves one of the flow's attempts (see ReserveFlowAttempt), which the flow's next save
+// gives back when the key was right.
+func (s *Store) UseCardKeyInFlow(ctx context.Context, flow, uid, serial, number, hash string, maxFailures int) (KeyResult, int, error) {
 	keys := []string{s.citizenKey(uid), s.cardKey(uid, serial), s.unusedKey(uid, serial)}
-	// A consumed key is stored as "u:<flow>", which never equals a hash.
-	res, err := useKeyScript.Run(ctx, s.rdb, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339), flow).Slice()
+	var reserve, use *redis.Cmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if flow != "" {
+			reserve = reserveFlowScript.Eval(ctx, p, []string{s.flowKey(flow)})
+		}
+		// A consumed key is stored as "u:<flow>", which never equals a hash.
+		use = useKeyScript.Eval(ctx, p, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339), flow)
+		return nil
+	})
 	if err != nil {
-		return KeyResult{}, wrap("use card key "+number, err)
+		return KeyResult{}, 0, wrap("use card key "+number, err)
+	}
+	n := 0
+	if reserve != nil {
+		n, _ = reserve.Int()
+	}
+	res, err := use.Slice()
+	if err != nil {
+		return KeyResult{}, 0, wrap("use card key "+number, err)
 	}
 	out := KeyResult{Outcome: KeyOutcome(res[0].(string))}
 	out.AttemptsLeft = int(res[1].(int64))
 	out.KeysLeft = int(res[2].(int64))
-	return out, nil
+	return out, n, nil
 }
 
-// RandomUnusedKey picks an unused key number of the card to ask for.
-func (s *Store) RandomUnusedKey(ctx context.Context, uid, serial string) (string, error) {
-	n, err := s.rdb.SRandMember(ctx, s.unusedKey(uid, serial)).Result()
-	if errors.Is(err, redis.Nil) || (err == nil && n == "") {
+var pendingKeyScript = redis.NewScript(`
+local number = redis.call('HGET', KEYS[1], 'pending')
+if number and redis.call('SISMEMBER', KEYS[2], number) == 1 then return number end
+number = redis.call('SRANDMEMBER', KEYS[2])
+if not number then redis.call('HDEL', KEYS[1], 'pending') return '' end
+redis.call('HSET', KEYS[1], 'pending', number)
+return number
+`)
+
+// PendingKey returns the card's pending key number: the one every login of the card is asked
+// until its key is used, so reloads, new or abandoned flows and wrong keys never re-roll it.
+// ErrNotFound when the card has no unused keys.
+func (s *Store) PendingKey(ctx context.Context, uid, serial string) (string, error) {
+	n, err := pendingKeyScript.Run(ctx, s.rdb, []string{s.cardKey(uid, serial), s.unusedKey(uid, serial)}).Text()
+	if err != nil {
+		return "", wrap("pending key", err)
+	}
+	if n == "" {
 		return "", fmt.Errorf("store: card %s has no unused keys: %w", serial, ErrNotFound)
 	}
-	return n, wrap("random unused key", err)
+	return n, nil
 }
 
 // KeyUnused reports whether a key number is still unused on the card.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -125,15 +126,17 @@ local v = redis.call('HGET', KEYS[1], 'v')
 if (v or '0') ~= ARGV[1] then return -1 end
 local nv = tonumber(v or '0') + 1
 redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[2])
+if ARGV[4] == '1' and tonumber(redis.call('HINCRBY', KEYS[1], 'f', -1)) < 0 then redis.call('HSET', KEYS[1], 'f', 0) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return nv
 `)
 
 // SaveFlow writes a flow if it is still at version prev (0 = must not exist yet) and returns
 // the new version. A concurrent writer that got there first makes this fail with ErrConflict,
-// so a losing request never overwrites the winner's state.
-func (s *Store) SaveFlow(ctx context.Context, id string, prev int64, data []byte, ttl time.Duration) (int64, error) {
-	v, err := saveFlowScript.Run(ctx, s.rdb, []string{s.flowKey(id)}, prev, data, ttl.Milliseconds()).Int64()
+// so a losing request never overwrites the winner's state. release gives back one attempt
+// reserved by ReserveFlowAttempt (the answer it was reserved for was right).
+func (s *Store) SaveFlow(ctx context.Context, id string, prev int64, data []byte, ttl time.Duration, release bool) (int64, error) {
+	v, err := saveFlowScript.Run(ctx, s.rdb, []string{s.flowKey(id)}, prev, data, ttl.Milliseconds(), boolStr(release)).Int64()
 	if err != nil {
 		return 0, wrap("save flow", err)
 	}
@@ -143,23 +146,54 @@ func (s *Store) SaveFlow(ctx context.Context, id string, prev int64, data []byte
 	return v, nil
 }
 
-// LoadFlow returns a flow's data and version.
-func (s *Store) LoadFlow(ctx context.Context, id string) ([]byte, int64, error) {
-	vals, err := s.rdb.HMGet(ctx, s.flowKey(id), "v", "d").Result()
+// FlowRecord is a stored flow: its data, version, and the answers it has had wrong (with
+// those in flight).
+type FlowRecord struct {
+	Data     []byte
+	Version  int64
+	Failures int
+}
+
+// LoadFlow returns a flow's data, version and failure count.
+func (s *Store) LoadFlow(ctx context.Context, id string) (FlowRecord, error) {
+	vals, err := s.rdb.HMGet(ctx, s.flowKey(id), "v", "d", "f").Result()
 	if err != nil {
-		return nil, 0, wrap("load flow", err)
+		return FlowRecord{}, wrap("load flow", err)
 	}
 	vs, ok1 := vals[0].(string)
 	d, ok2 := vals[1].(string)
 	if !ok1 || !ok2 {
-		return nil, 0, fmt.Errorf("store: load flow: %w", ErrNotFound)
+		return FlowRecord{}, fmt.Errorf("store: load flow: %w", ErrNotFound)
 	}
-	var v int64
-	if _, err := fmt.Sscan(vs, &v); err != nil {
-		return nil, 0, fmt.Errorf("store: load flow: bad version: %w", err)
+	v, err := strconv.ParseInt(vs, 10, 64)
+	if err != nil {
+		return FlowRecord{}, fmt.Errorf("store: load flow: bad version: %w", err)
 	}
-	return []byte(d), v, nil
+	fs, _ := vals[2].(string)
+	f, _ := strconv.Atoi(fs)
+	return FlowRecord{Data: []byte(d), Version: v, Failures: f}, nil
 }
+
+// A flow counts its wrong answers whichever citizens they named, so one flow cannot spray a
+// password across many user IDs. An attempt is reserved (counted) in the same round trip as
+// the first lookup of the answer; the save that moves a right answer on gives it back; a wrong
+// one keeps it. The count lives in the flow's hash beside the data, outside its version.
+var reserveFlowScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HINCRBY', KEYS[1], 'f', 1)
+`)
+
+// ReleaseFlowAttempt gives back a reserved flow attempt whose answer was never judged.
+func (s *Store) ReleaseFlowAttempt(ctx context.Context, id string) error {
+	err := releaseFlowScript.Run(ctx, s.rdb, []string{s.flowKey(id)}).Err()
+	return wrap("release flow attempt", err)
+}
+
+var releaseFlowScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if tonumber(redis.call('HINCRBY', KEYS[1], 'f', -1)) < 0 then redis.call('HSET', KEYS[1], 'f', 0) end
+return 1
+`)
 
 // ---- SSO sessions ----
 

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -41,23 +42,35 @@ const (
 var ErrMalformedHash = errors.New("password: malformed hash")
 
 // Params tunes argon2id. Zero fields take the defaults; Concurrency
-// defaults to runtime.GOMAXPROCS(0).
+// defaults to runtime.GOMAXPROCS(0), Queue to 4 × Concurrency.
 type Params struct {
 	MemoryKiB   uint32
 	Time        uint32
 	Threads     uint8
 	Concurrency int
+	// Queue bounds how many hashes may wait for one of the Concurrency slots; past it a hash
+	// is refused at once with ErrBusy (load shedding keeps a login storm's latency bounded).
+	Queue int
 }
+
+// ErrBusy is returned when the hash queue is full.
+var ErrBusy = errors.New("password: too many hashes waiting")
 
 // TestParams is cheap (m=64 KiB, t=1) for other packages' tests.
 var TestParams = Params{MemoryKiB: 64, Time: 1, Threads: 1}
 
 // Hasher hashes and verifies passwords. At most Concurrency hashes run at
-// once, so a login storm queues instead of multiplying memory use.
+// once, so a login storm queues instead of multiplying memory use, and at
+// most Queue more wait.
 type Hasher struct {
-	p   Params
-	sem chan struct{}
+	p       Params
+	sem     chan struct{} // running hashes
+	tickets chan struct{} // running and waiting hashes
+	waiting atomic.Int64  // waiting for a slot
 }
+
+// Waiting reports how many hashes wait for a slot (the queue's depth, for metrics and tests).
+func (h *Hasher) Waiting() int { return int(h.waiting.Load()) }
 
 // NewHasher returns a Hasher with p, zero fields replaced by defaults.
 func NewHasher(p Params) *Hasher {
@@ -73,7 +86,46 @@ func NewHasher(p Params) *Hasher {
 	if p.Concurrency <= 0 {
 		p.Concurrency = runtime.GOMAXPROCS(0)
 	}
-	return &Hasher{p: p, sem: make(chan struct{}, p.Concurrency)}
+	if p.Queue <= 0 {
+		p.Queue = 4 * p.Concurrency
+	}
+	return &Hasher{p: p, sem: make(chan struct{}, p.Concurrency), tickets: make(chan struct{}, p.Concurrency+p.Queue)}
+}
+
+// Ticket is a place in the hash queue: one hash, verification or dummy verification at a
+// time, taken by Admit before any other work, so a full queue refuses a login at once.
+type Ticket struct {
+	h    *Hasher
+	done bool
+}
+
+// Admit takes a place in the queue, or fails with ErrBusy when it is full.
+func (h *Hasher) Admit() (*Ticket, error) {
+	select {
+	case h.tickets <- struct{}{}:
+		return &Ticket{h: h}, nil
+	default:
+		return nil, ErrBusy
+	}
+}
+
+// Release gives the place back; calling it again does nothing.
+func (t *Ticket) Release() {
+	if t != nil && !t.done {
+		t.done = true
+		<-t.h.tickets
+	}
+}
+
+// Verify is Hasher.Verify within the ticket's place.
+func (t *Ticket) Verify(ctx context.Context, encoded, password string) (bool, error) {
+	return t.h.verify(ctx, encoded, password)
+}
+
+// VerifyDummy is Hasher.VerifyDummy within the ticket's place; it fails only when ctx ends
+// while it waits for a slot.
+func (t *Ticket) VerifyDummy(ctx context.Context, password string) error {
+	return t.h.verifyDummy(ctx, password)
 }
 
 func (h *Hasher) acquire(ctx context.Context) error {
@@ -81,6 +133,13 @@ func (h *Hasher) acquire(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("password: waiting for hash slot: %w", err)
 	}
+	select {
+	case h.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	h.waiting.Add(1)
+	defer h.waiting.Add(-1)
 	select {
 	case h.sem <- struct{}{}:
 		return nil
@@ -117,6 +176,11 @@ func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("password: salt: %w", err)
 	}
+	t, err := h.Admit()
+	if err != nil {
+		return "", err
+	}
+	defer t.Release()
 	if err := h.acquire(ctx); err != nil {
 		return "", err
 	}
@@ -129,6 +193,15 @@ func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 // Verify reports whether password matches encoded. Parameters come from
 // encoded, so hashes made under older Params still verify.
 func (h *Hasher) Verify(ctx context.Context, encoded, password string) (bool, error) {
+	t, err := h.Admit()
+	if err != nil {
+		return false, err
+	}
+	defer t.Release()
+	return h.verify(ctx, encoded, password)
+}
+
+func (h *Hasher) verify(ctx context.Context, encoded, password string) (bool, error) {
 	x, err := parsePHC(encoded)
 	if err != nil {
 		return false, err
@@ -146,12 +219,20 @@ var dummySalt = []byte("nemidp-dummy-slt")
 // VerifyDummy spends the same work as Verify against a fixed dummy hash,
 // so an unknown user costs the same time as a wrong password.
 func (h *Hasher) VerifyDummy(ctx context.Context, password string) {
-	if h.acquire(ctx) != nil {
-		return
+	if t, err := h.Admit(); err == nil {
+		defer t.Release()
+		_ = h.verifyDummy(ctx, password)
+	}
+}
+
+func (h *Hasher) verifyDummy(ctx context.Context, password string) error {
+	if err := h.acquire(ctx); err != nil {
+		return err
 	}
 	defer h.release()
 	x := phc{memory: h.p.MemoryKiB, time: h.p.Time, threads: h.p.Threads, salt: dummySalt, key: make([]byte, keyLen)}
 	subtle.ConstantTimeCompare(x.derive(password), x.key)
+	return nil
 }
 
 func malformed(what string) error { return fmt.Errorf("%w: %s", ErrMalformedHash, what) }

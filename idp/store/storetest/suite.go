@@ -47,13 +47,15 @@ func Run(t *testing.T, b Backend) {
 		{"Cards/SuccessResetsFailures", testSuccessResetsFailures},
 		{"Cards/ExactlyOnce", testKeyExactlyOnce},
 		{"Cards/ParallelWrongKeys", testParallelWrongKeys},
-		{"Cards/RandomUnusedKey", testRandomUnusedKey},
+		{"Cards/PendingKey", testPendingKey},
+		{"Failures/AttemptDeadline", testAttemptDeadline},
+		{"Flows/Attempts", testFlowAttempts},
 		{"Failures/Count", testRecordFailure},
 		{"Failures/Parallel", testRecordFailureParallel},
 		{"Failures/OperatorBlocked", testRecordFailureOperatorBlocked},
 		{"Failures/Unknown", testRecordUnknownFailure},
 		{"Failures/UnknownParallel", testRecordUnknownFailureParallel},
-		{"Failures/UnknownTTL", testRecordUnknownFailureTTL},
+		{"Failures/UnknownPersists", testRecordUnknownFailurePersists},
 		{"Flows/CAS", testFlowCAS},
 		{"Flows/RaceSameVersion", testFlowRace},
 		{"Flows/RaceCreate", testFlowRaceCreate},
@@ -362,7 +364,7 @@ func testSetPassword(t *testing.T, h *harness) {
 
 func (h *harness) use(t *testing.T, c *store.Citizen, serial, number, hash string, max int) store.KeyResult {
 	t.Helper()
-	r, err := h.s.UseCardKeyInFlow(t.Context(), "", c.UserID, serial, number, hash, max)
+	r, _, err := h.s.UseCardKeyInFlow(t.Context(), "", c.UserID, serial, number, hash, max)
 	if err != nil {
 		t.Fatalf("UseCardKey(%s): %v", number, err)
 	}
@@ -391,7 +393,7 @@ func testUseKeyOutcomes(t *testing.T, h *harness) {
 		{"unknown citizen", NewUserID(), serial, ns[1], card.keys[ns[1]], store.KeyResult{Outcome: store.KeyNoPerson}},
 		{"right key again", c.UserID, serial, ns[1], card.keys[ns[1]], store.KeyResult{Outcome: store.KeyOK, KeysLeft: 2}},
 	} {
-		got, err := h.s.UseCardKeyInFlow(ctx, "", s.uid, s.serial, s.number, s.hash, MaxFailures)
+		got, _, err := h.s.UseCardKeyInFlow(ctx, "", s.uid, s.serial, s.number, s.hash, MaxFailures)
 		noErr(t, s.name, err)
 		if got != s.want {
 			t.Fatalf("%s: UseCardKey = %+v, want %+v", s.name, got, s.want)
@@ -490,7 +492,7 @@ func testKeyExactlyOnce(t *testing.T, h *harness) {
 	n := card.numbers()[0]
 	const max = 1000 // no lockout in the way
 	results := race(Racers, func(int) store.KeyResult {
-		r, err := h.s.UseCardKeyInFlow(t.Context(), "", c.UserID, card.rec.Serial, n, card.keys[n], max)
+		r, _, err := h.s.UseCardKeyInFlow(t.Context(), "", c.UserID, card.rec.Serial, n, card.keys[n], max)
 		if err != nil {
 			t.Errorf("UseCardKey: %v", err)
 		}
@@ -518,7 +520,7 @@ func testParallelWrongKeys(t *testing.T, h *harness) {
 	c, card := h.citizen(t, 2)
 	n := card.numbers()[0]
 	results := race(Racers, func(int) store.KeyResult {
-		r, err := h.s.UseCardKeyInFlow(t.Context(), "", c.UserID, card.rec.Serial, n, "wrong", MaxFailures)
+		r, _, err := h.s.UseCardKeyInFlow(t.Context(), "", c.UserID, card.rec.Serial, n, "wrong", MaxFailures)
 		if err != nil {
 			t.Errorf("UseCardKey: %v", err)
 		}
@@ -544,30 +546,131 @@ func testParallelWrongKeys(t *testing.T, h *harness) {
 	}
 }
 
-func testRandomUnusedKey(t *testing.T, h *harness) {
+// testPendingKey: a card has one pending key number, the same for every caller (and every
+// racer) until its key is used; then another unused one.
+func testPendingKey(t *testing.T, h *harness) {
 	ctx := t.Context()
 	c, card := h.citizen(t, 6)
 	used := map[string]bool{}
 	for len(used) < len(card.keys) {
-		for range 10 {
-			n, err := h.s.RandomUnusedKey(ctx, c.UserID, card.rec.Serial)
-			noErr(t, "RandomUnusedKey", err)
-			if _, ok := card.keys[n]; !ok || used[n] {
-				t.Fatalf("RandomUnusedKey = %q (on card: %v, used: %v)", n, ok, used[n])
+		first := race(Racers, func(int) string {
+			n, err := h.s.PendingKey(t.Context(), c.UserID, card.rec.Serial)
+			if err != nil {
+				return "error: " + err.Error()
+			}
+			return n
+		})
+		n := first[0]
+		for i, got := range first {
+			if got != n {
+				t.Fatalf("racer %d got pending %q, racer 0 %q", i, got, n)
 			}
 		}
-		n, err := h.s.RandomUnusedKey(ctx, c.UserID, card.rec.Serial)
-		noErr(t, "RandomUnusedKey", err)
-		r := h.use(t, c, card.rec.Serial, n, card.keys[n], MaxFailures)
+		if _, ok := card.keys[n]; !ok || used[n] {
+			t.Fatalf("PendingKey = %q (on card: %v, used: %v)", n, ok, used[n])
+		}
+		// A wrong key keeps the number.
+		h.use(t, c, card.rec.Serial, n, "wrong", 100)
+		again, err := h.s.PendingKey(ctx, c.UserID, card.rec.Serial)
+		noErr(t, "PendingKey", err)
+		if again != n {
+			t.Fatalf("after a wrong key: pending %q, want %q", again, n)
+		}
+		r := h.use(t, c, card.rec.Serial, n, card.keys[n], 100)
 		used[n] = true
 		if r.Outcome != store.KeyOK || r.KeysLeft != len(card.keys)-len(used) {
 			t.Fatalf("UseCardKey(%s) = %+v, want ok with %d left", n, r, len(card.keys)-len(used))
 		}
 	}
-	_, err := h.s.RandomUnusedKey(ctx, c.UserID, card.rec.Serial)
-	wantErr(t, "RandomUnusedKey(used up card)", err, store.ErrNotFound)
-	_, err = h.s.RandomUnusedKey(ctx, c.UserID, "G000000000")
-	wantErr(t, "RandomUnusedKey(unknown card)", err, store.ErrNotFound)
+	_, err := h.s.PendingKey(ctx, c.UserID, card.rec.Serial)
+	wantErr(t, "PendingKey(used up card)", err, store.ErrNotFound)
+	_, err = h.s.PendingKey(ctx, c.UserID, "G000000000")
+	wantErr(t, "PendingKey(unknown card)", err, store.ErrNotFound)
+}
+
+// testAttemptDeadline: a reservation that is never settled stops counting at its deadline,
+// and one taken back costs nothing; settled failures lock at the limit, in the stored status.
+func testAttemptDeadline(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, _ := h.citizen(t, 1)
+	now := time.Now()
+	for i := range MaxFailures {
+		a, err := h.s.BeginAttempt(ctx, c.UserID, MaxFailures, now, time.Minute)
+		noErr(t, "BeginAttempt", err)
+		if a.Refused || a.Busy || a.ID == "" {
+			t.Fatalf("attempt %d: %+v", i, a)
+		}
+	}
+	a, err := h.s.BeginAttempt(ctx, c.UserID, MaxFailures, now, time.Minute)
+	noErr(t, "BeginAttempt", err)
+	if !a.Busy || a.Refused {
+		t.Fatalf("with %d in flight: %+v, want busy", MaxFailures, a)
+	}
+	if got := h.load(t, c.UserID); got.Status != store.StatusActive || got.Failures != 0 {
+		t.Fatalf("in flight: status %q failures %d, want active 0", got.Status, got.Failures)
+	}
+	// Past the deadline the abandoned reservations no longer count.
+	later := now.Add(time.Minute + time.Millisecond)
+	a, err = h.s.BeginAttempt(ctx, c.UserID, MaxFailures, later, time.Minute)
+	noErr(t, "BeginAttempt", err)
+	if a.Busy || a.Refused {
+		t.Fatalf("after the deadline: %+v", a)
+	}
+	noErr(t, "CancelAttempt", h.s.CancelAttempt(ctx, c.UserID, a))
+	for i := 1; i <= MaxFailures; i++ {
+		a, err := h.s.BeginAttempt(ctx, c.UserID, MaxFailures, later, time.Minute)
+		noErr(t, "BeginAttempt", err)
+		r, err := h.s.FailAttempt(ctx, c.UserID, MaxFailures, a, later)
+		noErr(t, "FailAttempt", err)
+		if want := (store.FailureResult{AttemptsLeft: MaxFailures - i, Locked: i == MaxFailures}); r != want {
+			t.Fatalf("failure %d: %+v, want %+v", i, r, want)
+		}
+	}
+	if got := h.load(t, c.UserID); got.Status != store.StatusBlocked || got.BlockReason != store.BlockFailures {
+		t.Fatalf("at the limit: status %q (%s), want blocked for failures", got.Status, got.BlockReason)
+	}
+	a, err = h.s.BeginAttempt(ctx, c.UserID, MaxFailures, later, time.Minute)
+	noErr(t, "BeginAttempt", err)
+	if !a.Refused {
+		t.Fatalf("locked: %+v, want refused", a)
+	}
+}
+
+// testFlowAttempts: LookupLogin reserves a flow attempt in its round trip; a save with release
+// gives it back; a missing flow reserves nothing (and creates no key).
+func testFlowAttempts(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, _ := h.citizen(t, 1)
+	id := newID()
+	_, err := h.s.SaveFlow(ctx, id, 0, []byte("x"), time.Hour, false)
+	noErr(t, "SaveFlow", err)
+	for i := 1; i <= 3; i++ {
+		got, n, err := h.s.LookupLogin(ctx, id, c.UserID, "")
+		noErr(t, "LookupLogin", err)
+		if got.UserID != c.UserID || n != i {
+			t.Fatalf("LookupLogin = %s, %d; want %s, %d", got.UserID, n, c.UserID, i)
+		}
+	}
+	_, n, err := h.s.LookupLogin(ctx, id, NewUserID(), "")
+	wantErr(t, "LookupLogin(unknown)", err, store.ErrNotFound)
+	if n != 4 {
+		t.Fatalf("unknown user: attempt %d, want 4", n)
+	}
+	_, err = h.s.SaveFlow(ctx, id, 1, []byte("y"), time.Hour, true)
+	noErr(t, "SaveFlow(release)", err)
+	noErr(t, "ReleaseFlowAttempt", h.s.ReleaseFlowAttempt(ctx, id))
+	rec, err := h.s.LoadFlow(ctx, id)
+	noErr(t, "LoadFlow", err)
+	if rec.Failures != 2 || rec.Version != 2 {
+		t.Fatalf("LoadFlow: failures %d v%d, want 2 v2", rec.Failures, rec.Version)
+	}
+	gone := newID()
+	_, n, _ = h.s.LookupLogin(ctx, gone, c.UserID, "")
+	if n != -1 {
+		t.Fatalf("missing flow: attempt %d, want -1", n)
+	}
+	_, err = h.s.LoadFlow(ctx, gone)
+	wantErr(t, "LoadFlow(missing flow after LookupLogin)", err, store.ErrNotFound)
 }
 
 // ---- failures ----
@@ -665,7 +768,7 @@ func testRecordUnknownFailure(t *testing.T, h *harness) {
 		if i%2 == 0 {
 			u = "nobody-" + name[len("Nobody-"):]
 		}
-		r, err := h.s.RecordUnknownFailure(ctx, u, MaxFailures, time.Hour)
+		r, err := h.s.RecordUnknownFailure(ctx, u, MaxFailures)
 		noErr(t, "RecordUnknownFailure", err)
 		want := store.FailureResult{AttemptsLeft: max(MaxFailures-i, 0), Locked: i >= MaxFailures}
 		if r != want {
@@ -682,7 +785,7 @@ func testRecordUnknownFailure(t *testing.T, h *harness) {
 func testRecordUnknownFailureParallel(t *testing.T, h *harness) {
 	name := "racer-" + NewUserID()
 	results := race(Racers, func(int) store.FailureResult {
-		r, err := h.s.RecordUnknownFailure(t.Context(), name, MaxFailures, time.Hour)
+		r, err := h.s.RecordUnknownFailure(t.Context(), name, MaxFailures)
 		if err != nil {
 			t.Errorf("RecordUnknownFailure: %v", err)
 		}
@@ -691,28 +794,25 @@ func testRecordUnknownFailureParallel(t *testing.T, h *harness) {
 	checkParallelFailures(t, results, MaxFailures)
 }
 
-func testRecordUnknownFailureTTL(t *testing.T, h *harness) {
+// testRecordUnknownFailurePersists: an unknown user ID's counter lives as long as a real
+// citizen's (no time resets either), so waiting between guesses tells nothing.
+func testRecordUnknownFailurePersists(t *testing.T, h *harness) {
 	ctx := t.Context()
 	name := "ttl-" + NewUserID()
 	for range MaxFailures {
-		_, err := h.s.RecordUnknownFailure(ctx, name, MaxFailures, h.b.TTL)
+		_, err := h.s.RecordUnknownFailure(ctx, name, MaxFailures)
 		noErr(t, "RecordUnknownFailure", err)
 	}
+	h.b.Advance(t, h.b.TTL)
 	locked, err := h.s.UnknownLocked(ctx, name, MaxFailures)
 	noErr(t, "UnknownLocked", err)
 	if !locked {
-		t.Fatal("not locked after max failures")
+		t.Fatal("no longer locked after time passed: an unknown user ID would tell itself apart")
 	}
-	h.b.Advance(t, h.b.TTL)
-	locked, err = h.s.UnknownLocked(ctx, name, MaxFailures)
-	noErr(t, "UnknownLocked", err)
-	if locked {
-		t.Fatal("still locked after the window ran out")
-	}
-	r, err := h.s.RecordUnknownFailure(ctx, name, MaxFailures, h.b.TTL)
+	r, err := h.s.RecordUnknownFailure(ctx, name, MaxFailures)
 	noErr(t, "RecordUnknownFailure", err)
-	if r.AttemptsLeft != MaxFailures-1 {
-		t.Fatalf("after the window: %+v, want a fresh count", r)
+	if !r.Locked || r.AttemptsLeft != 0 {
+		t.Fatalf("after time passed: %+v, want still locked", r)
 	}
 }
 
@@ -723,48 +823,48 @@ func newID() string { return fmt.Sprint("flow-", NewUserID(), NewUserID()) }
 func testFlowCAS(t *testing.T, h *harness) {
 	ctx := t.Context()
 	id := newID()
-	_, _, err := h.s.LoadFlow(ctx, id)
+	_, err := h.s.LoadFlow(ctx, id)
 	wantErr(t, "LoadFlow(new)", err, store.ErrNotFound)
-	_, err = h.s.SaveFlow(ctx, id, 1, []byte("x"), time.Hour)
+	_, err = h.s.SaveFlow(ctx, id, 1, []byte("x"), time.Hour, false)
 	wantErr(t, "SaveFlow(missing, prev 1)", err, store.ErrConflict)
 
-	v, err := h.s.SaveFlow(ctx, id, 0, []byte("one"), time.Hour)
+	v, err := h.s.SaveFlow(ctx, id, 0, []byte("one"), time.Hour, false)
 	noErr(t, "SaveFlow(create)", err)
 	if v != 1 {
 		t.Fatalf("version = %d, want 1", v)
 	}
 	for _, prev := range []int64{0, 2, -1} {
-		_, err = h.s.SaveFlow(ctx, id, prev, []byte("stale"), time.Hour)
+		_, err = h.s.SaveFlow(ctx, id, prev, []byte("stale"), time.Hour, false)
 		wantErr(t, fmt.Sprintf("SaveFlow(prev %d)", prev), err, store.ErrConflict)
 	}
-	v, err = h.s.SaveFlow(ctx, id, 1, []byte("two"), time.Hour)
+	v, err = h.s.SaveFlow(ctx, id, 1, []byte("two"), time.Hour, false)
 	noErr(t, "SaveFlow(update)", err)
 	if v != 2 {
 		t.Fatalf("version = %d, want 2", v)
 	}
-	d, v, err := h.s.LoadFlow(ctx, id)
+	rec, err := h.s.LoadFlow(ctx, id)
 	noErr(t, "LoadFlow", err)
-	if string(d) != "two" || v != 2 {
+	if d, v := rec.Data, rec.Version; string(d) != "two" || v != 2 {
 		t.Fatalf("LoadFlow = %q v%d, want two v2", d, v)
 	}
 	// Binary data survives.
 	bin := []byte{0, 1, 2, 0xff, '\n'}
-	_, err = h.s.SaveFlow(ctx, id, 2, bin, time.Hour)
+	_, err = h.s.SaveFlow(ctx, id, 2, bin, time.Hour, false)
 	noErr(t, "SaveFlow(binary)", err)
-	d, _, err = h.s.LoadFlow(ctx, id)
+	rec, err = h.s.LoadFlow(ctx, id)
 	noErr(t, "LoadFlow", err)
-	if !bytes.Equal(d, bin) {
-		t.Fatalf("LoadFlow = %v, want %v", d, bin)
+	if !bytes.Equal(rec.Data, bin) {
+		t.Fatalf("LoadFlow = %v, want %v", rec.Data, bin)
 	}
 }
 
 func testFlowRace(t *testing.T, h *harness) {
 	ctx := t.Context()
 	id := newID()
-	_, err := h.s.SaveFlow(ctx, id, 0, []byte("start"), time.Hour)
+	_, err := h.s.SaveFlow(ctx, id, 0, []byte("start"), time.Hour, false)
 	noErr(t, "SaveFlow", err)
 	errs := race(Racers, func(i int) error {
-		_, err := h.s.SaveFlow(t.Context(), id, 1, fmt.Appendf(nil, "writer %d", i), time.Hour)
+		_, err := h.s.SaveFlow(t.Context(), id, 1, fmt.Appendf(nil, "writer %d", i), time.Hour, false)
 		return err
 	})
 	winner := -1
@@ -781,17 +881,17 @@ func testFlowRace(t *testing.T, h *harness) {
 	if winner < 0 {
 		t.Fatal("no writer won")
 	}
-	d, v, err := h.s.LoadFlow(ctx, id)
+	rec, err := h.s.LoadFlow(ctx, id)
 	noErr(t, "LoadFlow", err)
-	if want := fmt.Sprintf("writer %d", winner); string(d) != want || v != 2 {
-		t.Fatalf("LoadFlow = %q v%d, want %q v2", d, v, want)
+	if want := fmt.Sprintf("writer %d", winner); string(rec.Data) != want || rec.Version != 2 {
+		t.Fatalf("LoadFlow = %q v%d, want %q v2", rec.Data, rec.Version, want)
 	}
 }
 
 func testFlowRaceCreate(t *testing.T, h *harness) {
 	id := newID()
 	errs := race(Racers, func(i int) error {
-		_, err := h.s.SaveFlow(t.Context(), id, 0, fmt.Appendf(nil, "writer %d", i), time.Hour)
+		_, err := h.s.SaveFlow(t.Context(), id, 0, fmt.Appendf(nil, "writer %d", i), time.Hour, false)
 		return err
 	})
 	won := 0
@@ -810,22 +910,22 @@ func testFlowRaceCreate(t *testing.T, h *harness) {
 func testFlowTTL(t *testing.T, h *harness) {
 	ctx := t.Context()
 	short, long := newID(), newID()
-	_, err := h.s.SaveFlow(ctx, short, 0, []byte("x"), h.b.TTL)
+	_, err := h.s.SaveFlow(ctx, short, 0, []byte("x"), h.b.TTL, false)
 	noErr(t, "SaveFlow", err)
-	_, err = h.s.SaveFlow(ctx, long, 0, []byte("x"), time.Hour)
+	_, err = h.s.SaveFlow(ctx, long, 0, []byte("x"), time.Hour, false)
 	noErr(t, "SaveFlow", err)
 	// An update sets the TTL anew (here: from short to long).
-	_, err = h.s.SaveFlow(ctx, long, 1, []byte("y"), time.Hour)
+	_, err = h.s.SaveFlow(ctx, long, 1, []byte("y"), time.Hour, false)
 	noErr(t, "SaveFlow", err)
-	_, _, err = h.s.LoadFlow(ctx, short)
+	_, err = h.s.LoadFlow(ctx, short)
 	noErr(t, "LoadFlow before expiry", err)
 	h.b.Advance(t, h.b.TTL)
-	_, _, err = h.s.LoadFlow(ctx, short)
+	_, err = h.s.LoadFlow(ctx, short)
 	wantErr(t, "LoadFlow after expiry", err, store.ErrNotFound)
-	_, _, err = h.s.LoadFlow(ctx, long)
+	_, err = h.s.LoadFlow(ctx, long)
 	noErr(t, "LoadFlow(long TTL)", err)
 	// An expired flow starts over at version 0, not at its old version.
-	_, err = h.s.SaveFlow(ctx, short, 1, []byte("z"), time.Hour)
+	_, err = h.s.SaveFlow(ctx, short, 1, []byte("z"), time.Hour, false)
 	wantErr(t, "SaveFlow(expired, prev 1)", err, store.ErrConflict)
 }
 
@@ -1256,20 +1356,25 @@ func CheckUnavailable(t *testing.T, s *store.Store) {
 			return err
 		},
 		"UseCardKey": func() error {
-			_, err := s.UseCardKeyInFlow(ctx, "", NewUserID(), "G000000001", "0001", "h", MaxFailures)
+			_, _, err := s.UseCardKeyInFlow(ctx, "", NewUserID(), "G000000001", "0001", "h", MaxFailures)
 			return err
 		},
-		"RandomUnusedKey":      func() error { _, err := s.RandomUnusedKey(ctx, NewUserID(), "G000000001"); return err },
+		"PendingKey":           func() error { _, err := s.PendingKey(ctx, NewUserID(), "G000000001"); return err },
 		"RecordFailure":        func() error { _, err := s.RecordFailure(ctx, NewUserID(), MaxFailures); return err },
-		"RecordUnknownFailure": func() error { _, err := s.RecordUnknownFailure(ctx, "x", MaxFailures, time.Hour); return err },
-		"SaveFlow":             func() error { _, err := s.SaveFlow(ctx, "f", 0, []byte("x"), time.Hour); return err },
-		"LoadFlow":             func() error { _, _, err := s.LoadFlow(ctx, "f"); return err },
-		"Session":              func() error { _, err := s.Session(ctx, "s"); return err },
-		"SaveCode":             func() error { return s.SaveCode(ctx, "c", "g", time.Minute) },
-		"CheckCode":            func() error { return s.CheckCode(ctx, "g", "c") },
-		"IssueTokens":          func() error { return s.IssueTokens(ctx, issue("g", "a", "r", "")) },
-		"PairwiseSubject":      func() error { _, err := s.PairwiseSubject(ctx, "1", "s", "f"); return err },
-		"GetOrCreateMeta":      func() error { _, _, err := s.GetOrCreateMeta(ctx, "m", []byte("v")); return err },
+		"RecordUnknownFailure": func() error { _, err := s.RecordUnknownFailure(ctx, "x", MaxFailures); return err },
+		"SaveFlow":             func() error { _, err := s.SaveFlow(ctx, "f", 0, []byte("x"), time.Hour, false); return err },
+		"LoadFlow":             func() error { _, err := s.LoadFlow(ctx, "f"); return err },
+		"LookupLogin":          func() error { _, _, err := s.LookupLogin(ctx, "f", "123456789", ""); return err },
+		"BeginAttempt": func() error {
+			_, err := s.BeginAttempt(ctx, NewUserID(), MaxFailures, time.Now(), time.Minute)
+			return err
+		},
+		"Session":         func() error { _, err := s.Session(ctx, "s"); return err },
+		"SaveCode":        func() error { return s.SaveCode(ctx, "c", "g", time.Minute) },
+		"CheckCode":       func() error { return s.CheckCode(ctx, "g", "c") },
+		"IssueTokens":     func() error { return s.IssueTokens(ctx, issue("g", "a", "r", "")) },
+		"PairwiseSubject": func() error { _, err := s.PairwiseSubject(ctx, "1", "s", "f"); return err },
+		"GetOrCreateMeta": func() error { _, _, err := s.GetOrCreateMeta(ctx, "m", []byte("v")); return err },
 	}
 	for name, call := range calls {
 		t.Run(name, func(t *testing.T) {

@@ -1,0 +1,208 @@
+package store
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Lockout. A citizen's "failures" field counts settled failed attempts in a row; the one that
+// reaches the limit blocks the NemID in the same script, so "locked" and the stored status
+// always agree. A password attempt is reserved before the slow KDF and settled after, so
+// parallel guesses cannot all pass a check made before any of them failed. A reservation is a
+// member of the citizen's {c:<id>}:att sorted set, scored by its deadline: one that is never
+// settled (the request was cancelled, the process died, Redis failed at the wrong moment)
+// stops counting at its deadline instead of costing the citizen an attempt for good.
+
+// FailureResult says what a failed attempt did to the lockout counter.
+type FailureResult struct {
+	AttemptsLeft int
+	Locked       bool // this or an earlier failure blocked the NemID
+}
+
+// Attempt is a reserved password attempt.
+type Attempt struct {
+	ID string
+	// Refused: the NemID is locked (or, not active, has spent its attempts): no password is
+	// checked, so the answer never tells a right password from a wrong one.
+	Refused bool
+	// Busy: settled failures and attempts still in flight together use up the budget. Not a
+	// lockout (the stored status stays active): the citizen may try again in a moment.
+	Busy bool
+}
+
+func (s *Store) attemptsKey(uid string) string { return s.key("{c:"+uid+"}", "att") }
+
+var beginAttemptScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {-1, ''} end
+local now, max = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local f = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0') or 0
+if f >= max or (st == 'blocked' and redis.call('HGET', KEYS[1], 'block_reason') == 'failures') then
+  return {f, 'refused'}
+end
+if f + redis.call('ZCARD', KEYS[2]) >= max then return {f, 'busy'} end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('PEXPIREAT', KEYS[2], ARGV[3])
+return {f, ''}
+`)
+
+// BeginAttempt reserves one password attempt until now+hold, or refuses (locked) or defers
+// (busy) it when the failures in a row and the attempts in flight use up max.
+func (s *Store) BeginAttempt(ctx context.Context, uid string, max int, now time.Time, hold time.Duration) (Attempt, error) {
+	id := randomID()
+	deadline := now.Add(hold).UnixMilli()
+	res, err := beginAttemptScript.Run(ctx, s.rdb, []string{s.citizenKey(uid), s.attemptsKey(uid)},
+		now.UnixMilli(), max, deadline, id).Slice()
+	if err != nil {
+		return Attempt{}, wrap("begin attempt", err)
+	}
+	if n, _ := res[0].(int64); n < 0 {
+		return Attempt{}, fmt.Errorf("store: begin attempt: %w", ErrNotFound)
+	}
+	switch res[1].(string) {
+	case "refused":
+		return Attempt{Refused: true}, nil
+	case "busy":
+		return Attempt{Busy: true}, nil
+	}
+	return Attempt{ID: id}, nil
+}
+
+var failAttemptScript = redis.NewScript(`
+redis.call('ZREM', KEYS[2], ARGV[2])
+local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+if n >= tonumber(ARGV[1]) and redis.call('HGET', KEYS[1], 'status') == 'active' then
+  redis.call('HSET', KEYS[1], 'status', 'blocked', 'block_reason', 'failures', 'blocked_at', ARGV[3])
+end
+return n
+`)
+
+// FailAttempt settles a reserved attempt as failed: the max-th failure in a row blocks the
+// NemID. A wrong password is counted even when its reservation ran out meanwhile.
+func (s *Store) FailAttempt(ctx context.Context, uid string, limit int, a Attempt, now time.Time) (FailureResult, error) {
+	n, err := failAttemptScript.Run(ctx, s.rdb, []string{s.citizenKey(uid), s.attemptsKey(uid)},
+		limit, a.ID, now.UTC().Format(time.RFC3339)).Int()
+	if err != nil {
+		return FailureResult{}, wrap("fail attempt", err)
+	}
+	left := max(limit-n, 0)
+	return FailureResult{AttemptsLeft: left, Locked: left == 0}, nil
+}
+
+// CancelAttempt takes back a reservation whose password was never checked (the request went
+// away while it waited for the KDF, or the KDF was too busy to take it).
+func (s *Store) CancelAttempt(ctx context.Context, uid string, a Attempt) error {
+	if a.ID == "" {
+		return nil
+	}
+	return wrap("cancel attempt", s.rdb.ZRem(ctx, s.attemptsKey(uid), a.ID).Err())
+}
+
+var okAttemptScript = redis.NewScript(`
+redis.call('ZREM', KEYS[2], ARGV[1])
+local number = ''
+if ARGV[2] == '1' then
+  number = redis.call('HGET', KEYS[3], 'pending')
+  if not number or redis.call('SISMEMBER', KEYS[4], number) == 0 then
+    number = redis.call('SRANDMEMBER', KEYS[4]) or ''
+    if number == '' then redis.call('HDEL', KEYS[3], 'pending') else redis.call('HSET', KEYS[3], 'pending', number) end
+  end
+end
+return {redis.call('HGET', KEYS[1], 'status') or '', redis.call('HGET', KEYS[1], 'block_reason') or '', number}
+`)
+
+// PasswordAccepted settles a reservation after a right password and returns the citizen's
+// status as it is now (a parallel wrong guess may have locked the NemID meanwhile) and, in
+// the same round trip, the card's pending key number ("" when the card has no unused keys).
+func (s *Store) PasswordAccepted(ctx context.Context, uid, serial string, a Attempt) (status, reason, number string, err error) {
+	hasCard := "1"
+	if serial == "" {
+		serial, hasCard = "-", "0" // a placeholder in the citizen's slot, never read
+	}
+	keys := []string{s.citizenKey(uid), s.attemptsKey(uid), s.cardKey(uid, serial), s.unusedKey(uid, serial)}
+	res, err := okAttemptScript.Run(ctx, s.rdb, keys, a.ID, hasCard).StringSlice()
+	if err != nil {
+		return "", "", "", wrap("password accepted", err)
+	}
+	return res[0], res[1], res[2], nil
+}
+
+var recordFailureScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return -1 end
+local f = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0') or 0
+if f >= tonumber(ARGV[1]) or (st == 'blocked' and redis.call('HGET', KEYS[1], 'block_reason') == 'failures') then
+  return 0
+end
+local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+if n >= tonumber(ARGV[1]) and st == 'active' then
+  redis.call('HSET', KEYS[1], 'status', 'blocked', 'block_reason', 'failures', 'blocked_at', ARGV[2])
+end
+return n
+`)
+
+// RecordFailure counts one failed attempt outside a password check, in one atomic step.
+func (s *Store) RecordFailure(ctx context.Context, uid string, limit int) (FailureResult, error) {
+	n, err := recordFailureScript.Run(ctx, s.rdb, []string{s.citizenKey(uid)}, limit, time.Now().UTC().Format(time.RFC3339)).Int()
+	if err != nil {
+		return FailureResult{}, wrap("record failure", err)
+	}
+	switch {
+	case n < 0:
+		return FailureResult{}, fmt.Errorf("store: record failure: %w", ErrNotFound)
+	case n == 0:
+		return FailureResult{Locked: true}, nil
+	}
+	left := max(limit-n, 0)
+	return FailureResult{AttemptsLeft: left, Locked: left == 0}, nil
+}
+
+func (s *Store) unknownKey(username string) string {
+	m := hmac.New(sha256.New, s.pepper)
+	m.Write([]byte("user\x00" + strings.ToLower(username)))
+	return s.key("fail", "u", base64.RawURLEncoding.EncodeToString(m.Sum(nil)))
+}
+
+// RecordUnknownFailure counts failures for a user ID that does not exist, so the answer
+// (attempts left, then locked) looks the same as for a real citizen. The counter lives as long
+// as a real citizen's, which no time resets: a counter that expired would tell, to anyone who
+// waits, which CPR numbers have a NemID.
+func (s *Store) RecordUnknownFailure(ctx context.Context, username string, limit int) (FailureResult, error) {
+	n, err := s.rdb.Incr(ctx, s.unknownKey(username)).Result()
+	if err != nil {
+		return FailureResult{}, wrap("record unknown failure", err)
+	}
+	left := max(limit-int(n), 0)
+	return FailureResult{AttemptsLeft: left, Locked: left == 0}, nil
+}
+
+// UnknownLocked reports whether an unknown user ID has used up its fake attempts.
+func (s *Store) UnknownLocked(ctx context.Context, username string, max int) (bool, error) {
+	v, err := s.rdb.Get(ctx, s.unknownKey(username)).Result()
+	if err != nil {
+		if err == redis.Nil {
+			return false, nil
+		}
+		return false, wrap("unknown locked", err)
+	}
+	n, _ := strconv.Atoi(v)
+	return n >= max, nil
+}
+
+func randomID() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // unrecoverable: no randomness
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
