@@ -26,6 +26,9 @@ type Config struct {
 	Secret      string `yaml:"secret"`
 	SigningKeys string `yaml:"signing_keys"`
 	MetricsAddr string `yaml:"metrics_addr"`
+	// TrustedProxies are the CIDRs (or addresses) of reverse proxies whose X-Forwarded-For
+	// names the client address.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	// Demo seeds a demo relying party and citizen and serves /demo pages. It is on by
 	// default only when no Redis is configured (the embedded store).
@@ -41,6 +44,11 @@ type Login struct {
 	FlowTTL     Duration `yaml:"flow_ttl"`     // how long a citizen has to finish a login
 	SessionTTL  Duration `yaml:"session_ttl"`  // SSO session lifetime
 	KDFParallel int      `yaml:"kdf_parallel"` // password hashes at once; 0 = GOMAXPROCS
+	KDFQueue    int      `yaml:"kdf_queue"`    // hashes that may wait for one; 0 = 4 × kdf_parallel
+	// IPMaxFailures failed answers per IPWindow from one client address, past which its
+	// password and key answers are throttled (429).
+	IPMaxFailures int      `yaml:"ip_max_failures"`
+	IPWindow      Duration `yaml:"ip_window"`
 }
 
 // Tokens holds token lifetimes.
@@ -73,9 +81,11 @@ func Default() Config {
 		Addr:        "127.0.0.1:8080",
 		RedisPrefix: "nemidp:",
 		Login: Login{
-			MaxFailures: 5,
-			FlowTTL:     Duration(15 * time.Minute),
-			SessionTTL:  Duration(time.Hour),
+			MaxFailures:   5,
+			FlowTTL:       Duration(15 * time.Minute),
+			SessionTTL:    Duration(time.Hour),
+			IPMaxFailures: 30,
+			IPWindow:      Duration(10 * time.Minute),
 		},
 		Tokens: Tokens{
 			CodeTTL:         Duration(time.Minute),
@@ -156,6 +166,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 		c.Demo = &b
 	}
+	if v := getenv("NEMIDP_TRUSTED_PROXIES"); v != "" {
+		c.TrustedProxies = strings.Split(v, ",")
+	}
 	if v := getenv("NEMIDP_MAX_FAILURES"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -194,8 +207,15 @@ func (c Config) Validate() error {
 	if c.Login.MaxFailures < 1 || c.Login.MaxFailures > 100 {
 		return &FieldError{"login.max_failures", errors.New("want 1..100")}
 	}
+	if c.Login.IPMaxFailures < 1 || c.Login.IPMaxFailures > 1_000_000 {
+		return &FieldError{"login.ip_max_failures", errors.New("want 1..1000000")}
+	}
+	if c.Login.KDFParallel < 0 || c.Login.KDFQueue < 0 {
+		return &FieldError{"login.kdf_parallel / login.kdf_queue", errors.New("want 0 (the default) or more")}
+	}
+
 	for name, d := range map[string]Duration{
-		"login.flow_ttl": c.Login.FlowTTL, "login.session_ttl": c.Login.SessionTTL,
+		"login.flow_ttl": c.Login.FlowTTL, "login.session_ttl": c.Login.SessionTTL, "login.ip_window": c.Login.IPWindow,
 		"tokens.code_ttl": c.Tokens.CodeTTL, "tokens.access_token_ttl": c.Tokens.AccessTokenTTL,
 		"tokens.id_token_ttl": c.Tokens.IDTokenTTL, "tokens.refresh_token_ttl": c.Tokens.RefreshTokenTTL,
 	} {

@@ -197,7 +197,7 @@ func TestFlowEndsAfterMaxWrongAnswers(t *testing.T) {
 		if stored.Step != flows.StepFailed || stored.Failure == nil || stored.Failure.Code != flows.CodeTooManyAttempts {
 			t.Fatalf("stored flow: step %q failure %+v", stored.Step, stored.Failure)
 		}
-		wantCode(t, env.submit(stored, flows.StepPassword, flows.Answer{Username: right.UserID, Password: right.Password}), flows.CodeWrongStep)
+		wantCode(t, env.submit(stored, flows.StepPassword, flows.Answer{Username: right.UserID, Password: right.Password}), flows.CodeTooManyAttempts)
 		if got := env.citizen(t, right.UserID); got.Failures != 0 {
 			t.Fatalf("the refused answer counted against the citizen: %d", got.Failures)
 		}

@@ -54,6 +54,9 @@ func (e *Engine) Submit(ctx context.Context, f *Flow, name Step, a Answer) error
 	if f.Expired(e.now()) {
 		return Errorf(CodeFlowExpired, "This login has expired.")
 	}
+	if f.Step == StepFailed && f.Failure != nil {
+		return f.Failure // a failed login answers why, whatever is sent to it
+	}
 	if f.Step != name {
 		return Errorf(CodeWrongStep, "This login is at step %q, not %q.", f.Step, name)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/nemidp/nemidp/idp/issuance"
 	"github.com/nemidp/nemidp/idp/oidc"
 	"github.com/nemidp/nemidp/idp/store"
+	"github.com/nemidp/nemidp/idp/throttle"
 	"github.com/nemidp/nemidp/idp/web"
 	"github.com/nemidp/nemidp/keys/codecard"
 	"github.com/nemidp/nemidp/keys/password"
@@ -94,6 +95,14 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	if pp.Concurrency == 0 {
 		pp.Concurrency = cfg.Login.KDFParallel
 	}
+	if pp.Queue == 0 {
+		pp.Queue = cfg.Login.KDFQueue
+	}
+	proxies, err := throttle.ParseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, &config.FieldError{Field: "trusted_proxies (NEMIDP_TRUSTED_PROXIES)", Err: err}
+	}
+	failures := throttle.New(st.Redis(), cfg.RedisPrefix+"fail:ip:", cfg.Login.IPMaxFailures, cfg.Login.IPWindow.D())
 	pws := password.NewHasher(pp)
 	engine := &flows.Engine{
 		Store: st, Passwords: pws, Cards: cards, MaxFailures: cfg.Login.MaxFailures,
@@ -136,7 +145,8 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	s.Storage.Codes = provider.Crypto()
 
 	s.Web = &web.Handler{Flows: engine, Clients: st, CSRFKey: sec.Derive("csrf"), Secure: !cfg.InsecureCookies(),
-		Origin: web.OriginOf(cfg.Issuer), Metrics: web.NewMetrics(reg)}
+		Origin: web.OriginOf(cfg.Issuer), Metrics: web.NewMetrics(reg),
+		Throttle: &throttle.Guard{Limiter: failures, Proxies: proxies, Purpose: "login"}}
 	api := &admin.API{Store: st, Issuer: s.Issuer, Token: cfg.AdminToken}
 	switch {
 	case cfg.AdminToken == "":

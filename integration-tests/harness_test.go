@@ -355,6 +355,8 @@ type Browser struct {
 	http *http.Client
 	// Accept is sent with every GET: application/json (the contract) or text/html.
 	Accept string
+	// Headers go with every request (X-Forwarded-For, to be a client behind a proxy).
+	Headers map[string]string
 }
 
 func (p *IdP) newBrowser(t *testing.T) *Browser {
@@ -424,6 +426,9 @@ func (b *Browser) try(ctx context.Context, method, rawURL string, body io.Reader
 		return nil, err
 	}
 	req.Header.Set("Accept", b.Accept)
+	for k, v := range b.Headers {
+		req.Header.Set(k, v)
+	}
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}

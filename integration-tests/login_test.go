@@ -427,7 +427,9 @@ func TestLockout(t *testing.T) {
 }
 
 // TestLockoutParallelGuesses: 20 wrong passwords at once cannot slip past the limit: at most
-// four answers say invalid_credentials (each attempts_left value once), the rest locked.
+// four answers say invalid_credentials (each attempts_left value once); the rest are locked,
+// refused because the flow has had its max wrong answers (too_many_attempts), or told to try
+// again (503: the KDF queue was full, or attempts in flight used up the budget).
 func TestLockoutParallelGuesses(t *testing.T) {
 	t.Parallel()
 	p := startIdP(t)
@@ -453,7 +455,7 @@ func TestLockoutParallelGuesses(t *testing.T) {
 	close(start)
 	wg.Wait()
 	seen := map[int]int{}
-	locked := 0
+	locked, refused := 0, 0
 	for i, r := range answers {
 		if errs[i] != nil {
 			t.Fatalf("request %d: %v", i, errs[i])
@@ -464,8 +466,11 @@ func TestLockoutParallelGuesses(t *testing.T) {
 			seen[attempts(v.Error)]++
 		case r.Status == http.StatusForbidden && codeOf(v.Error) == "locked":
 			locked++
+		case r.Status == http.StatusForbidden && codeOf(v.Error) == "too_many_attempts",
+			r.Status == http.StatusServiceUnavailable && codeOf(v.Error) == "unavailable":
+			refused++
 		default:
-			t.Errorf("request %d: %s, want 401 invalid_credentials or 403 locked", i, r)
+			t.Errorf("request %d: %s, want 401 invalid_credentials, 403 locked or too_many_attempts, or 503", i, r)
 		}
 	}
 	for left, k := range seen {
@@ -473,11 +478,15 @@ func TestLockoutParallelGuesses(t *testing.T) {
 			t.Errorf("attempts_left %d answered %d times, want each of 4..1 at most once", left, k)
 		}
 	}
-	if locked != n-len(seen) || len(seen) > 4 {
-		t.Errorf("%d invalid_credentials %v and %d locked of %d", len(seen), seen, locked, n)
+	if len(seen)+locked+refused != n || len(seen) > 4 || refused == 0 {
+		t.Errorf("%d invalid_credentials %v, %d locked, %d refused of %d", len(seen), seen, locked, refused, n)
 	}
-	if st := p.citizenStatus(t, c.UserID); st != "blocked" {
-		t.Errorf("status = %q, want blocked", st)
+	want := "active"
+	if locked > 0 {
+		want = "blocked"
+	}
+	if st := p.citizenStatus(t, c.UserID); st != want {
+		t.Errorf("status = %q after %d locked answers, want %s", st, locked, want)
 	}
 }
 

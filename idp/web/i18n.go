@@ -56,6 +56,8 @@ var texts = map[string]map[string]string{
 		"err_no_keys_left":        "Dit nøglekort har ingen ubrugte nøgler. Bestil et nyt.",
 		"err_login_required":      "Du skal logge på.",
 		"err_internal":            "Der opstod en uventet fejl. Prøv igen.",
+		"err_too_many_attempts":   "For mange forkerte svar i dette login. Start forfra hos tjenesten.",
+		"err_throttled":           "For mange mislykkede forsøg fra dit netværk. Prøv igen om lidt.",
 		"err_not_available":       "Denne funktion er ikke tilgængelig.",
 	},
 	langEN: {

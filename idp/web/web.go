@@ -14,15 +14,18 @@ import (
 	"html/template"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nemidp/nemidp/flows"
 	"github.com/nemidp/nemidp/idp/store"
+	"github.com/nemidp/nemidp/idp/throttle"
 )
 
 //go:embed templates/*.html
@@ -83,6 +86,8 @@ type Handler struct {
 	// Origin is the issuer's scheme://host, to refuse cross-site POSTs.
 	Origin  string
 	Metrics *Metrics
+	// Throttle counts failed answers per client address (nil: no address limit).
+	Throttle *throttle.Guard
 }
 
 // Metrics counts login outcomes.
@@ -290,14 +295,28 @@ func (h *Handler) post(req *request) error {
 	if !hmac.Equal([]byte(token), []byte(h.csrfToken(req.flow.ID, req.browser))) {
 		return &httpError{status: http.StatusForbidden, err: flows.Errorf("csrf", "Missing or wrong CSRF token; reload the page.")}
 	}
+	// An address past its limit of failed answers gets no answer judged (no Redis asked).
+	if wait, ok := h.Throttle.Throttled(req.r); ok && (step == flows.StepPassword || step == flows.StepCodeCard) {
+		h.count(string(step), flows.Errorf(flows.CodeThrottled, ""))
+		return h.throttled(req, wait)
+	}
 	err := h.Flows.Submit(ctx, req.flow, step, req.answer)
 	h.count(string(step), err)
 	if err != nil {
 		var fe *flows.Error
-		if errors.As(err, &fe) {
-			return h.render(req, statusFor(fe.Code), fe)
+		if !errors.As(err, &fe) {
+			return err
 		}
-		return err
+		if flows.IsFailedAnswer(fe.Code) {
+			over, terr := h.Throttle.Fail(req.r)
+			if terr != nil {
+				slog.WarnContext(ctx, "failed answer not counted for its address", "err", terr)
+			}
+			if over { // counted past the limit by another instance's failures
+				return h.throttled(req, h.Throttle.Wait(req.r))
+			}
+		}
+		return h.render(req, statusFor(fe.Code), fe)
 	}
 	if req.flow.Done() && !req.flow.Result.FromSession {
 		sid, err := h.Flows.StartSession(ctx, req.flow.Result)
@@ -310,6 +329,14 @@ func (h *Handler) post(req *request) error {
 	}
 	// No Prepare here: a step that succeeded has set up the next one itself.
 	return h.render(req, http.StatusOK, nil)
+}
+
+// throttled answers 429 with Retry-After, on the page (or in the view) of the current step.
+func (h *Handler) throttled(req *request, wait time.Duration) error {
+	req.w.Header().Set("Retry-After", throttle.RetryAfter(wait))
+	mins := int(math.Ceil(wait.Minutes()))
+	return h.render(req, http.StatusTooManyRequests, flows.Errorf(flows.CodeThrottled,
+		"Too many failed attempts from your network. Try again in %d minute(s).", max(mins, 1)))
 }
 
 func (h *Handler) count(step string, err error) {
@@ -408,6 +435,7 @@ func (h *Handler) render(req *request, status int, fe *flows.Error) error {
 	if fe != nil {
 		v.Error = fe
 	}
+	retryAfter(req.w, status)
 	if req.json {
 		writeJSON(req.w, status, v)
 		return nil
@@ -476,9 +504,10 @@ func (h *Handler) page(req *request, status int, name string, d pageData) error 
 // writeError is the one place errors become answers.
 func (h *Handler) writeError(req *request, err error) {
 	he := toHTTPError(err)
-	if he.status >= 500 {
+	if he.status >= 500 && he.err.Code != flows.CodeUnavailable {
 		slog.ErrorContext(req.r.Context(), "login request failed", "path", req.r.URL.Path, "err", err)
 	}
+	retryAfter(req.w, he.status)
 	f := he.flow
 	if f == nil {
 		f = req.flow
@@ -524,6 +553,14 @@ func toHTTPError(err error) *httpError {
 	return &httpError{status: http.StatusInternalServerError, err: flows.Errorf("internal", "Unexpected error. Please try again.")}
 }
 
+// retryAfter tells a client refused for a while (503: Redis away, KDF queue full) when to
+// come back, unless the answer said so already.
+func retryAfter(w http.ResponseWriter, status int) {
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "2")
+	}
+}
+
 // statusFor maps login error codes to HTTP statuses.
 func statusFor(code string) int {
 	switch code {
@@ -532,8 +569,10 @@ func statusFor(code string) int {
 	case flows.CodeUsedKey, flows.CodeWrongStep, flows.CodeConflict:
 		return http.StatusConflict
 	case flows.CodeLocked, flows.CodeBlocked, flows.CodeExpired, flows.CodeOCESRequired, flows.CodeWrongBrowser,
-		flows.CodeNoKeysLeft, "csrf", flows.CodeLoginRequired:
+		flows.CodeNoKeysLeft, "csrf", flows.CodeLoginRequired, flows.CodeTooManyAttempts:
 		return http.StatusForbidden
+	case flows.CodeThrottled:
+		return http.StatusTooManyRequests
 	case flows.CodeFlowExpired:
 		return http.StatusGone
 	case flows.CodeInvalidRequest, flows.CodeWeakPassword:
