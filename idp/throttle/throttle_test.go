@@ -60,7 +60,9 @@ func TestBucketIPv6PerSlash64(t *testing.T) {
 	}
 }
 
-func backends() []storetest.Backend { return []storetest.Backend{storetest.Embedded(), storetest.Real()} }
+func backends() []storetest.Backend {
+	return []storetest.Backend{storetest.Embedded(), storetest.Real()}
+}
 
 // TestLimitThenThrottled: max failures pass; from then on the bucket is throttled here without
 // asking Redis, with a Retry-After of one emission interval; another instance, which has not
