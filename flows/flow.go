@@ -260,6 +260,17 @@ func (e *Engine) Bind(ctx context.Context, f *Flow, browser string) error {
 	})
 }
 
+// Claim moves a flow bound to a one-login claim to the browser that proved it holds the claim.
+func (e *Engine) Claim(ctx context.Context, f *Flow, claim, browser string) error {
+	return e.update(ctx, f, func(f *Flow) error {
+		if f.Browser != claim && f.Browser != browser {
+			return Errorf(CodeWrongBrowser, "This login was started in another browser.")
+		}
+		f.Browser = browser
+		return nil
+	})
+}
+
 // Fail ends the flow with an error the front end reports back to the relying party.
 func (e *Engine) Fail(ctx context.Context, f *Flow, fe *Error) error {
 	return e.update(ctx, f, func(f *Flow) error {

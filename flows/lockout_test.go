@@ -358,3 +358,28 @@ func TestKDFQueueSheds(t *testing.T) {
 		env.mustSubmit(t, f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
 	})
 }
+
+// TestDuplicateRightKeyCostsTheFlowNothing: the right key sent again by a stale copy of the
+// login (a double click, a second tab) after the first copy moved on is no wrong answer: the
+// flow's count of wrong answers stays where it was.
+func TestDuplicateRightKeyCostsTheFlowNothing(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		c := env.issueWithPassword(t, "Hemmelig42")
+		f := env.begin(t, flows.Start{})
+		env.mustSubmit(t, f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
+		for range maxFailures - 2 {
+			wantCode(t, env.submit(f, flows.StepCodeCard, flows.Answer{Key: c.wrongKey(f.KeyNumber)}), flows.CodeWrongKey)
+		}
+		stale := env.load(t, f.ID)
+		key := c.key(f.KeyNumber)
+		env.mustSubmit(t, f, flows.StepCodeCard, flows.Answer{Key: key}, flows.StepDone)
+		for range 3 {
+			copy := *stale
+			wantCode(t, env.submit(&copy, flows.StepCodeCard, flows.Answer{Key: key}), flows.CodeWrongStep)
+		}
+		if got := env.load(t, f.ID); got.Failures != maxFailures-2 || got.Step != flows.StepDone {
+			t.Fatalf("after duplicates of the right key: %d wrong answers counted, step %q; want %d, done", got.Failures, got.Step, maxFailures-2)
+		}
+	})
+}

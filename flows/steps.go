@@ -233,7 +233,7 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		return Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
 	}
 	f.release = true // the right answer gives its flow attempt back in this save
-	return e.update(settle, f, func(f *Flow) error {
+	return e.updateReleasing(settle, f, func(f *Flow) error {
 		if f.Step != StepPassword {
 			return Errorf(CodeWrongStep, "This login already moved on.")
 		}
@@ -252,6 +252,18 @@ const attemptHold = 15 * time.Second
 
 // settleTimeout bounds the writes that settle an answer after its request may have gone.
 const settleTimeout = 5 * time.Second
+
+// updateReleasing is update for a right answer: its save gives back the flow attempt the
+// answer reserved, and when nothing is saved (the login moved on meanwhile: a duplicate of the
+// winning answer) the attempt is given back all the same, since no wrong answer was given.
+func (e *Engine) updateReleasing(ctx context.Context, f *Flow, change func(*Flow) error) error {
+	err := e.update(ctx, f, change)
+	if f.release {
+		f.release = false
+		e.release(ctx, f)
+	}
+	return err
+}
 
 // release gives back a flow attempt that was reserved for an answer never judged. A failure
 // to do so costs the flow one attempt, nothing more.
@@ -352,8 +364,8 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		return Errorf(CodeWrongKey, "This key number cannot be used; reload the page for another.")
 	}
 	number := f.KeyNumber
-	f.release = true
-	return e.update(settle, f, func(f *Flow) error {
+	f.release = true // a right (or repeated right) key gives its flow attempt back
+	return e.updateReleasing(settle, f, func(f *Flow) error {
 		if f.Step != StepCodeCard || f.KeyNumber != number {
 			return Errorf(CodeWrongStep, "This login already moved on.")
 		}

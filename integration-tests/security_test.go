@@ -296,3 +296,63 @@ func TestRequestBodies(t *testing.T) {
 		t.Errorf("after bad bodies the flow is at %q", v.Step)
 	}
 }
+
+// TestCrossSitePostAuthorizeKeepsOtherLogins: a cross-site POST to /authorize comes without
+// the browser cookie (SameSite=Lax withholds it) but the browser still stores what the answer
+// sets. It must not replace the browser cookie: the citizen's other open login keeps working,
+// and the new one is the browser's too.
+func TestCrossSitePostAuthorizeKeepsOtherLogins(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	bank := p.relyingParty(t, p.registerClient(t, "openid", "profile"), "openid", "profile")
+	karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
+	b := p.newBrowser(t)
+	open := b.authorize(t, bank) // an open login in another tab
+	open.requireStep("password")
+
+	// The cross-site form POST: sent without cookies, its Set-Cookie stored by the browser.
+	second, authURL := b.authURL(bank)
+	second.t = t
+	u, _ := url.Parse(authURL)
+	bare := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(http.MethodPost, u.Scheme+"://"+u.Host+u.Path, strings.NewReader(u.RawQuery))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := bare.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 3 {
+		t.Fatalf("POST /authorize: %d, want a redirect to the login", resp.StatusCode)
+	}
+	base, _ := url.Parse(p.Issuer)
+	b.http.Jar.SetCookies(base, resp.Cookies())
+	loc, err := resp.Location()
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.follow(loc.String())
+	second.requireStep("password")
+
+	// Both logins belong to this browser: the old one first, then the new one.
+	open.run(karen)
+	open.mustExchange()
+	second.run(karen)
+	second.mustExchange()
+
+	// Another browser (no cookies) cannot take over a claimed flow's page.
+	_, authURL = b.authURL(bank)
+	u, _ = url.Parse(authURL)
+	req, _ = http.NewRequest(http.MethodPost, u.Scheme+"://"+u.Host+u.Path, strings.NewReader(u.RawQuery))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err = bare.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ = resp.Location()
+	if r := p.newBrowser(t).get(t, loc.String()); r.Status != http.StatusForbidden || errorCode(r) != "wrong_browser" {
+		t.Fatalf("another browser opening a claimed login: %s, want 403 wrong_browser", r)
+	}
+}

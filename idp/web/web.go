@@ -42,7 +42,15 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 const (
 	browserCookie = "nemidp_browser"
 	sessionCookie = "nemidp_sso"
+	// claimCookie carries a one-login binding for an authorize request that came without the
+	// browser cookie (a cross-site POST, for which SameSite=Lax withholds it): minting a new
+	// browser cookie there would replace the one the citizen's other open logins are bound to.
+	claimCookie = "nemidp_claim"
 )
+
+// claimPrefix marks a flow bound to a claim cookie until its first page view moves the
+// binding to the browser cookie.
+const claimPrefix = "claim:"
 
 // View is the JSON answer of every login URL (DESIGN.md §5).
 type View struct {
@@ -218,6 +226,19 @@ func (h *Handler) get(req *request) error {
 	}
 	req.browser = h.browserID(req, true)
 	f := req.flow
+	if claim, ok := strings.CutPrefix(f.Browser, claimPrefix); ok {
+		// Started by a request without the browser cookie: the claim cookie proves this is the
+		// browser that sent it, and the binding moves to the browser cookie (the one a
+		// top-level GET carries), which the citizen's other logins keep using.
+		c, err := req.r.Cookie(h.cookieName(claimCookie))
+		if err != nil || !hmac.Equal([]byte(digest(c.Value)), []byte(claim)) {
+			return &httpError{status: http.StatusForbidden, err: flows.Errorf(flows.CodeWrongBrowser, "This login was started in another browser.")}
+		}
+		if err := h.Flows.Claim(ctx, f, f.Browser, req.browser); err != nil {
+			return err
+		}
+		h.setCookie(req.w, claimCookie, "", -1)
+	}
 	if err := h.Flows.Bind(ctx, f, req.browser); err != nil {
 		return err
 	}
@@ -644,9 +665,18 @@ func (h *Handler) CheckLogout(w http.ResponseWriter, r *http.Request) (url.Value
 }
 
 // BindBrowser gives the browser its cookie (if it has none yet) and returns the request with
-// its context marked, so a login flow started by this request is bound to this browser.
+// its context marked, so a login flow started by this request is bound to this browser. A POST
+// without the cookie may come from a browser that has one (SameSite=Lax withholds it from a
+// cross-site POST): it gets a claim cookie for this login instead, so the browser cookie its
+// other open logins are bound to is never replaced.
 func (h *Handler) BindBrowser(w http.ResponseWriter, r *http.Request) *http.Request {
-	b := h.browserID(&request{w: w, r: r}, true)
+	req := &request{w: w, r: r}
+	b := h.browserID(req, r.Method != http.MethodPost)
+	if b == "" {
+		v := flows.NewID() + flows.NewID()
+		h.setCookie(w, claimCookie, v, int(h.Flows.FlowTTL.Seconds()))
+		b = claimPrefix + digest(v)
+	}
 	return r.WithContext(flows.WithBrowser(r.Context(), b))
 }
 
