@@ -383,3 +383,34 @@ func TestDuplicateRightKeyCostsTheFlowNothing(t *testing.T) {
 		}
 	})
 }
+
+// TestNoExistenceOracleOverTime: waiting between guesses tells an unknown user ID from a real
+// citizen no more than guessing quickly: both counters live for good (no TTL in Redis), and
+// the answers stay the same however far the engine's clock moves.
+func TestNoExistenceOracleOverTime(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		ctx := context.Background()
+		c := env.issueWithPassword(t, "Hemmelig42")
+		unknown := storetest.NewCPR()
+		for i := 1; i < maxFailures; i++ {
+			for _, user := range []string{c.UserID, unknown} {
+				f := env.begin(t, flows.Start{})
+				wantAttempts(t, env.submit(f, flows.StepPassword, flows.Answer{Username: user, Password: "Forkert99"}),
+					flows.CodeInvalidCredentials, maxFailures-i)
+			}
+			env.clock.Add(25 * time.Hour) // a day between guesses
+		}
+		keys, err := env.s.Redis().Keys(ctx, env.prefix+"fail:u:*").Result()
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("unknown-user counters: %v %v, want one", keys, err)
+		}
+		if ttl, err := env.s.Redis().PTTL(ctx, keys[0]).Result(); err != nil || ttl != -1 {
+			t.Fatalf("the unknown user's counter expires (PTTL %v, %v): waiting would tell it from a citizen", ttl, err)
+		}
+		for _, user := range []string{c.UserID, unknown} {
+			f := env.begin(t, flows.Start{})
+			wantCode(t, env.submit(f, flows.StepPassword, flows.Answer{Username: user, Password: "Forkert99"}), flows.CodeLocked)
+		}
+	})
+}

@@ -1,0 +1,121 @@
+package idp_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/nemidp/nemidp/idp/issuance"
+)
+
+// roundTrips counts what the server sends Redis: a command or a pipeline is one round trip.
+type roundTrips struct {
+	mu   sync.Mutex
+	n    int
+	cmds []string
+}
+
+func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		r.add(cmd.Name())
+		return next(ctx, cmd)
+	}
+}
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		var names []string
+		for _, c := range cmds {
+			names = append(names, c.Name())
+		}
+		r.add("pipeline(" + strings.Join(names, ",") + ")")
+		return next(ctx, cmds)
+	}
+}
+
+func (r *roundTrips) add(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n++
+	r.cmds = append(r.cmds, name)
+}
+
+func (r *roundTrips) take() (int, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n, c := r.n, r.cmds
+	r.n, r.cmds = 0, nil
+	return n, c
+}
+
+var _ redis.Hook = (*roundTrips)(nil)
+
+// TestRoundTripsPerLogin counts the Redis round trips of one complete login as a browser and
+// relying party make it (authorize, login page, password, key, callback, code exchange) and
+// of a failed password answer, and holds them to a budget: nothing may add a round trip to a
+// successful login, and a failed answer adds at most one (its address counter).
+func TestRoundTripsPerLogin(t *testing.T) {
+	rp := newBenchRP(t)
+	ctx := context.Background()
+	rt := &roundTrips{}
+	rp.s.Store.Redis().AddHook(rt)
+	var c *loginCitizen
+	for i := range 2 { // the second login: the client registration is cached, as in steady state
+		res, err := rp.s.Issuer.IssueWithPassword(ctx, issuance.Request{CPR: fmt.Sprintf("0202%02d%04d", 60+i, 1234), Name: "Tæller Borger"}, "Bench2026nemid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c = &loginCitizen{uid: res.UserID, keys: map[string]string{}, left: len(res.Card.Keys)}
+		for _, k := range res.Card.Keys {
+			c.keys[k.Number] = k.Key
+		}
+		rt.take()
+		loginOnce(t, rp, c)
+	}
+	n, cmds := rt.take()
+	t.Logf("one complete login: %d round trips: %v", n, cmds)
+	const loginBudget = 19 // as before the hardening: it added none
+	if n > loginBudget {
+		t.Errorf("a complete login takes %d Redis round trips, budget %d", n, loginBudget)
+	}
+
+	// A wrong password, alone: the lookup, the reservation, its settling, and the address count.
+	jar, _ := cookiejar.New(nil)
+	br := noRedirects(jar)
+	_, ch := pkce()
+	resp, err := br.Get(rp.s.base + "/authorize?" + url.Values{"client_id": {"bank"}, "redirect_uri": {"http://127.0.0.1:9/cb"},
+		"response_type": {"code"}, "scope": {"openid"}, "state": {"s"}, "code_challenge": {ch},
+		"code_challenge_method": {"S256"}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	login := rp.s.base + resp.Header.Get("Location")
+	view := jsonCall(t, br, "GET", login, "", nil)
+	rt.take()
+	raw, _ := json.Marshal(map[string]string{"username": c.uid, "password": "Forkert99"})
+	req, _ := http.NewRequest("POST", login+"/password", bytes.NewReader(raw))
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-CSRF-Token", view["csrf_token"].(string))
+	resp, err = br.Do(req)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong password: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	n, cmds = rt.take()
+	t.Logf("one wrong password: %d round trips: %v", n, cmds)
+	const failedBudget = 5 // 4 before the hardening, plus the address counter
+	if n > failedBudget {
+		t.Errorf("a wrong password takes %d Redis round trips, budget %d", n, failedBudget)
+	}
+}
