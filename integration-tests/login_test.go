@@ -466,8 +466,12 @@ func TestLockoutParallelGuesses(t *testing.T) {
 			seen[attempts(v.Error)]++
 		case r.Status == http.StatusForbidden && codeOf(v.Error) == "locked":
 			locked++
-		case r.Status == http.StatusForbidden && codeOf(v.Error) == "too_many_attempts",
-			r.Status == http.StatusServiceUnavailable && codeOf(v.Error) == "unavailable":
+		case r.Status == http.StatusForbidden && codeOf(v.Error) == "too_many_attempts":
+			refused++
+		case r.Status == http.StatusServiceUnavailable && codeOf(v.Error) == "unavailable":
+			if r.Header.Get("Retry-After") == "" {
+				t.Errorf("request %d: 503 without Retry-After", i)
+			}
 			refused++
 		default:
 			t.Errorf("request %d: %s, want 401 invalid_credentials, 403 locked or too_many_attempts, or 503", i, r)
