@@ -109,7 +109,10 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 		FlowTTL: cfg.Login.FlowTTL.D(), SessionTTL: cfg.Login.SessionTTL.D(), Grace: time.Hour,
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nemidp_kdf_waiting",
+			Help: "Password hashes waiting for a KDF slot (past login.kdf_queue, answers are shed with 503)."},
+			func() float64 { return float64(pws.Waiting()) }))
 
 	s := &Server{Config: cfg, Store: st, Flows: engine, Keys: keys, Registry: reg,
 		Issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards}}
