@@ -26,6 +26,8 @@ type Config struct {
 	Secret      string `yaml:"secret"`
 	SigningKeys string `yaml:"signing_keys"`
 	MetricsAddr string `yaml:"metrics_addr"`
+	// AdminAddr, when set, serves the operator API (/admin/v1) on its own listener only.
+	AdminAddr string `yaml:"admin_addr"`
 
 	// Demo seeds a demo relying party and citizen and serves /demo pages. It is on by
 	// default only when no Redis is configured (the embedded store).
@@ -134,6 +136,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		{"NEMIDP_SECRET", &c.Secret, true},
 		{"NEMIDP_SIGNING_KEYS", &c.SigningKeys, false},
 		{"NEMIDP_METRICS_ADDR", &c.MetricsAddr, false},
+		{"NEMIDP_ADMIN_ADDR", &c.AdminAddr, false},
 	}
 	for _, s := range strs {
 		if v := getenv(s.name); v != "" {
@@ -176,6 +179,9 @@ func (c Config) Validate() error {
 			return &FieldError{"metrics_addr (NEMIDP_METRICS_ADDR)", err}
 		}
 	}
+	if err := c.validateAdminAddr(); err != nil {
+		return err
+	}
 	u, err := url.Parse(c.Issuer)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return &FieldError{"issuer (NEMIDP_ISSUER)", errors.New("want an absolute http(s) URL without query or fragment")}
@@ -190,6 +196,9 @@ func (c Config) Validate() error {
 	}
 	if c.Secret != "" && len(c.Secret) < 32 {
 		return &FieldError{"secret (NEMIDP_SECRET)", errors.New("want at least 32 characters")}
+	}
+	if err := c.validateSecretAndDemo(u); err != nil {
+		return err
 	}
 	if c.Login.MaxFailures < 1 || c.Login.MaxFailures > 100 {
 		return &FieldError{"login.max_failures", errors.New("want 1..100")}

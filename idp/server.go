@@ -176,7 +176,9 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 }
 
 // serverSecret is NEMIDP_SECRET; unset, it is generated: per process on the embedded store,
-// once and kept in Redis otherwise (with a warning either way).
+// and in demo mode on Redis once and kept there (so a demo restart finds its citizen), with a
+// warning either way. On Redis outside demo mode there is no generated secret
+// (config.ErrSecretRequired says why); config.Validate refuses that already.
 func serverSecret(ctx context.Context, cfg config.Config, st *store.Store, log *slog.Logger) (secret.Secret, error) {
 	if cfg.Secret != "" {
 		return secret.Secret(cfg.Secret), nil
@@ -186,13 +188,15 @@ func serverSecret(ctx context.Context, cfg config.Config, st *store.Store, log *
 		log.Warn("NEMIDP_SECRET is not set: generated one for this process; card-key hashes and cookies do not survive a restart")
 		return secret.Secret(gen), nil
 	}
+	if !cfg.DemoMode() {
+		return nil, &config.FieldError{Field: "secret (NEMIDP_SECRET)", Err: config.ErrSecretRequired}
+	}
 	raw, created, err := st.GetOrCreateMeta(ctx, "secret", []byte(gen))
 	if err != nil {
 		return nil, fmt.Errorf("idp: server secret: %w", err)
 	}
-	if created {
-		log.Warn("NEMIDP_SECRET is not set: generated one and kept it in Redis; set NEMIDP_SECRET (or NEMIDP_SECRET_FILE) in production")
-	}
+	log.Warn("NEMIDP_SECRET is not set: demo mode keeps a generated secret in Redis, beside the hashes it keys; never run a real deployment like this",
+		"generated_now", created)
 	return secret.Secret(raw), nil
 }
 

@@ -101,6 +101,9 @@ func serve(ctx context.Context, getenv func(string) string, out io.Writer) error
 	if err != nil {
 		return fmt.Errorf("redis at NEMIDP_REDIS_URL does not answer: %w", err)
 	}
+	if cfg.RedisURL != "" {
+		checkEvictionPolicy(ctx, st, slog.Default())
+	}
 	srv, err := idp.New(ctx, cfg, st, idp.Options{})
 	if err != nil {
 		return err
@@ -145,6 +148,25 @@ func serve(ctx context.Context, getenv func(string) string, out io.Writer) error
 		_ = ms.Shutdown(sctx)
 	}
 	return hs.Shutdown(sctx)
+}
+
+// checkEvictionPolicy warns when Redis may evict keys: citizens and cards are records without
+// a TTL, and an allkeys-* policy drops them when a flood of login flows fills the memory
+// (volatile-* drops live flows, sessions and codes instead). A Redis that refuses CONFIG
+// (managed services) is noted and accepted.
+func checkEvictionPolicy(ctx context.Context, st *store.Store, log *slog.Logger) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	p, err := st.MaxmemoryPolicy(cctx)
+	switch {
+	case err != nil:
+		log.Info("could not read Redis's maxmemory-policy (managed Redis?); make sure it is noeviction", "err", err)
+	case p != "noeviction":
+		log.Warn("Redis's maxmemory-policy is not noeviction: when memory fills it evicts keys (allkeys-*: citizens and cards; volatile-*: logins in progress and sessions); set maxmemory-policy noeviction",
+			"maxmemory-policy", p)
+	default:
+		log.Debug("Redis's maxmemory-policy is noeviction", "maxmemory-policy", p)
+	}
 }
 
 func banner(out io.Writer, cfg config.Config, info *demo.Info) {
