@@ -47,6 +47,9 @@ type Server struct {
 	Handler http.Handler
 	// MetricsHandler serves /metrics.
 	MetricsHandler http.Handler
+	// AdminHandler serves the operator API when it has its own listener (Config.AdminAddr);
+	// nil otherwise (Handler serves it).
+	AdminHandler http.Handler
 	// Mux lets callers (demo mode) add routes before serving.
 	Mux *http.ServeMux
 }
@@ -148,7 +151,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	mux := http.NewServeMux()
 	s.Mux = mux
 	s.Web.Register(mux)
-	api.Register(mux)
+	adminMux := s.registerAdmin(mux, api)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -171,7 +174,11 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	if cfg.MetricsAddr == "" {
 		mux.Handle("GET /metrics", s.MetricsHandler)
 	}
-	s.Handler = chain(mux, newHTTPMetrics(reg))
+	hm := newHTTPMetrics(reg)
+	s.Handler = chain(mux, hm)
+	if adminMux != nil {
+		s.AdminHandler = chain(adminMux, hm)
+	}
 	return s, nil
 }
 
