@@ -26,6 +26,8 @@ type Config struct {
 	Secret      string `yaml:"secret"`
 	SigningKeys string `yaml:"signing_keys"`
 	MetricsAddr string `yaml:"metrics_addr"`
+	// AdminAddr, when set, serves the operator API (/admin/v1) on its own listener only.
+	AdminAddr string `yaml:"admin_addr"`
 	// TrustedProxies are the CIDRs (or addresses) of reverse proxies whose X-Forwarded-For
 	// names the client address.
 	TrustedProxies []string `yaml:"trusted_proxies"`
@@ -144,6 +146,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		{"NEMIDP_SECRET", &c.Secret, true},
 		{"NEMIDP_SIGNING_KEYS", &c.SigningKeys, false},
 		{"NEMIDP_METRICS_ADDR", &c.MetricsAddr, false},
+		{"NEMIDP_ADMIN_ADDR", &c.AdminAddr, false},
 	}
 	for _, s := range strs {
 		if v := getenv(s.name); v != "" {
@@ -189,6 +192,9 @@ func (c Config) Validate() error {
 			return &FieldError{"metrics_addr (NEMIDP_METRICS_ADDR)", err}
 		}
 	}
+	if err := c.validateAdminAddr(); err != nil {
+		return err
+	}
 	u, err := url.Parse(c.Issuer)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return &FieldError{"issuer (NEMIDP_ISSUER)", errors.New("want an absolute http(s) URL without query or fragment")}
@@ -203,6 +209,9 @@ func (c Config) Validate() error {
 	}
 	if c.Secret != "" && len(c.Secret) < 32 {
 		return &FieldError{"secret (NEMIDP_SECRET)", errors.New("want at least 32 characters")}
+	}
+	if err := c.validateSecretAndDemo(u); err != nil {
+		return err
 	}
 	if c.Login.MaxFailures < 1 || c.Login.MaxFailures > 100 {
 		return &FieldError{"login.max_failures", errors.New("want 1..100")}

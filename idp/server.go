@@ -48,6 +48,9 @@ type Server struct {
 	Handler http.Handler
 	// MetricsHandler serves /metrics.
 	MetricsHandler http.Handler
+	// AdminHandler serves the operator API when it has its own listener (Config.AdminAddr);
+	// nil otherwise (Handler serves it).
+	AdminHandler http.Handler
 	// Mux lets callers (demo mode) add routes before serving.
 	Mux *http.ServeMux
 }
@@ -161,7 +164,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	mux := http.NewServeMux()
 	s.Mux = mux
 	s.Web.Register(mux)
-	api.Register(mux)
+	adminMux := s.registerAdmin(mux, api)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -184,12 +187,18 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	if cfg.MetricsAddr == "" {
 		mux.Handle("GET /metrics", s.MetricsHandler)
 	}
-	s.Handler = chain(mux, newHTTPMetrics(reg))
+	hm := newHTTPMetrics(reg)
+	s.Handler = chain(mux, hm)
+	if adminMux != nil {
+		s.AdminHandler = chain(adminMux, hm)
+	}
 	return s, nil
 }
 
 // serverSecret is NEMIDP_SECRET; unset, it is generated: per process on the embedded store,
-// once and kept in Redis otherwise (with a warning either way).
+// and in demo mode on Redis once and kept there (so a demo restart finds its citizen), with a
+// warning either way. On Redis outside demo mode there is no generated secret
+// (config.ErrSecretRequired says why); config.Validate refuses that already.
 func serverSecret(ctx context.Context, cfg config.Config, st *store.Store, log *slog.Logger) (secret.Secret, error) {
 	if cfg.Secret != "" {
 		return secret.Secret(cfg.Secret), nil
@@ -199,13 +208,15 @@ func serverSecret(ctx context.Context, cfg config.Config, st *store.Store, log *
 		log.Warn("NEMIDP_SECRET is not set: generated one for this process; card-key hashes and cookies do not survive a restart")
 		return secret.Secret(gen), nil
 	}
+	if !cfg.DemoMode() {
+		return nil, &config.FieldError{Field: "secret (NEMIDP_SECRET)", Err: config.ErrSecretRequired}
+	}
 	raw, created, err := st.GetOrCreateMeta(ctx, "secret", []byte(gen))
 	if err != nil {
 		return nil, fmt.Errorf("idp: server secret: %w", err)
 	}
-	if created {
-		log.Warn("NEMIDP_SECRET is not set: generated one and kept it in Redis; set NEMIDP_SECRET (or NEMIDP_SECRET_FILE) in production")
-	}
+	log.Warn("NEMIDP_SECRET is not set: demo mode keeps a generated secret in Redis, beside the hashes it keys; never run a real deployment like this",
+		"generated_now", created)
 	return secret.Secret(raw), nil
 }
 

@@ -101,6 +101,9 @@ func serve(ctx context.Context, getenv func(string) string, out io.Writer) error
 	if err != nil {
 		return fmt.Errorf("redis at NEMIDP_REDIS_URL does not answer: %w", err)
 	}
+	if cfg.RedisURL != "" {
+		checkEvictionPolicy(ctx, st, slog.Default())
+	}
 	srv, err := idp.New(ctx, cfg, st, idp.Options{})
 	if err != nil {
 		return err
@@ -114,20 +117,37 @@ func serve(ctx context.Context, getenv func(string) string, out io.Writer) error
 		seeder.Register(srv.Mux)
 	}
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
 	hs := &http.Server{Handler: srv.Handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 90 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 32 << 10}
-	errs := make(chan error, 2)
-	go func() { errs <- hs.Serve(ln) }()
-	var ms *http.Server
+	listeners := []listener{{"addr (NEMIDP_ADDR)", cfg.Addr, hs}}
 	if cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", srv.MetricsHandler)
-		ms = &http.Server{Addr: cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { errs <- ms.ListenAndServe() }()
+		listeners = append(listeners, listener{"metrics_addr (NEMIDP_METRICS_ADDR)", cfg.MetricsAddr,
+			&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}})
+	}
+	if srv.AdminHandler != nil {
+		listeners = append(listeners, listener{"admin_addr (NEMIDP_ADMIN_ADDR)", cfg.AdminAddr,
+			&http.Server{Handler: srv.AdminHandler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+				WriteTimeout: 90 * time.Second, MaxHeaderBytes: 32 << 10}})
+	}
+	// Bind every address before serving any, so a taken port fails the start, not later.
+	lns := make([]net.Listener, 0, len(listeners))
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for _, l := range listeners {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s for %s: %w", l.addr, l.field, err)
+		}
+		lns = append(lns, ln)
+	}
+	errs := make(chan error, len(listeners))
+	for i, l := range listeners {
+		go func() { errs <- l.srv.Serve(lns[i]) }()
 	}
 	banner(out, cfg, info)
 
@@ -141,10 +161,35 @@ func serve(ctx context.Context, getenv func(string) string, out io.Writer) error
 	slog.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
-	if ms != nil {
-		_ = ms.Shutdown(sctx)
+	for _, l := range listeners[1:] {
+		_ = l.srv.Shutdown(sctx)
 	}
 	return hs.Shutdown(sctx)
+}
+
+// listener is one address serve listens on, named by its configuration field.
+type listener struct {
+	field, addr string
+	srv         *http.Server
+}
+
+// checkEvictionPolicy warns when Redis may evict keys: citizens and cards are records without
+// a TTL, and an allkeys-* policy drops them when a flood of login flows fills the memory
+// (volatile-* drops live flows, sessions and codes instead). A Redis that refuses CONFIG
+// (managed services) is noted and accepted.
+func checkEvictionPolicy(ctx context.Context, st *store.Store, log *slog.Logger) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	p, err := st.MaxmemoryPolicy(cctx)
+	switch {
+	case err != nil:
+		log.Info("could not read Redis's maxmemory-policy (managed Redis?); make sure it is noeviction", "err", err)
+	case p != "noeviction":
+		log.Warn("Redis's maxmemory-policy is not noeviction: when memory fills it evicts keys (allkeys-*: citizens and cards; volatile-*: logins in progress and sessions); set maxmemory-policy noeviction",
+			"maxmemory-policy", p)
+	default:
+		log.Debug("Redis's maxmemory-policy is noeviction", "maxmemory-policy", p)
+	}
 }
 
 func banner(out io.Writer, cfg config.Config, info *demo.Info) {
@@ -157,6 +202,11 @@ func banner(out io.Writer, cfg config.Config, info *demo.Info) {
 	}
 	if cfg.AdminToken == "" {
 		fmt.Fprintln(out, "  operator API disabled: set NEMIDP_ADMIN_TOKEN")
+	} else if cfg.AdminAddr != "" {
+		fmt.Fprintf(out, "  operator API: http://%s/admin/v1 only\n", cfg.AdminAddr)
+	}
+	if cfg.MetricsAddr != "" {
+		fmt.Fprintf(out, "  metrics: http://%s/metrics only\n", cfg.MetricsAddr)
 	}
 }
 

@@ -6,8 +6,10 @@ package demo
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -52,7 +54,10 @@ type Seeder struct {
 	rpSecret string
 }
 
-// Seed creates the demo relying party and citizen.
+// Seed creates the demo relying party and citizen, or, on a restart on the same Redis, finds
+// them: the client is rewritten (new secret, this issuer's URIs) and the citizen found gets a
+// fresh card (the old one's keys are only stored as hashes) and the demo password back,
+// unlocked.
 func (s *Seeder) Seed(ctx context.Context) (*Info, error) {
 	s.rpSecret = uuid.NewString()
 	c := &store.Client{
@@ -63,12 +68,35 @@ func (s *Seeder) Seed(ctx context.Context) (*Info, error) {
 	if err := s.Store.PutClient(ctx, c); err != nil {
 		return nil, fmt.Errorf("demo: seed client: %w", err)
 	}
-	res, err := s.Issuer.IssueWithPassword(ctx, issuance.Request{CPR: CitizenCPR, Name: CitizenName, Kind: "oces"}, CitizenSecret)
-	if err != nil {
-		return nil, fmt.Errorf("demo: seed citizen: %w", err)
+	if err := s.seedCitizen(ctx); err != nil {
+		return nil, err
 	}
-	s.card, s.uid = res.Card, res.UserID
-	return &Info{UserID: res.UserID, Password: CitizenSecret, CardURL: s.Base + "/demo/card", RPURL: s.Base + "/demo/"}, nil
+	return &Info{UserID: s.uid, Password: CitizenSecret, CardURL: s.Base + "/demo/card", RPURL: s.Base + "/demo/"}, nil
+}
+
+func (s *Seeder) seedCitizen(ctx context.Context) error {
+	found, err := s.Store.CitizenByUsername(ctx, "", CitizenCPR)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		res, err := s.Issuer.IssueWithPassword(ctx, issuance.Request{CPR: CitizenCPR, Name: CitizenName, Kind: "oces"}, CitizenSecret)
+		if err != nil {
+			return fmt.Errorf("demo: seed citizen: %w", err)
+		}
+		s.card, s.uid = res.Card, res.UserID
+		return nil
+	case err != nil:
+		return fmt.Errorf("demo: find the seeded citizen: %w", err)
+	}
+	if err := s.Issuer.ResetPassword(ctx, found.UserID, found.CPR, CitizenSecret); err != nil {
+		return fmt.Errorf("demo: reset the seeded citizen %s: %w", found.UserID, err)
+	}
+	card, err := s.Issuer.ReplaceCard(ctx, found.UserID)
+	if err != nil {
+		return fmt.Errorf("demo: new card for the seeded citizen %s: %w", found.UserID, err)
+	}
+	s.card, s.uid = card, found.UserID
+	slog.InfoContext(ctx, "demo: found the seeded citizen; gave it a new card and the demo password", "user_id", found.UserID, "card", card.Serial)
+	return nil
 }
 
 // Register adds the demo pages.

@@ -47,6 +47,8 @@ type Issuer struct {
 	Passwords *password.Hasher
 	Cards     *codecard.Hasher
 	Now       func() time.Time
+	// NewCard draws a card; nil is codecard.Generate (tests force serial collisions).
+	NewCard func() (codecard.Card, error)
 }
 
 // Issue creates a NemID with a temporary activation password.
@@ -78,19 +80,22 @@ func (is *Issuer) issue(ctx context.Context, req Request, chosen string) (*Resul
 		return nil, fmt.Errorf("issuance: hash password: %w", err)
 	}
 	c.Password, c.MustChange = hash, mustChange
-	card, err := codecard.Generate()
+	card, rec, err := is.drawCard()
 	if err != nil {
-		return nil, fmt.Errorf("issuance: %w", err)
-	}
-	rec := store.CardRecord{Serial: card.Serial, Status: store.CardActive, Hashes: make(map[string]string, len(card.Keys))}
-	for _, k := range card.Keys {
-		rec.Hashes[k.Number] = is.Cards.Hash(card.Serial, k.Number, k.Key)
+		return nil, err
 	}
 	for range 10 {
 		if c.UserID, err = newUserID(); err != nil {
 			return nil, fmt.Errorf("issuance: %w", err)
 		}
 		err = is.Store.CreateCitizen(ctx, c, rec)
+		if errors.Is(err, store.ErrSerialTaken) {
+			var derr error
+			if card, rec, derr = is.drawCard(); derr != nil {
+				return nil, derr
+			}
+			continue
+		}
 		if !errors.Is(err, store.ErrUserIDTaken) {
 			break
 		}

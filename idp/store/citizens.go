@@ -124,7 +124,12 @@ return 0
 // CPR number; then the citizen and card are written in one transaction. If the write fails the
 // claim is released. A claim left behind by a crash names a citizen that does not exist: logins
 // treat it as unknown, and after staleClaim a new issuance takes it over.
+// The card's serial is claimed before anything else (ErrSerialTaken: draw another card).
 func (s *Store) CreateCitizen(ctx context.Context, c *Citizen, card CardRecord) error {
+	return s.withSerial(ctx, card.Serial, c.UserID, func() error { return s.createCitizen(ctx, c, card) })
+}
+
+func (s *Store) createCitizen(ctx context.Context, c *Citizen, card CardRecord) error {
 	idx := s.cprIndexKey(c.CPR)
 	claim := c.UserID + "|" + strconv.FormatInt(time.Now().UnixMilli(), 10)
 	ok, err := s.rdb.SetNX(ctx, idx, claim, 0).Result()
