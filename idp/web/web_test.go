@@ -47,7 +47,13 @@ func newFixture(t testing.TB) *fixture {
 
 func (f *fixture) flow(t testing.TB) string {
 	t.Helper()
-	fl, err := f.engine.Begin(context.Background(), flows.Start{ClientID: "rp", ReturnURL: func(id string) string {
+	return f.flowWith(t, nil)
+}
+
+// flowWith begins a flow whose relying party asked for the ui_locales given.
+func (f *fixture) flowWith(t testing.TB, locales []string) string {
+	t.Helper()
+	fl, err := f.engine.Begin(context.Background(), flows.Start{ClientID: "rp", Locales: locales, ReturnURL: func(id string) string {
 		return "https://rp.example/back?id=" + id
 	}})
 	if err != nil {
@@ -210,10 +216,12 @@ func TestLanguage(t *testing.T) {
 	id := f.flow(t)
 	b := browser()
 	tests := []struct{ query, hdr, want string }{
-		{"", "en-US,en;q=0.9", "Bruger-id"}, // Danish by default, whatever the browser says
+		{"", "", "Bruger-id"},               // Danish by default
+		{"", "en-US,en;q=0.9", "User ID"},   // else the browser's preference
+		{"?lang=da", "en", "Bruger-id"},     // an explicit choice over the browser's
+		{"", "en-US,en;q=0.9", "Bruger-id"}, // is remembered in a cookie
 		{"?lang=en", "", "User ID"},
-		{"", "", "User ID"}, // the choice is remembered in a cookie
-		{"?lang=da", "", "Bruger-id"},
+		{"", "da", "User ID"},
 	}
 	for _, tc := range tests {
 		_, _, page := do(t, b, "GET", f.srv.URL+"/login/"+id+tc.query, "", "", map[string]string{"Accept-Language": tc.hdr})
