@@ -171,7 +171,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	if cfg.MetricsAddr == "" {
 		mux.Handle("GET /metrics", s.MetricsHandler)
 	}
-	s.Handler = chain(mux, newHTTPMetrics(reg))
+	s.Handler = chain(s.Web.CleanPaths(mux), newHTTPMetrics(reg))
 	return s, nil
 }
 

@@ -61,6 +61,8 @@ var texts = map[string]map[string]string{
 		"err_login_required":      "Du skal logge på.",
 		"err_internal":            "Der opstod en uventet fejl. Prøv igen.",
 		"err_not_available":       "Denne funktion er ikke tilgængelig.",
+		"err_not_found":           "Siden findes ikke.",
+		"err_method_not_allowed":  "Siden kan ikke bruges på denne måde.",
 	},
 	langEN: {
 		"title":            "Log on with NemID",

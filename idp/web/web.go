@@ -104,6 +104,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("GET /static/", http.FileServerFS(staticFS))
 	mux.HandleFunc("GET /login/{flow}", h.handle(h.get))
 	mux.HandleFunc("POST /login/{flow}/{step}", h.handle(h.post))
+	mux.HandleFunc("/login/", h.handle(h.unrouted)) // everything else under /login/: routes.go
 }
 
 // stepNames maps URL segments to steps.
