@@ -1,10 +1,12 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nemidp/nemidp/flows"
 )
@@ -108,7 +110,10 @@ func FuzzLoginPath(f *testing.F) {
 			// any handler runs.
 			return
 		}
-		req, err := http.NewRequest(method, u.String(), strings.NewReader(`{}`))
+		// A hanging answer fails rather than stalls the fuzzer.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, method, u.String(), strings.NewReader(`{}`))
 		if err != nil {
 			return
 		}
