@@ -188,7 +188,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 		mux.Handle("GET /metrics", s.MetricsHandler)
 	}
 	hm := newHTTPMetrics(reg)
-	s.Handler = chain(mux, hm)
+	s.Handler = chain(s.Web.CleanPaths(mux), hm)
 	if adminMux != nil {
 		s.AdminHandler = chain(adminMux, hm)
 	}

@@ -258,7 +258,10 @@ func startWebDriver(t *testing.T, driverPath string) *webDriver {
 			"binary": chromiumPath,
 			"args": []string{"--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
 				"--disable-background-networking", "--disable-component-update", "--disable-sync",
-				"--no-first-run", "--user-data-dir=" + profile},
+				"--no-first-run", "--user-data-dir=" + profile, "--lang=da-DK"},
+			// A Danish citizen's browser: the pages follow its Accept-Language (DESIGN.md §5),
+			// and chromium's default is en-US.
+			"prefs": map[string]any{"intl.accept_languages": "da-DK,da"},
 		},
 	}}}
 	var created struct {

@@ -1,8 +1,12 @@
 package web
 
 import (
+	"cmp"
 	"net/http"
+	"slices"
 	"strings"
+
+	"golang.org/x/text/language"
 )
 
 // Languages: Danish is the default, English on request.
@@ -59,6 +63,8 @@ var texts = map[string]map[string]string{
 		"err_too_many_attempts":   "For mange forkerte svar i dette login. Start forfra hos tjenesten.",
 		"err_throttled":           "For mange mislykkede forsøg fra dit netværk. Prøv igen om lidt.",
 		"err_not_available":       "Denne funktion er ikke tilgængelig.",
+		"err_not_found":           "Siden findes ikke.",
+		"err_method_not_allowed":  "Siden kan ikke bruges på denne måde.",
 	},
 	langEN: {
 		"title":            "Log on with NemID",
@@ -100,23 +106,85 @@ func t(lang, key string) string {
 	return ""
 }
 
-// chooseLang: ?lang=, then the cookie, then the relying party's ui_locales; Danish by default.
-// Accept-Language is not used: NemID is Danish unless the citizen or the service asks for
-// English (many Danes run browsers set to English).
+// langCookie remembers an explicit choice of language.
+const langCookie = "nemidp_lang"
+
+// chooseLang decides the language of a page (DESIGN.md §5): an explicit choice (?lang=, then
+// the nemidp_lang cookie that remembers it), else the relying party's ui_locales (locales, in
+// its order of preference), else the browser's Accept-Language (English when it prefers en
+// over da, by q-value; regional tags such as en-GB or da-DK count as their language), else
+// Danish — also when the browser names neither.
 func chooseLang(r *http.Request, locales []string) string {
 	if l := r.URL.Query().Get("lang"); l == langDA || l == langEN {
 		return l
 	}
-	if c, err := r.Cookie("nemidp_lang"); err == nil && (c.Value == langDA || c.Value == langEN) {
+	if c, err := r.Cookie(langCookie); err == nil && (c.Value == langDA || c.Value == langEN) {
 		return c.Value
 	}
 	for _, l := range locales {
-		if strings.HasPrefix(l, "da") {
-			return langDA
+		if tag, err := language.Parse(strings.TrimSpace(l)); err == nil {
+			if lang := ours(tag); lang != "" {
+				return lang
+			}
 		}
-		if strings.HasPrefix(l, "en") {
-			return langEN
+	}
+	for _, tag := range acceptLanguage(r.Header.Get("Accept-Language")) {
+		if lang := ours(tag); lang != "" {
+			return lang
 		}
 	}
 	return langDA
+}
+
+// ours names the page language a tag asks for: "da", "en", or "" for any other language.
+func ours(tag language.Tag) string {
+	base, conf := tag.Base()
+	if conf != language.Exact {
+		return "" // a guess (und-DK, *) is no preference
+	}
+	switch base.String() {
+	case langDA:
+		return langDA
+	case langEN:
+		return langEN
+	}
+	return ""
+}
+
+// acceptLanguage returns the tags of an Accept-Language header, most preferred first (q=0
+// left out). A header with a malformed entry still counts with its well-formed ones.
+func acceptLanguage(h string) []language.Tag {
+	if h == "" {
+		return nil
+	}
+	if tags, _, err := language.ParseAcceptLanguage(h); err == nil {
+		return tags
+	}
+	type pref struct {
+		tag language.Tag
+		q   float32
+	}
+	var prefs []pref
+	for entry := range strings.SplitSeq(h, ",") {
+		tags, qs, err := language.ParseAcceptLanguage(entry)
+		if err == nil && len(tags) == 1 {
+			prefs = append(prefs, pref{tags[0], qs[0]})
+		}
+	}
+	slices.SortStableFunc(prefs, func(a, b pref) int { return cmp.Compare(b.q, a.q) })
+	tags := make([]language.Tag, len(prefs))
+	for i, p := range prefs {
+		tags[i] = p.tag
+	}
+	return tags
+}
+
+// requestLocales reads a ui_locales parameter (space-separated, OpenID Connect Core §3.1.2.1)
+// from the request's form if it was parsed, else from its query.
+func requestLocales(r *http.Request) []string {
+	v := r.URL.Query().Get("ui_locales")
+	if r.Form != nil {
+		v = r.Form.Get("ui_locales")
+	}
+	return strings.Fields(v)
 }

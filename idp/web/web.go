@@ -117,6 +117,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("GET /static/", http.FileServerFS(staticFS))
 	mux.HandleFunc("GET /login/{flow}", h.handle(h.get))
 	mux.HandleFunc("POST /login/{flow}/{step}", h.handle(h.post))
+	mux.HandleFunc("/login/", h.handle(h.unrouted)) // everything else under /login/: routes.go
 }
 
 // stepNames maps URL segments to steps.
@@ -549,7 +550,7 @@ func (h *Handler) writeError(req *request, err error) {
 		d.BackURL = f.ReturnURL
 	}
 	if req.lang == "" {
-		req.lang = chooseLang(req.r, nil)
+		req.lang = chooseLang(req.r, requestLocales(req.r))
 	}
 	_ = h.page(req, he.status, "error", d)
 }
@@ -618,7 +619,7 @@ func WriteJSONError(w http.ResponseWriter, status int, code, msg string) {
 // ErrorPage renders a standalone error page (unknown client, bad redirect_uri) in HTML or
 // JSON as the request asks.
 func (h *Handler) ErrorPage(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	req := &request{w: w, r: r, json: wantsJSON(r), lang: chooseLang(r, nil)}
+	req := &request{w: w, r: r, json: wantsJSON(r)} // writeError picks the language
 	h.writeError(req, &httpError{status: status, err: flows.Errorf(code, "%s", msg)})
 }
 
@@ -628,7 +629,7 @@ var logoutParams = []string{"client_id", "post_logout_redirect_uri", "state", "u
 // LogoutPage asks the citizen to confirm logging out of NemID (an end_session request without
 // a valid id_token_hint), with a form that posts back with a CSRF token.
 func (h *Handler) LogoutPage(w http.ResponseWriter, r *http.Request, form url.Values) {
-	req := &request{w: w, r: r, lang: chooseLang(r, nil)}
+	req := &request{w: w, r: r, lang: chooseLang(r, strings.Fields(form.Get("ui_locales")))}
 	b := h.browserID(req, true)
 	keep := url.Values{}
 	for _, k := range logoutParams {
@@ -643,7 +644,7 @@ func (h *Handler) LogoutPage(w http.ResponseWriter, r *http.Request, form url.Va
 // CheckLogout checks the confirmation POST (same-origin, CSRF token) and returns the
 // end_session parameters to continue with; on refusal it has answered already.
 func (h *Handler) CheckLogout(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
-	req := &request{w: w, r: r, lang: chooseLang(r, nil)}
+	req := &request{w: w, r: r} // writeError picks the language, with the form's ui_locales
 	if err := h.checkOrigin(r); err != nil {
 		h.writeError(req, err)
 		return nil, false
