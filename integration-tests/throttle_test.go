@@ -123,3 +123,41 @@ func TestUntrustedForwardedForIsIgnored(t *testing.T) {
 		t.Fatalf("after %d failures from 127.0.0.1 with forged X-Forwarded-For: %s, want 429", ipLimit, r)
 	}
 }
+
+// TestFailedOperatorCallsAreThrottled: wrong operator tokens count per address like failed
+// login answers (in their own budget): past the limit even the right token is refused with
+// 429 and Retry-After from that address, while logins from it go on.
+func TestFailedOperatorCallsAreThrottled(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t, withIPLimit("127.0.0.1/32"))
+	bank := p.relyingParty(t, p.registerClient(t, "openid", "profile"), "openid", "profile")
+	karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
+	call := func(client, token string) *http.Response {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, p.Issuer+"/admin/v1/citizens/"+karen.UserID, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := p.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for i := range ipLimit {
+		if r := call("198.51.100.90", "guess-"+strconv.Itoa(i)); r.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("wrong token %d: %d, want 401", i+1, r.StatusCode)
+		}
+	}
+	r := call("198.51.100.90", p.AdminToken)
+	if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("the right token from a throttled address: %d (Retry-After %q), want 429", r.StatusCode, r.Header.Get("Retry-After"))
+	}
+	if r := call("198.51.100.91", p.AdminToken); r.StatusCode != http.StatusOK {
+		t.Fatalf("the right token from another address: %d, want 200", r.StatusCode)
+	}
+	// The login budget of the address is its own.
+	l := p.behind(t, "198.51.100.90").authorize(t, bank)
+	if code, v := l.password(karen, karen.Password); code != http.StatusOK || v.Step != "codecard" {
+		t.Fatalf("login from the address with failed operator calls: %d %+v", code, v)
+	}
+}

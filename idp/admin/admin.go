@@ -19,6 +19,7 @@ import (
 	"github.com/nemidp/nemidp/idp/issuance"
 	"github.com/nemidp/nemidp/idp/oidc"
 	"github.com/nemidp/nemidp/idp/store"
+	"github.com/nemidp/nemidp/idp/throttle"
 	"github.com/nemidp/nemidp/idp/web"
 	keysecret "github.com/nemidp/nemidp/keys/secret"
 )
@@ -29,6 +30,9 @@ type API struct {
 	Issuer *issuance.Issuer
 	// Token is the operator bearer token; empty disables the API (every call is refused).
 	Token string
+	// Throttle counts failed calls per client address like failed login answers: past the
+	// limit every call from that address is refused with 429 (nil: no limit).
+	Throttle *throttle.Guard
 }
 
 // Register adds the routes.
@@ -77,13 +81,30 @@ func (a *API) auth(fn func(http.ResponseWriter, *http.Request) error) http.Handl
 // authenticate is the one place an operator call is let through or refused (401): a hook on
 // failed calls (counting them per address) belongs here.
 func (a *API) authenticate(w http.ResponseWriter, r *http.Request) bool {
+	if wait, ok := a.Throttle.Throttled(r); ok {
+		a.throttled(w, wait)
+		return false
+	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if ok && tokenMatches(got, a.Token) {
 		return true
 	}
+	over, err := a.Throttle.Fail(r)
+	if err != nil {
+		slog.WarnContext(r.Context(), "failed operator call not counted for its address", "err", err)
+	}
+	if over {
+		a.throttled(w, a.Throttle.Wait(r))
+		return false
+	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="nemidp-admin"`)
 	web.WriteJSONError(w, http.StatusUnauthorized, "unauthorized", "A valid operator bearer token is required.")
 	return false
+}
+
+func (a *API) throttled(w http.ResponseWriter, wait time.Duration) {
+	w.Header().Set("Retry-After", throttle.RetryAfter(wait))
+	web.WriteJSONError(w, http.StatusTooManyRequests, "throttled", "Too many failed operator calls from this address; try again later.")
 }
 
 // tokenMatches compares a presented token with the configured one in time independent of
