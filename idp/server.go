@@ -160,7 +160,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	mux.HandleFunc("POST /end_session/confirm", s.endSessionConfirm)
 	mux.HandleFunc("GET /.well-known/openid-configuration", oidc.Discovery(provider, s.Storage, cfg.Issuer))
 	mux.HandleFunc("/device_authorization", http.NotFound) // no device grant
-	mux.Handle("/oauth/token", storeOutage503(st.Ping, oidc.TokenClient(provider)))
+	mux.Handle("/oauth/token", storeOutage503(st.Ping, s.Storage.TokenEndpoint(provider)))
 	mux.Handle("/oauth/introspect", storeOutage503(st.Ping, provider))
 	mux.Handle("/revoke", storeOutage503(st.Ping, provider))
 	mux.HandleFunc("GET /userinfo", oidc.Userinfo(provider, s.Storage))

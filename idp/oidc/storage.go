@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -259,20 +258,18 @@ func (s *Storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Token
 	return s.issue(ctx, req, true, current)
 }
 
+// issue prepares the tokens of a token response: ids, data and the code or refresh token it
+// consumes. Nothing is written yet: TokenEndpoint commits them in one atomic step once the
+// whole answer (ID token signed, citizen read) is ready, so a failure on the way leaves the
+// code or refresh token usable for the client's retry.
 func (s *Storage) issue(ctx context.Context, req op.TokenRequest, withRefresh bool, current string) (string, string, time.Time, error) {
+	p := pendingOf(ctx)
+	if p == nil || p.issue != nil {
+		return "", "", time.Time{}, errors.New("oidc: tokens can only be issued once per request of the token endpoint")
+	}
 	rec, err := s.recordOf(req)
 	if err != nil {
 		return "", "", time.Time{}, err
-	}
-	// A NemID blocked or expired since the login gets no more tokens, and loses those it has.
-	switch st, err := s.Store.CitizenStatus(ctx, rec.CitizenID); {
-	case err != nil && !errors.Is(err, store.ErrNotFound):
-		return "", "", time.Time{}, storeErr(err)
-	case st != store.StatusActive:
-		if err := s.Store.RevokeGrant(ctx, rec.Grant, s.Lifetimes.RefreshToken); err != nil {
-			return "", "", time.Time{}, storeErr(err)
-		}
-		return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("the NemID is blocked or expired")
 	}
 	original := rec.Scopes
 	if sc, ok := req.(*refreshRequest); ok {
@@ -289,7 +286,7 @@ func (s *Storage) issue(ctx context.Context, req op.TokenRequest, withRefresh bo
 		OldRefresh: current, RevokedRemains: s.Lifetimes.RefreshToken,
 	}
 	if ar, ok := req.(*authRequest); ok {
-		t.Code = ar.code // consumed in the same atomic step that issues the tokens
+		t.Code = ar.code // consumed in the same atomic step that stores the tokens
 	}
 	var refresh string
 	if withRefresh {
@@ -302,12 +299,7 @@ func (s *Storage) issue(ctx context.Context, req op.TokenRequest, withRefresh bo
 			return "", "", time.Time{}, fmt.Errorf("oidc: encode token: %w", err)
 		}
 	}
-	if err := s.Store.IssueTokens(ctx, t); err != nil {
-		if errors.Is(err, store.ErrNotFound) { // revoked, reused or unknown refresh token
-			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("the grant is no longer valid")
-		}
-		return "", "", time.Time{}, storeErr(err)
-	}
+	p.issue, p.citizenID = &t, rec.CitizenID
 	return rec.Grant + "." + t.AccessID, refresh, rec.Expires, nil
 }
 
@@ -440,23 +432,6 @@ func (s *Storage) SigningKey(ctx context.Context) (op.SigningKey, error) {
 	return k, nil
 }
 
-// TokenClient is middleware for the token endpoint: it finds the client id the request
-// authenticates with (Basic auth or form) and marks the context with it.
-func TokenClient(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, _, ok := r.BasicAuth()
-		if ok {
-			id, _ = url.QueryUnescape(id)
-		} else if err := r.ParseForm(); err == nil {
-			id = r.PostForm.Get("client_id")
-		}
-		if id != "" {
-			r = r.WithContext(WithClient(r.Context(), id))
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
 // SignatureAlgorithms lists what the JWKS carries.
 func (s *Storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
 	return s.Keys.Algorithms(), nil
@@ -515,7 +490,27 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 		return errors.New("oidc: unexpected token request")
 	}
 	rec := gr.record()
-	return s.fillUserinfo(ctx, ui, &rec, scopes, false)
+	// The citizen is read here, once per token request: a NemID blocked or expired since the
+	// login gets no more tokens and loses those it has; a record that cannot be read is a
+	// server error that leaves the code or refresh token for the retry.
+	c, err := s.Store.Citizen(ctx, rec.CitizenID)
+	if errors.Is(err, store.ErrNotFound) {
+		return oidc.ErrServerError().WithDescription("the citizen's record cannot be read").WithParent(err)
+	}
+	if err != nil {
+		return storeErr(err)
+	}
+	if c.Status != store.StatusActive {
+		if err := s.refuseInactive(ctx, rec.Grant); !errors.Is(err, errInactive) {
+			return storeErr(err)
+		}
+		return oidc.ErrInvalidGrant().WithDescription("the NemID is blocked or expired")
+	}
+	if p := pendingOf(ctx); p != nil && p.citizenID == rec.CitizenID {
+		p.citizenChecked = true
+	}
+	s.fillFromCitizen(ui, c, &rec, scopes, false)
+	return nil
 }
 
 // SetUserinfoFromToken answers the userinfo endpoint.
@@ -555,8 +550,13 @@ func (s *Storage) fillUserinfo(ctx context.Context, ui *oidc.UserInfo, rec *toke
 		return storeErr(err)
 	}
 	if c.Status != store.StatusActive {
-		return errors.New("the NemID is blocked or expired")
+		return errInactive
 	}
+	s.fillFromCitizen(ui, c, rec, scopes, withAuth)
+	return nil
+}
+
+func (s *Storage) fillFromCitizen(ui *oidc.UserInfo, c *store.Citizen, rec *tokenRecord, scopes []string, withAuth bool) {
 	p := claims.ForCitizen(c, scopes, s.now())
 	ui.Subject = rec.Subject
 	ui.Name, ui.GivenName, ui.FamilyName = p.Name, p.GivenName, p.FamilyName
@@ -569,7 +569,6 @@ func (s *Storage) fillUserinfo(ctx context.Context, ui *oidc.UserInfo, rec *toke
 		ui.AppendClaims(claims.AMR, rec.AMR)
 		ui.AppendClaims(claims.AuthTime, rec.AuthTime.Unix())
 	}
-	return nil
 }
 
 // GetPrivateClaimsFromScopes adds nothing: access tokens are opaque.

@@ -1,0 +1,142 @@
+package integrationtests
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/zitadel/oidc/v3/pkg/client/rp"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/nemidp/nemidp/idp/store/storetest"
+)
+
+// tokenPost sends a token request as the client (Basic auth) and returns the status and the
+// decoded JSON answer.
+func tokenPost(t *testing.T, p *IdP, c Client, form url.Values) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, p.Issuer+"/oauth/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(c.ID, c.Secret)
+	resp, err := p.http.Do(req)
+	if err != nil {
+		t.Fatalf("POST /oauth/token: %v", err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+// breakCitizen removes the citizen's record from Redis (as an unreadable record would look);
+// the returned function puts it back.
+func breakCitizen(t *testing.T, p *IdP, c *Client, karen *Citizen) func() {
+	t.Helper()
+	key := storetest.CitizenKey(p.Prefix, karen.UserID)
+	fields, err := p.Store.Redis().HGetAll(t.Context(), key).Result()
+	if err != nil || len(fields) == 0 {
+		t.Fatalf("read citizen %s: %v (%d fields)", key, err, len(fields))
+	}
+	if err := p.Store.Redis().Del(t.Context(), key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := p.Store.Redis().HSet(t.Context(), key, fields).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// breakSigningKey re-registers the client for an ID-token algorithm no loaded key signs
+// (bypassing the registration check); the returned function restores the registration.
+func breakSigningKey(t *testing.T, p *IdP, c *Client, _ *Citizen) func() {
+	t.Helper()
+	orig, err := p.Store.Client(t.Context(), c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := *orig
+	broken.IDTokenAlg = "EdDSA"
+	if err := p.Store.PutClient(t.Context(), &broken); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := p.Store.PutClient(t.Context(), orig); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestTokenRequestsAreRetrySafe: when something fails after the token request was checked
+// (the citizen's record cannot be read, the client's signing key is missing), the client gets
+// a 5xx and its code or refresh token stays usable: the retry succeeds and the grant is not
+// revoked as a replay.
+func TestTokenRequestsAreRetrySafe(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		refresh bool
+		breaks  func(*testing.T, *IdP, *Client, *Citizen) func()
+	}{
+		{"code, citizen record missing", false, breakCitizen},
+		{"code, signing key missing", false, breakSigningKey},
+		{"refresh, citizen record missing", true, breakCitizen},
+		{"refresh, signing key missing", true, breakSigningKey},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := startIdP(t)
+			c := p.registerClient(t, "openid", "profile", "offline_access")
+			bank := p.relyingParty(t, c, "openid", "profile", "offline_access")
+			karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
+			p.activate(t, bank, karen)
+			l := p.newBrowser(t).authorize(t, bank)
+			l.run(karen)
+			code := l.code()
+
+			var tok *Tokens
+			var form url.Values
+			if tc.refresh {
+				var err error
+				if tok, err = l.exchange(code); err != nil {
+					t.Fatalf("code exchange: %v", err)
+				}
+				form = url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}
+			} else {
+				form = url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI},
+					"code_verifier": {l.Verifier}}
+			}
+
+			restore := tc.breaks(t, p, &c, karen)
+			if st, out := tokenPost(t, p, c, form); st/100 != 5 {
+				restore()
+				t.Fatalf("token request with the failure injected: %d %v, want 5xx", st, out)
+			}
+			restore()
+
+			if tc.refresh {
+				ref, err := rp.RefreshTokens[*oidc.IDTokenClaims](t.Context(), bank, tok.RefreshToken, "", "")
+				if err != nil {
+					t.Fatalf("the retried refresh: %v", err)
+				}
+				tok.AccessToken, tok.RefreshToken = ref.AccessToken, ref.RefreshToken
+			} else {
+				var err error
+				if tok, err = l.exchange(code); err != nil {
+					t.Fatalf("the retried code exchange: %v", err)
+				}
+			}
+			if _, err := rp.Userinfo[*oidc.UserInfo](t.Context(), tok.AccessToken, "Bearer", tok.IDTokenClaims.Subject, bank); err != nil {
+				t.Errorf("userinfo with the retry's access token: %v", err)
+			}
+			if _, err := rp.RefreshTokens[*oidc.IDTokenClaims](t.Context(), bank, tok.RefreshToken, "", ""); err != nil {
+				t.Errorf("the grant does not refresh after the retry: %v", err)
+			}
+		})
+	}
+}
