@@ -26,7 +26,6 @@ func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 	}
 }
 
-
 // TestTokenRequestRoundTrips pins the Redis round trips of a code exchange (check the code,
 // load the flow, the pairwise subject, the citizen, the one issuing script) and of a refresh
 // (load the refresh token, the citizen, the issuing script).
