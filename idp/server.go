@@ -137,7 +137,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 
 	s.Web = &web.Handler{Flows: engine, Clients: st, CSRFKey: sec.Derive("csrf"), Secure: !cfg.InsecureCookies(),
 		Origin: web.OriginOf(cfg.Issuer), Metrics: web.NewMetrics(reg)}
-	api := &admin.API{Store: st, Issuer: s.Issuer, Token: cfg.AdminToken}
+	api := &admin.API{Store: st, Issuer: s.Issuer, Token: cfg.AdminToken, SigningAlgs: keys.Algorithms()}
 	switch {
 	case cfg.AdminToken == "":
 		log.Warn("NEMIDP_ADMIN_TOKEN is not set: the operator API refuses every call")

@@ -1,16 +1,22 @@
 package integrationtests
 
 import (
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
+	"github.com/nemidp/nemidp/config"
 	"github.com/nemidp/nemidp/idp/store/storetest"
+	"github.com/nemidp/nemidp/keys/signing"
 )
 
 // tokenPost sends a token request as the client (Basic auth) and returns the status and the
@@ -138,5 +144,46 @@ func TestTokenRequestsAreRetrySafe(t *testing.T) {
 				t.Errorf("the grant does not refresh after the retry: %v", err)
 			}
 		})
+	}
+}
+
+// TestRegistrationRefusesAnAlgorithmNoKeySigns: with only an ES256 key loaded, a client
+// registering for RS256 ID tokens is refused (it could never get one), naming the algorithms
+// there are.
+func TestRegistrationRefusesAnAlgorithmNoKeySigns(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	k, err := signing.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k.Priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "es256.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startIdP(t, func(c *config.Config) { c.SigningKeys = dir })
+	for _, tc := range []struct {
+		alg  string
+		want int
+	}{
+		{"RS256", http.StatusBadRequest},
+		{"ES256", http.StatusCreated},
+		{"", http.StatusCreated},
+	} {
+		var out map[string]any
+		code := p.admin(t, http.MethodPost, "/admin/v1/clients", map[string]any{"client_id": "rp-" + randHex(4),
+			"redirect_uris": []string{redirectURI}, "id_token_signed_response_alg": tc.alg}, &out)
+		if code != tc.want {
+			t.Errorf("alg %q: %d %v, want %d", tc.alg, code, out, tc.want)
+		}
+		if code == http.StatusBadRequest {
+			e, _ := out["error"].(map[string]any)
+			if e["code"] != "invalid_client_metadata" || !strings.Contains(e["message"].(string), "ES256") {
+				t.Errorf("alg %q: error %v, want invalid_client_metadata naming the loaded ES256", tc.alg, out)
+			}
+		}
 	}
 }

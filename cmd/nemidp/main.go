@@ -32,7 +32,7 @@ const usage = `nemidp — NemID identity-provider gateway
   nemidp citizen add --cpr C --name N [--kind oces|bank] [--issued-at YYYY-MM-DD] [--address A]
                                         issue a NemID; prints user id, activation password and card (once)
   nemidp client add --id ID --redirect-uri URI [--redirect-uri …] [--name N] [--public] [--secret S]
-                    [--scope S …] [--requires-oces]
+                    [--scope S …] [--requires-oces] [--id-token-alg ES256|RS256]
                                         register an OIDC relying party
 
 Configuration: NEMIDP_CONFIG (YAML) and NEMIDP_* environment variables; see README.md.
@@ -222,19 +222,20 @@ func clientAdd(ctx context.Context, args []string, getenv func(string) string, o
 	fs.BoolVar(&req.Public, "public", false, "public client (native/SPA; PKCE required, no secret)")
 	fs.StringVar(&req.Secret, "secret", "", "client secret (generated if omitted for confidential clients)")
 	fs.BoolVar(&req.RequiresOCES, "requires-oces", false, "refuse bank-only NemIDs")
+	fs.StringVar(&req.IDTokenSignedResponseAlg, "id-token-alg", "", "ID-token algorithm, ES256 (default) or RS256; a loaded key must sign it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	req.RedirectURIs, req.Scopes = uris, scopes
-	c, generated, err := admin.BuildClient(req)
-	if err != nil {
-		return err
-	}
 	srv, done, err := operatorServer(ctx, getenv)
 	if err != nil {
 		return err
 	}
 	defer done()
+	c, generated, err := admin.BuildClient(req, srv.Keys.Algorithms())
+	if err != nil {
+		return err
+	}
 	if err := srv.Store.CreateClient(ctx, c); err != nil {
 		return err
 	}

@@ -11,8 +11,11 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/nemidp/nemidp/idp/cpr"
 	"github.com/nemidp/nemidp/idp/issuance"
@@ -28,6 +31,9 @@ type API struct {
 	Issuer *issuance.Issuer
 	// Token is the operator bearer token; empty disables the API (every call is refused).
 	Token string
+	// SigningAlgs are the algorithms the loaded signing keys sign with: a client may register
+	// only for one of them.
+	SigningAlgs []jose.SignatureAlgorithm
 }
 
 // Register adds the routes.
@@ -130,8 +136,9 @@ type ClientResponse struct {
 }
 
 // BuildClient validates a registration and makes the stored client (and the secret, if the
-// server generated one). Shared by the API and the CLI.
-func BuildClient(req ClientRequest) (*store.Client, string, error) {
+// server generated one). algs are the algorithms the loaded signing keys sign with: a client
+// registered for another could never get an ID token. Shared by the API and the CLI.
+func BuildClient(req ClientRequest, algs []jose.SignatureAlgorithm) (*store.Client, string, error) {
 	bad := func(msg string) error { return &apiError{http.StatusBadRequest, "invalid_client_metadata", msg} }
 	if !validClientID(req.ClientID) {
 		return nil, "", bad("client_id: 1–64 characters of letters, digits, '.', '_', '-', ':'")
@@ -153,8 +160,12 @@ func BuildClient(req ClientRequest) (*store.Client, string, error) {
 	default:
 		return nil, "", bad("dialect: only \"default\" is supported so far")
 	}
-	switch req.IDTokenSignedResponseAlg {
-	case "", "ES256", "RS256":
+	switch alg := req.IDTokenSignedResponseAlg; alg {
+	case "":
+	case "ES256", "RS256":
+		if !slices.Contains(algs, jose.SignatureAlgorithm(alg)) {
+			return nil, "", bad(fmt.Sprintf("id_token_signed_response_alg: no loaded signing key signs %s (loaded: %s)", alg, algList(algs)))
+		}
 	default:
 		return nil, "", bad("id_token_signed_response_alg: want ES256 or RS256")
 	}
@@ -182,6 +193,17 @@ func BuildClient(req ClientRequest) (*store.Client, string, error) {
 	return c, generated, nil
 }
 
+func algList(algs []jose.SignatureAlgorithm) string {
+	if len(algs) == 0 {
+		return "none"
+	}
+	var names []string
+	for _, a := range algs {
+		names = append(names, string(a))
+	}
+	return strings.Join(names, ", ")
+}
+
 func validClientID(id string) bool {
 	if len(id) == 0 || len(id) > 64 {
 		return false
@@ -199,7 +221,7 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	c, generated, err := BuildClient(req)
+	c, generated, err := BuildClient(req, a.SigningAlgs)
 	if err != nil {
 		return err
 	}

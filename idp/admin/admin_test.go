@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/nemidp/nemidp/idp/oidc"
 )
 
@@ -31,12 +33,23 @@ func TestBuildClient(t *testing.T) {
 		{"bad client id", ClientRequest{ClientID: "bank client", RedirectURIs: good}, true, false},
 		{"empty client id", ClientRequest{RedirectURIs: good}, true, false},
 		{"unknown dialect", ClientRequest{ClientID: "bank", RedirectURIs: good, Dialect: "klingon"}, true, false},
+		{"RS256 with an RSA key", ClientRequest{ClientID: "bank", RedirectURIs: good, IDTokenSignedResponseAlg: "RS256"}, false, true},
+		{"RS256 without an RSA key", ClientRequest{ClientID: "bank", RedirectURIs: good, IDTokenSignedResponseAlg: "RS256"}, true, false},
+		{"ES256 without an EC key", ClientRequest{ClientID: "bank", RedirectURIs: good, IDTokenSignedResponseAlg: "ES256"}, true, false},
+		{"unknown alg", ClientRequest{ClientID: "bank", RedirectURIs: good, IDTokenSignedResponseAlg: "HS256"}, true, false},
 		{"bad post-logout uri", ClientRequest{ClientID: "bank", RedirectURIs: good, PostLogoutRedirectURIs: []string{"http://x.example/"}}, true, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, gen, err := BuildClient(tc.req)
+			algs := []jose.SignatureAlgorithm{jose.ES256, jose.RS256}
+			switch tc.name {
+			case "RS256 without an RSA key":
+				algs = []jose.SignatureAlgorithm{jose.ES256}
+			case "ES256 without an EC key":
+				algs = []jose.SignatureAlgorithm{jose.RS256}
+			}
+			c, gen, err := BuildClient(tc.req, algs)
 			if tc.wantErr {
 				var ae *apiError
 				if !errors.As(err, &ae) || ae.status != 400 {
