@@ -107,7 +107,8 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	s.Storage = &oidc.Storage{
 		Store: st, Flows: engine, Keys: keys,
 		Lifetimes: oidc.Lifetimes{Code: cfg.Tokens.CodeTTL.D(), AccessToken: cfg.Tokens.AccessTokenTTL.D(),
-			IDToken: cfg.Tokens.IDTokenTTL.D(), RefreshToken: cfg.Tokens.RefreshTokenTTL.D()},
+			IDToken: cfg.Tokens.IDTokenTTL.D(), RefreshToken: cfg.Tokens.RefreshTokenTTL.D(),
+			Grant: cfg.Tokens.GrantMaxLifetime.D()},
 	}
 	var cryptoKey [32]byte
 	copy(cryptoKey[:], sec.Derive("oidc-access-tokens"))

@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -185,5 +187,52 @@ func TestRegistrationRefusesAnAlgorithmNoKeySigns(t *testing.T) {
 				t.Errorf("alg %q: error %v, want invalid_client_metadata naming the loaded ES256", tc.alg, out)
 			}
 		}
+	}
+}
+
+// TestGrantMaxLifetime: a grant lives tokens.grant_max_lifetime from its code exchange,
+// however often it is refreshed: a refresh token issued near the end lives only until then,
+// and a refresh after the end is invalid_grant.
+func TestGrantMaxLifetime(t *testing.T) {
+	t.Parallel()
+	var offset atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	p := startIdP(t, func(c *config.Config) { c.Tokens.GrantMaxLifetime = config.Duration(48 * time.Hour) })
+	p.Server.Storage.Now, p.Server.Flows.Now = clock, clock
+	bank := p.relyingParty(t, p.registerClient(t, "openid", "profile", "offline_access"), "openid", "profile", "offline_access")
+	karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
+	tok := p.newBrowser(t).login(t, bank, karen)
+
+	rt := tok.RefreshToken
+	for _, at := range []time.Duration{time.Hour, 24 * time.Hour, 47 * time.Hour} {
+		offset.Store(int64(at))
+		ref, err := rp.RefreshTokens[*oidc.IDTokenClaims](t.Context(), bank, rt, "", "")
+		if err != nil {
+			t.Fatalf("refresh %v after the exchange: %v", at, err)
+		}
+		rt = ref.RefreshToken
+	}
+	// The refresh token issued 47 h in lives at most the grant's last hour (in Redis too).
+	grant, _, _ := strings.Cut(rt, ".")
+	keys, err := p.Store.Redis().Keys(t.Context(), p.Prefix+"{g:"+grant+"}:rt:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := 0
+	for _, k := range keys {
+		if v, _ := p.Store.Redis().Get(t.Context(), k).Result(); v == "used" {
+			continue
+		}
+		live++
+		if ttl := p.Store.Redis().PTTL(t.Context(), k).Val(); ttl <= 0 || ttl > time.Hour+time.Minute {
+			t.Errorf("the last refresh token lives %v in Redis, want at most the grant's remaining hour", ttl)
+		}
+	}
+	if live != 1 {
+		t.Errorf("%d live refresh tokens in grant %s, want 1", live, grant)
+	}
+	offset.Store(int64(48*time.Hour + time.Second))
+	if _, err := rp.RefreshTokens[*oidc.IDTokenClaims](t.Context(), bank, rt, "", ""); !isOAuthError(err, "invalid_grant") {
+		t.Fatalf("refresh after the grant's end: err = %v, want invalid_grant", err)
 	}
 }

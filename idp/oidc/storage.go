@@ -31,6 +31,8 @@ import (
 // Lifetimes of what this front end issues.
 type Lifetimes struct {
 	Code, AccessToken, IDToken, RefreshToken time.Duration
+	// Grant bounds a grant from its code exchange, however often it is refreshed (0: no bound).
+	Grant time.Duration
 }
 
 // Storage implements op.Storage on the store and the flow engine.
@@ -229,7 +231,22 @@ type tokenRecord struct {
 	AMR       []string  `json:"amr"`
 	ACR       string    `json:"acr"`
 	AuthTime  time.Time `json:"auth_time"`
-	Expires   time.Time `json:"exp"`
+	// GrantStart is when the grant's code was exchanged; the grant ends Lifetimes.Grant later.
+	GrantStart time.Time `json:"grant_start,omitzero"`
+	Expires    time.Time `json:"exp"`
+}
+
+// grantLeft is how long the grant of rec still lives at now (a very long time when grants
+// are not bounded). Records from before grants were bounded count from the login.
+func (s *Storage) grantLeft(rec *tokenRecord, now time.Time) time.Duration {
+	if s.Lifetimes.Grant <= 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	start := rec.GrantStart
+	if start.IsZero() {
+		start = rec.AuthTime
+	}
+	return start.Add(s.Lifetimes.Grant).Sub(now)
 }
 
 // grantRequest is what both token-issuing requests (code, refresh) give us.
@@ -276,16 +293,26 @@ func (s *Storage) issue(ctx context.Context, req op.TokenRequest, withRefresh bo
 		rec.Scopes = sc.scopes // the access token gets what the refresh request narrowed to
 	}
 	now := s.now().UTC()
-	rec.Expires = now.Add(s.Lifetimes.AccessToken)
+	ar, isCode := req.(*authRequest)
+	if isCode {
+		rec.GrantStart = now // the grant starts with its code exchange
+	}
+	// No token outlives its grant.
+	left := s.grantLeft(&rec, now)
+	if left <= 0 {
+		return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("the grant has reached its maximum lifetime; log in again")
+	}
+	accessTTL, refreshTTL := min(s.Lifetimes.AccessToken, left), min(s.Lifetimes.RefreshToken, left)
+	rec.Expires = now.Add(accessTTL)
 	access, err := json.Marshal(rec)
 	if err != nil {
 		return "", "", time.Time{}, fmt.Errorf("oidc: encode token: %w", err)
 	}
 	t := store.TokenIssue{
-		Grant: rec.Grant, AccessID: flows.NewID(), AccessData: access, AccessTTL: s.Lifetimes.AccessToken,
+		Grant: rec.Grant, AccessID: flows.NewID(), AccessData: access, AccessTTL: accessTTL,
 		OldRefresh: current, RevokedRemains: s.Lifetimes.RefreshToken,
 	}
-	if ar, ok := req.(*authRequest); ok {
+	if isCode {
 		t.Code = ar.code // consumed in the same atomic step that stores the tokens
 	}
 	var refresh string
@@ -293,8 +320,8 @@ func (s *Storage) issue(ctx context.Context, req op.TokenRequest, withRefresh bo
 		refresh = rec.Grant + "." + flows.NewID() + flows.NewID()
 		rrec := rec
 		rrec.Scopes = original // a new refresh token keeps the scope of the old (RFC 6749 §6)
-		rrec.Expires = now.Add(s.Lifetimes.RefreshToken)
-		t.Refresh, t.RefreshTTL = refresh, s.Lifetimes.RefreshToken
+		rrec.Expires = now.Add(refreshTTL)
+		t.Refresh, t.RefreshTTL = refresh, refreshTTL
 		if t.RefreshData, err = json.Marshal(rrec); err != nil {
 			return "", "", time.Time{}, fmt.Errorf("oidc: encode token: %w", err)
 		}
@@ -336,6 +363,9 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	rec, err := s.refreshToken(ctx, token)
 	if err != nil {
 		return nil, err
+	}
+	if s.grantLeft(rec, s.now()) <= 0 {
+		return nil, oidc.ErrInvalidGrant().WithDescription("the grant has reached its maximum lifetime; log in again")
 	}
 	return &refreshRequest{rec: *rec, scopes: rec.Scopes}, nil
 }
