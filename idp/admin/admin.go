@@ -123,6 +123,8 @@ type ClientRequest struct {
 	Dialect                string   `json:"dialect,omitempty"`
 	// IDTokenSignedResponseAlg is "ES256" (default) or "RS256" (OIDC Dynamic Registration name).
 	IDTokenSignedResponseAlg string `json:"id_token_signed_response_alg,omitempty"`
+	// RequirePKCE is true unless set false, which only a confidential client may.
+	RequirePKCE *bool `json:"require_pkce,omitempty"`
 }
 
 // ClientResponse echoes the client; client_secret only when the server generated it.
@@ -132,7 +134,14 @@ type ClientResponse struct {
 	RedirectURIs []string `json:"redirect_uris"`
 	Public       bool     `json:"public"`
 	Scopes       []string `json:"scopes"`
+	RequirePKCE  bool     `json:"require_pkce"`
 	ClientSecret string   `json:"client_secret,omitempty"`
+}
+
+// ResponseOf is what registering c answers (generated: the secret, when the server made it).
+func ResponseOf(c *store.Client, generated string) ClientResponse {
+	return ClientResponse{ClientID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, Public: c.Public,
+		Scopes: c.Scopes, RequirePKCE: !c.PKCEOptional, ClientSecret: generated}
 }
 
 // BuildClient validates a registration and makes the stored client (and the secret, if the
@@ -145,6 +154,10 @@ func BuildClient(req ClientRequest, algs []jose.SignatureAlgorithm) (*store.Clie
 	}
 	if req.Public && req.Secret != "" {
 		return nil, "", bad("a public client has no secret")
+	}
+	pkceOptional := req.RequirePKCE != nil && !*req.RequirePKCE
+	if req.Public && pkceOptional {
+		return nil, "", bad("require_pkce: a public client must use PKCE (it has no secret to prove the code is its own)")
 	}
 	if req.Secret != "" && len(req.Secret) < 16 {
 		return nil, "", bad("secret: at least 16 characters")
@@ -182,7 +195,7 @@ func BuildClient(req ClientRequest, algs []jose.SignatureAlgorithm) (*store.Clie
 	c := &store.Client{
 		ID: req.ClientID, Name: req.Name, RedirectURIs: req.RedirectURIs, PostLogoutRedirectURIs: req.PostLogoutRedirectURIs,
 		Public: req.Public, Scopes: scopes, RequiresOCES: req.RequiresOCES, AllowOnBehalfOf: req.AllowOnBehalfOf,
-		Dialect: req.Dialect, IDTokenAlg: req.IDTokenSignedResponseAlg, CreatedAt: time.Now().UTC(),
+		Dialect: req.Dialect, IDTokenAlg: req.IDTokenSignedResponseAlg, PKCEOptional: pkceOptional, CreatedAt: time.Now().UTC(),
 	}
 	if c.Name == "" {
 		c.Name = c.ID
@@ -232,8 +245,7 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	slog.InfoContext(r.Context(), "client registered", "client_id", c.ID)
-	writeJSON(w, http.StatusCreated, ClientResponse{ClientID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs,
-		Public: c.Public, Scopes: c.Scopes, ClientSecret: generated})
+	writeJSON(w, http.StatusCreated, ResponseOf(c, generated))
 	return nil
 }
 

@@ -37,6 +37,8 @@ func TestBuildClient(t *testing.T) {
 		{"RS256 without an RSA key", ClientRequest{ClientID: "bank", RedirectURIs: good, IDTokenSignedResponseAlg: "RS256"}, true, false},
 		{"ES256 without an EC key", ClientRequest{ClientID: "bank", RedirectURIs: good, IDTokenSignedResponseAlg: "ES256"}, true, false},
 		{"unknown alg", ClientRequest{ClientID: "bank", RedirectURIs: good, IDTokenSignedResponseAlg: "HS256"}, true, false},
+		{"confidential without PKCE", ClientRequest{ClientID: "bank", RedirectURIs: good, RequirePKCE: new(false)}, false, true},
+		{"public without PKCE", ClientRequest{ClientID: "app", Public: true, RedirectURIs: []string{"http://127.0.0.1:7777/cb"}, RequirePKCE: new(false)}, true, false},
 		{"bad post-logout uri", ClientRequest{ClientID: "bank", RedirectURIs: good, PostLogoutRedirectURIs: []string{"http://x.example/"}}, true, false},
 	}
 	for _, tc := range tests {
@@ -72,6 +74,9 @@ func TestBuildClient(t *testing.T) {
 				t.Fatal("stored hash does not match the generated secret")
 			case tc.req.Secret != "" && !oidc.SecretMatches(c.SecretHash, tc.req.Secret):
 				t.Fatal("stored hash does not match the given secret")
+			}
+			if wantOptional := tc.req.RequirePKCE != nil && !*tc.req.RequirePKCE; c.PKCEOptional != wantOptional {
+				t.Fatalf("PKCEOptional = %v, want %v", c.PKCEOptional, wantOptional)
 			}
 			if len(c.Scopes) == 0 || c.Name == "" {
 				t.Fatalf("defaults not applied: %+v", c)
