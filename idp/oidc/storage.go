@@ -71,8 +71,10 @@ type protocolState struct {
 	CodeChallengeMethod string   `json:"code_challenge_method,omitempty"`
 }
 
-// CreateAuthRequest starts a login flow for a validated authorize request.
-func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
+// CreateAuthRequest starts a login flow for a validated authorize request. hintSubject is the
+// sub of a valid id_token_hint (zitadel/oidc checked it): the flow completes from an SSO
+// session only when that session's citizen is the one the hint names.
+func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, hintSubject string) (op.AuthRequest, error) {
 	c, err := s.Store.Client(ctx, req.ClientID)
 	if err != nil {
 		return nil, storeErr(err)
@@ -106,7 +108,7 @@ func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 	}
 	f, err := s.Flows.Begin(ctx, flows.Start{
 		ClientID: c.ID, ReturnURL: func(id string) string { return s.CallbackURL(ctx, id) },
-		Prompt: req.Prompt, MaxAge: maxAge, Locales: locales, LoginHint: req.LoginHint, Protocol: raw,
+		Prompt: req.Prompt, MaxAge: maxAge, Locales: locales, LoginHint: req.LoginHint, SubjectHint: hintSubject, Protocol: raw,
 	})
 	if err != nil {
 		return nil, storeErr(err)
@@ -231,6 +233,8 @@ type tokenRecord struct {
 	AMR       []string  `json:"amr"`
 	ACR       string    `json:"acr"`
 	AuthTime  time.Time `json:"auth_time"`
+	// SessionID is the SSO session of the login (the ID token's sid, kept through refreshes).
+	SessionID string `json:"sid,omitempty"`
 	// GrantStart is when the grant's code was exchanged; the grant ends Lifetimes.Grant later.
 	GrantStart time.Time `json:"grant_start,omitzero"`
 	Expires    time.Time `json:"exp"`
@@ -399,6 +403,29 @@ func (s *Storage) refreshToken(ctx context.Context, token string) (*tokenRecord,
 // which sees the browser.
 func (s *Storage) TerminateSession(context.Context, string, string) error { return nil }
 
+// LoggedOutPath is where the browser lands after a logout without a post_logout_redirect_uri.
+const LoggedOutPath = "/logged-out"
+
+var _ op.CanTerminateSessionFromRequest = (*Storage)(nil)
+
+// TerminateSessionFromRequest is TerminateSession that also carries the request's ui_locales
+// to the logged-out page, when the logout ends there.
+func (s *Storage) TerminateSessionFromRequest(_ context.Context, req *op.EndSessionRequest) (string, error) {
+	u, err := url.Parse(req.RedirectURI)
+	if err != nil || u.Host != "" || u.Path != LoggedOutPath || len(req.UILocales) == 0 {
+		return req.RedirectURI, nil
+	}
+	q := u.Query()
+	for _, l := range req.UILocales {
+		if b, _ := l.Base(); b.String() == "da" || b.String() == "en" {
+			q.Set("lang", b.String())
+			break
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
 // RevokeToken revokes an access token (by id) or a refresh token with its whole grant (and so
 // the grant's access tokens, RFC 7009 §2.1). zitadel/oidc passes a refresh token here with its
 // user id set too, so the kind is told by the token's shape: an access token id is
@@ -540,6 +567,9 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 		p.citizenChecked = true
 	}
 	s.fillFromCitizen(ui, c, &rec, scopes, false)
+	if rec.SessionID != "" {
+		ui.AppendClaims("sid", rec.SessionID) // OpenID Front-Channel Logout §2
+	}
 	return nil
 }
 
