@@ -86,6 +86,9 @@ func (s *Storage) commit(ctx context.Context, p *pendingIssue) error {
 // login.
 func (s *Storage) checkCitizenStatus(ctx context.Context, grant, citizenID string) error {
 	st, err := s.Store.CitizenStatus(ctx, citizenID)
+	if errors.Is(err, store.ErrNotFound) { // a server error, not a dead grant: the retry may work
+		return fmt.Errorf("oidc: citizen status: the record cannot be read (%v)", err)
+	}
 	if err != nil {
 		return fmt.Errorf("oidc: citizen status: %w", err)
 	}
