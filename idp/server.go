@@ -315,8 +315,11 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 // before sid existed). A cookie without a live session has nothing to protect.
 func (s *Server) hintNamesSession(ctx context.Context, claims *zoidc.IDTokenClaims, cookie string) (bool, error) {
 	sess, err := s.Flows.Session(ctx, cookie)
-	if err != nil || sess == nil {
-		return sess == nil && err == nil, err
+	if err != nil {
+		return false, fmt.Errorf("idp: end session: %w", err)
+	}
+	if sess == nil {
+		return true, nil
 	}
 	if claims.SessionID != "" && sess.SID != "" && subtle.ConstantTimeCompare([]byte(claims.SessionID), []byte(sess.SID)) == 1 {
 		return true, nil
