@@ -59,6 +59,8 @@ type Tokens struct {
 	AccessTokenTTL  Duration `yaml:"access_token_ttl"`
 	IDTokenTTL      Duration `yaml:"id_token_ttl"`
 	RefreshTokenTTL Duration `yaml:"refresh_token_ttl"`
+	// GrantMaxLifetime bounds a grant from its code exchange, however often it is refreshed.
+	GrantMaxLifetime Duration `yaml:"grant_max_lifetime"`
 }
 
 // Duration reads "15m"-style strings from YAML.
@@ -90,10 +92,11 @@ func Default() Config {
 			IPWindow:      Duration(10 * time.Minute),
 		},
 		Tokens: Tokens{
-			CodeTTL:         Duration(time.Minute),
-			AccessTokenTTL:  Duration(15 * time.Minute),
-			IDTokenTTL:      Duration(time.Hour),
-			RefreshTokenTTL: Duration(30 * 24 * time.Hour),
+			CodeTTL:          Duration(time.Minute),
+			AccessTokenTTL:   Duration(15 * time.Minute),
+			IDTokenTTL:       Duration(time.Hour),
+			RefreshTokenTTL:  Duration(30 * 24 * time.Hour),
+			GrantMaxLifetime: Duration(30 * 24 * time.Hour),
 		},
 	}
 }
@@ -227,6 +230,7 @@ func (c Config) Validate() error {
 		"login.flow_ttl": c.Login.FlowTTL, "login.session_ttl": c.Login.SessionTTL, "login.ip_window": c.Login.IPWindow,
 		"tokens.code_ttl": c.Tokens.CodeTTL, "tokens.access_token_ttl": c.Tokens.AccessTokenTTL,
 		"tokens.id_token_ttl": c.Tokens.IDTokenTTL, "tokens.refresh_token_ttl": c.Tokens.RefreshTokenTTL,
+		"tokens.grant_max_lifetime": c.Tokens.GrantMaxLifetime,
 	} {
 		if d.D() <= 0 {
 			return &FieldError{name, errors.New("want a positive duration")}

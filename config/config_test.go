@@ -96,3 +96,32 @@ func TestUnknownYAMLFieldRefused(t *testing.T) {
 		t.Fatalf("a misspelt field must be refused by name, got %v", err)
 	}
 }
+
+// TestGrantMaxLifetime: tokens.grant_max_lifetime defaults to 30 days, reads from YAML and
+// must be positive.
+func TestGrantMaxLifetime(t *testing.T) {
+	t.Parallel()
+	if c := Default(); c.Tokens.GrantMaxLifetime.D() != 720*time.Hour {
+		t.Errorf("default grant_max_lifetime = %v, want 720h", c.Tokens.GrantMaxLifetime.D())
+	}
+	for _, tc := range []struct {
+		value string
+		want  time.Duration
+	}{{"48h", 48 * time.Hour}, {"0s", 0}, {"-1h", 0}} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte("tokens:\n  grant_max_lifetime: "+tc.value+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(env(map[string]string{"NEMIDP_CONFIG": path}))
+		if tc.want == 0 {
+			var fe *FieldError
+			if !errors.As(err, &fe) || !strings.Contains(fe.Error(), "tokens.grant_max_lifetime") {
+				t.Errorf("grant_max_lifetime %s: err = %v, want a FieldError naming it", tc.value, err)
+			}
+			continue
+		}
+		if err != nil || c.Tokens.GrantMaxLifetime.D() != tc.want {
+			t.Errorf("grant_max_lifetime %s: %v, %v", tc.value, c.Tokens.GrantMaxLifetime.D(), err)
+		}
+	}
+}

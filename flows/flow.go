@@ -50,7 +50,10 @@ type Flow struct {
 	MaxAge    *int64   `json:"max_age,omitempty"`
 	Locales   []string `json:"locales,omitempty"`
 	LoginHint string   `json:"login_hint,omitempty"`
-	Browser   string   `json:"browser,omitempty"` // digest of the browser cookie the flow is bound to
+	// SubjectHint is the subject the relying party knows the citizen as (from a hint it sent):
+	// an SSO session of another citizen does not complete this flow.
+	SubjectHint string `json:"subject_hint,omitempty"`
+	Browser     string `json:"browser,omitempty"` // digest of the browser cookie the flow is bound to
 
 	Step       Step     `json:"step"`
 	CitizenID  string   `json:"citizen_id,omitempty"`
@@ -78,6 +81,10 @@ type Result struct {
 	ACR         string    `json:"acr"`
 	AuthTime    time.Time `json:"auth_time"`
 	FromSession bool      `json:"from_session,omitempty"`
+	// SessionID names the SSO session the login belongs to: random, made when the login
+	// completes (never derived from the session cookie), kept by the session for the logins it
+	// completes. Front ends hand it to relying parties (OIDC's sid).
+	SessionID string `json:"sid,omitempty"`
 }
 
 // Done reports whether the flow ended with an authenticated subject.
@@ -98,7 +105,9 @@ type Start struct {
 	MaxAge    *int64
 	Locales   []string
 	LoginHint string
-	Protocol  json.RawMessage
+	// SubjectHint: see Flow.SubjectHint.
+	SubjectHint string
+	Protocol    json.RawMessage
 }
 
 // Engine runs flows.
@@ -149,7 +158,7 @@ func (e *Engine) Begin(ctx context.Context, s Start) (*Flow, error) {
 	f := &Flow{
 		ID: id, ClientID: s.ClientID, CreatedAt: now, ExpiresAt: now.Add(e.FlowTTL),
 		ReturnURL: s.ReturnURL(id), Prompt: s.Prompt, MaxAge: s.MaxAge, Locales: s.Locales,
-		LoginHint: s.LoginHint, Protocol: s.Protocol, Step: StepPassword,
+		LoginHint: s.LoginHint, SubjectHint: s.SubjectHint, Protocol: s.Protocol, Step: StepPassword,
 	}
 	f.Browser, _ = ctx.Value(browserKey{}).(string)
 	if err := e.save(ctx, f); err != nil {
@@ -288,6 +297,7 @@ type SessionInfo struct {
 	AMR       []string  `json:"amr"`
 	ACR       string    `json:"acr"`
 	AuthTime  time.Time `json:"auth_time"`
+	SID       string    `json:"sid,omitempty"`
 }
 
 // CanReuse reports whether the flow's prompt and max_age allow an existing SSO session.
@@ -304,19 +314,20 @@ func (f *Flow) CanReuse(s *SessionInfo, now time.Time) bool {
 // PromptNone reports whether the relying party asked for no interaction.
 func (f *Flow) PromptNone() bool { return slices.Contains(f.Prompt, "none") }
 
-// Resume completes a fresh flow from an SSO session, if the citizen is still active.
+// Resume completes a fresh flow from an SSO session, if the citizen is still active and is
+// the one the flow's subject hint names (if any).
 func (e *Engine) Resume(ctx context.Context, f *Flow, s *SessionInfo) (bool, error) {
 	if f.Step != StepPassword || !f.CanReuse(s, e.now()) {
 		return false, nil
 	}
-	c, err := e.Store.Citizen(ctx, s.CitizenID)
+	c, err := e.sessionCitizen(ctx, f, s)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("flows: resume: %w", err)
 	}
-	if c.Status != store.StatusActive || c.MustChange {
+	if c == nil || c.Status != store.StatusActive || c.MustChange {
 		return false, nil
 	}
 	return true, e.update(ctx, f, func(f *Flow) error {
@@ -324,7 +335,8 @@ func (e *Engine) Resume(ctx context.Context, f *Flow, s *SessionInfo) (bool, err
 			return nil
 		}
 		f.CitizenID, f.Step = s.CitizenID, StepDone
-		f.Result = &Result{CitizenID: s.CitizenID, AMR: s.AMR, ACR: s.ACR, AuthTime: s.AuthTime, FromSession: true}
+		f.Result = &Result{CitizenID: s.CitizenID, AMR: s.AMR, ACR: s.ACR, AuthTime: s.AuthTime, FromSession: true,
+			SessionID: s.SID}
 		return nil
 	})
 }

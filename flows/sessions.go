@@ -12,7 +12,11 @@ import (
 // StartSession stores an SSO session for a finished flow and returns the cookie value.
 func (e *Engine) StartSession(ctx context.Context, r *Result) (string, error) {
 	id := NewID() + NewID()
-	raw, err := json.Marshal(SessionInfo{CitizenID: r.CitizenID, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime})
+	sid := r.SessionID
+	if sid == "" {
+		sid = NewID() // unrelated to the cookie value: a relying party never learns the cookie
+	}
+	raw, err := json.Marshal(SessionInfo{CitizenID: r.CitizenID, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SID: sid})
 	if err != nil {
 		return "", fmt.Errorf("flows: start session: %w", err)
 	}
@@ -47,4 +51,21 @@ func (e *Engine) EndSession(ctx context.Context, id string) error {
 		return nil
 	}
 	return e.Store.DeleteSession(ctx, id)
+}
+
+// sessionCitizen loads the session's citizen; nil when the flow's subject hint names someone
+// else (the citizen's pairwise subject at the flow's client is not the hint). With a hint the
+// citizen and that subject come in one round trip.
+func (e *Engine) sessionCitizen(ctx context.Context, f *Flow, s *SessionInfo) (*store.Citizen, error) {
+	if f.SubjectHint == "" {
+		return e.Store.Citizen(ctx, s.CitizenID)
+	}
+	c, sub, err := e.Store.CitizenWithSubject(ctx, s.CitizenID, f.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	if sub != f.SubjectHint {
+		return nil, nil
+	}
+	return c, nil
 }

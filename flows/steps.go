@@ -94,7 +94,7 @@ func (e *Engine) advance(f *Flow) {
 	f.Step = e.next(f)
 	if f.Step == StepDone {
 		f.Result = &Result{CitizenID: f.CitizenID, AMR: append([]string(nil), f.Methods...),
-			ACR: ACRSubstantial, AuthTime: e.now().UTC()}
+			ACR: ACRSubstantial, AuthTime: e.now().UTC(), SessionID: NewID()}
 	}
 }
 

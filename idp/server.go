@@ -5,6 +5,7 @@ package idp
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -122,18 +123,20 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	s.Storage = &oidc.Storage{
 		Store: st, Flows: engine, Keys: keys,
 		Lifetimes: oidc.Lifetimes{Code: cfg.Tokens.CodeTTL.D(), AccessToken: cfg.Tokens.AccessTokenTTL.D(),
-			IDToken: cfg.Tokens.IDTokenTTL.D(), RefreshToken: cfg.Tokens.RefreshTokenTTL.D()},
+			IDToken: cfg.Tokens.IDTokenTTL.D(), RefreshToken: cfg.Tokens.RefreshTokenTTL.D(),
+			Grant: cfg.Tokens.GrantMaxLifetime.D()},
 	}
 	var cryptoKey [32]byte
 	copy(cryptoKey[:], sec.Derive("oidc-access-tokens"))
 	opConfig := &op.Config{
-		CryptoKey:             cryptoKey,
-		CodeMethodS256:        true,
-		AuthMethodPost:        true,
-		GrantTypeRefreshToken: true,
-		SupportedUILocales:    []language.Tag{language.Danish, language.English},
-		SupportedScopes:       []string{zoidc.ScopeOpenID, zoidc.ScopeProfile, zoidc.ScopeOfflineAccess, claims.ScopeSSN},
-		SupportedClaims: []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "at_hash",
+		CryptoKey:                cryptoKey,
+		CodeMethodS256:           true,
+		AuthMethodPost:           true,
+		GrantTypeRefreshToken:    true,
+		SupportedUILocales:       []language.Tag{language.Danish, language.English},
+		SupportedScopes:          []string{zoidc.ScopeOpenID, zoidc.ScopeProfile, zoidc.ScopeOfflineAccess, claims.ScopeSSN},
+		DefaultLogoutRedirectURI: oidc.LoggedOutPath,
+		SupportedClaims: []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "at_hash", "sid",
 			"name", "given_name", "family_name", "birthdate", claims.Age, claims.AgeUnder18, claims.CPR, claims.IDP, claims.OCES},
 	}
 	popts := []op.Option{}
@@ -153,7 +156,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	s.Web = &web.Handler{Flows: engine, Clients: st, CSRFKey: sec.Derive("csrf"), Secure: !cfg.InsecureCookies(),
 		Origin: web.OriginOf(cfg.Issuer), Metrics: web.NewMetrics(reg),
 		Throttle: &throttle.Guard{Limiter: failures, Proxies: proxies, Purpose: "login"}}
-	api := &admin.API{Store: st, Issuer: s.Issuer, Token: cfg.AdminToken,
+	api := &admin.API{Store: st, Issuer: s.Issuer, Token: cfg.AdminToken, SigningAlgs: keys.Algorithms(),
 		Throttle: &throttle.Guard{Limiter: failures, Proxies: proxies, Purpose: "admin"}}
 	switch {
 	case cfg.AdminToken == "":
@@ -175,9 +178,10 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	mux.HandleFunc("/authorize/callback", s.callback)
 	mux.HandleFunc("/end_session", s.endSession)
 	mux.HandleFunc("POST /end_session/confirm", s.endSessionConfirm)
+	mux.HandleFunc("GET "+oidc.LoggedOutPath, s.Web.LoggedOutPage)
 	mux.HandleFunc("GET /.well-known/openid-configuration", oidc.Discovery(provider, s.Storage, cfg.Issuer))
 	mux.HandleFunc("/device_authorization", http.NotFound) // no device grant
-	mux.Handle("/oauth/token", storeOutage503(st.Ping, oidc.TokenClient(provider)))
+	mux.Handle("/oauth/token", storeOutage503(st.Ping, s.Storage.TokenEndpoint(provider)))
 	mux.Handle("/oauth/introspect", storeOutage503(st.Ping, provider))
 	mux.Handle("/revoke", storeOutage503(st.Ping, provider))
 	mux.HandleFunc("GET /userinfo", oidc.Userinfo(provider, s.Storage))
@@ -297,12 +301,14 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 }
 
 // endSession is RP-initiated logout. The browser's SSO session ends at once only when the
-// request carries a valid id_token_hint (ours, expired or not); otherwise the citizen confirms
-// on a page first, so a cross-site link cannot log anyone out. zitadel/oidc then validates
-// post_logout_redirect_uri and redirects.
+// request carries an id_token_hint of ours (expired or not) issued to the session's own
+// citizen: its sid names the session, or its pairwise sub at its audience is the session
+// citizen's. Otherwise the citizen confirms on a page first, so neither a cross-site link
+// nor another citizen's ID token can log anyone out. zitadel/oidc then validates
+// post_logout_redirect_uri and redirects (to the logged-out page without one).
 func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
-	sid := s.Web.SessionCookie(r)
-	if sid == "" {
+	cookie := s.Web.SessionCookie(r)
+	if cookie == "" {
 		s.Provider.ServeHTTP(w, r)
 		return
 	}
@@ -312,14 +318,53 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := op.ContextWithIssuer(r.Context(), s.Config.Issuer)
 	if hint := r.Form.Get("id_token_hint"); hint != "" {
-		_, err := op.VerifyIDTokenHint[*zoidc.TokenClaims](ctx, hint, s.Provider.IDTokenHintVerifier(ctx))
+		claims, err := op.VerifyIDTokenHint[*zoidc.IDTokenClaims](ctx, hint, s.Provider.IDTokenHintVerifier(ctx))
 		if err == nil || errors.As(err, &op.IDTokenHintExpiredError{}) {
-			s.logout(w, r, sid)
-			s.Provider.ServeHTTP(w, r)
-			return
+			own, err := s.hintNamesSession(ctx, claims, cookie)
+			if err != nil {
+				s.Web.ErrorPage(w, r, http.StatusServiceUnavailable, flows.CodeUnavailable, "NemID is temporarily unavailable. Please try again shortly.")
+				return
+			}
+			if own {
+				s.logout(w, r, cookie)
+				s.Provider.ServeHTTP(w, r)
+				return
+			}
 		}
 	}
 	s.Web.LogoutPage(w, r, r.Form)
+}
+
+// hintNamesSession reports whether a verified ID token was issued to the citizen of the SSO
+// session behind cookie: by its sid, or by its pairwise sub at its audience (tokens issued
+// before sid existed). A cookie without a live session has nothing to protect.
+func (s *Server) hintNamesSession(ctx context.Context, claims *zoidc.IDTokenClaims, cookie string) (bool, error) {
+	sess, err := s.Flows.Session(ctx, cookie)
+	if err != nil {
+		return false, fmt.Errorf("idp: end session: %w", err)
+	}
+	if sess == nil {
+		return true, nil
+	}
+	if claims.SessionID != "" && sess.SID != "" && subtle.ConstantTimeCompare([]byte(claims.SessionID), []byte(sess.SID)) == 1 {
+		return true, nil
+	}
+	if claims.Subject == "" {
+		return false, nil
+	}
+	for i, aud := range claims.Audience {
+		if i == 3 { // our ID tokens have one audience
+			break
+		}
+		sub, err := s.Store.KnownPairwiseSubject(ctx, sess.CitizenID, aud)
+		if err != nil {
+			return false, fmt.Errorf("idp: end session: %w", err)
+		}
+		if sub != "" && sub == claims.Subject {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // endSessionConfirm is the POST of the logout confirmation page.
@@ -328,14 +373,14 @@ func (s *Server) endSessionConfirm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if sid := s.Web.SessionCookie(r); sid != "" {
-		s.logout(w, r, sid)
+	if cookie := s.Web.SessionCookie(r); cookie != "" {
+		s.logout(w, r, cookie)
 	}
 	http.Redirect(w, r, "/end_session?"+params.Encode(), http.StatusSeeOther)
 }
 
-func (s *Server) logout(w http.ResponseWriter, r *http.Request, sid string) {
-	if err := s.Flows.EndSession(r.Context(), sid); err != nil {
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, cookie string) {
+	if err := s.Flows.EndSession(r.Context(), cookie); err != nil {
 		slog.WarnContext(r.Context(), "end session", "err", err)
 	}
 	s.Web.ClearSession(w)

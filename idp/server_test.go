@@ -90,7 +90,7 @@ func newTestServer(tb testing.TB, kdf password.Params) *testServer {
 func (s *testServer) client(tb testing.TB, id, secret string, scopes ...string) {
 	tb.Helper()
 	c, _, err := admin.BuildClient(admin.ClientRequest{ClientID: id, Name: id, RedirectURIs: []string{"http://127.0.0.1:9/cb"},
-		Secret: secret, Scopes: scopes})
+		Secret: secret, Scopes: scopes}, s.Keys.Algorithms())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func newBenchRP(tb testing.TB, alg ...string) *benchRP {
 	s := newTestServer(tb, password.TestParams)
 	c, _, err := admin.BuildClient(admin.ClientRequest{ClientID: "bank", Name: "bank", RedirectURIs: []string{"http://127.0.0.1:9/cb"},
 		Secret: "bank-secret-0123456789", Scopes: []string{"openid", "profile", "offline_access"},
-		IDTokenSignedResponseAlg: strings.Join(alg, "")})
+		IDTokenSignedResponseAlg: strings.Join(alg, "")}, s.Keys.Algorithms())
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -32,7 +32,7 @@ const usage = `nemidp — NemID identity-provider gateway
   nemidp citizen add --cpr C --name N [--kind oces|bank] [--issued-at YYYY-MM-DD] [--address A]
                                         issue a NemID; prints user id, activation password and card (once)
   nemidp client add --id ID --redirect-uri URI [--redirect-uri …] [--name N] [--public] [--secret S]
-                    [--scope S …] [--requires-oces]
+                    [--scope S …] [--requires-oces] [--id-token-alg ES256|RS256] [--no-pkce]
                                         register an OIDC relying party
 
 Configuration: NEMIDP_CONFIG (YAML) and NEMIDP_* environment variables; see README.md.
@@ -272,24 +272,28 @@ func clientAdd(ctx context.Context, args []string, getenv func(string) string, o
 	fs.BoolVar(&req.Public, "public", false, "public client (native/SPA; PKCE required, no secret)")
 	fs.StringVar(&req.Secret, "secret", "", "client secret (generated if omitted for confidential clients)")
 	fs.BoolVar(&req.RequiresOCES, "requires-oces", false, "refuse bank-only NemIDs")
+	noPKCE := fs.Bool("no-pkce", false, "let this confidential client omit PKCE (require_pkce false; refused for public clients)")
+	fs.StringVar(&req.IDTokenSignedResponseAlg, "id-token-alg", "", "ID-token algorithm, ES256 (default) or RS256; a loaded key must sign it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	req.RedirectURIs, req.Scopes = uris, scopes
-	c, generated, err := admin.BuildClient(req)
-	if err != nil {
-		return err
+	if *noPKCE {
+		req.RequirePKCE = new(false)
 	}
 	srv, done, err := operatorServer(ctx, getenv)
 	if err != nil {
 		return err
 	}
 	defer done()
+	c, generated, err := admin.BuildClient(req, srv.Keys.Algorithms())
+	if err != nil {
+		return err
+	}
 	if err := srv.Store.CreateClient(ctx, c); err != nil {
 		return err
 	}
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
-	return enc.Encode(admin.ClientResponse{ClientID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs,
-		Public: c.Public, Scopes: c.Scopes, ClientSecret: generated})
+	return enc.Encode(admin.ResponseOf(c, generated))
 }

@@ -12,8 +12,11 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/nemidp/nemidp/idp/cpr"
 	"github.com/nemidp/nemidp/idp/issuance"
@@ -33,6 +36,9 @@ type API struct {
 	// Throttle counts failed calls per client address like failed login answers: past the
 	// limit every call from that address is refused with 429 (nil: no limit).
 	Throttle *throttle.Guard
+	// SigningAlgs are the algorithms the loaded signing keys sign with: a client may register
+	// only for one of them.
+	SigningAlgs []jose.SignatureAlgorithm
 }
 
 // Register adds the routes.
@@ -157,6 +163,8 @@ type ClientRequest struct {
 	Dialect                string   `json:"dialect,omitempty"`
 	// IDTokenSignedResponseAlg is "ES256" (default) or "RS256" (OIDC Dynamic Registration name).
 	IDTokenSignedResponseAlg string `json:"id_token_signed_response_alg,omitempty"`
+	// RequirePKCE is true unless set false, which only a confidential client may.
+	RequirePKCE *bool `json:"require_pkce,omitempty"`
 }
 
 // ClientResponse echoes the client; client_secret only when the server generated it.
@@ -166,18 +174,30 @@ type ClientResponse struct {
 	RedirectURIs []string `json:"redirect_uris"`
 	Public       bool     `json:"public"`
 	Scopes       []string `json:"scopes"`
+	RequirePKCE  bool     `json:"require_pkce"`
 	ClientSecret string   `json:"client_secret,omitempty"`
 }
 
+// ResponseOf is what registering c answers (generated: the secret, when the server made it).
+func ResponseOf(c *store.Client, generated string) ClientResponse {
+	return ClientResponse{ClientID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, Public: c.Public,
+		Scopes: c.Scopes, RequirePKCE: !c.PKCEOptional, ClientSecret: generated}
+}
+
 // BuildClient validates a registration and makes the stored client (and the secret, if the
-// server generated one). Shared by the API and the CLI.
-func BuildClient(req ClientRequest) (*store.Client, string, error) {
+// server generated one). algs are the algorithms the loaded signing keys sign with: a client
+// registered for another could never get an ID token. Shared by the API and the CLI.
+func BuildClient(req ClientRequest, algs []jose.SignatureAlgorithm) (*store.Client, string, error) {
 	bad := func(msg string) error { return &apiError{http.StatusBadRequest, "invalid_client_metadata", msg} }
 	if !validClientID(req.ClientID) {
 		return nil, "", bad("client_id: 1–64 characters of letters, digits, '.', '_', '-', ':'")
 	}
 	if req.Public && req.Secret != "" {
 		return nil, "", bad("a public client has no secret")
+	}
+	pkceOptional := req.RequirePKCE != nil && !*req.RequirePKCE
+	if req.Public && pkceOptional {
+		return nil, "", bad("require_pkce: a public client must use PKCE (it has no secret to prove the code is its own)")
 	}
 	if req.Secret != "" && len(req.Secret) < 16 {
 		return nil, "", bad("secret: at least 16 characters")
@@ -193,8 +213,12 @@ func BuildClient(req ClientRequest) (*store.Client, string, error) {
 	default:
 		return nil, "", bad("dialect: only \"default\" is supported so far")
 	}
-	switch req.IDTokenSignedResponseAlg {
-	case "", "ES256", "RS256":
+	switch alg := req.IDTokenSignedResponseAlg; alg {
+	case "":
+	case "ES256", "RS256":
+		if !slices.Contains(algs, jose.SignatureAlgorithm(alg)) {
+			return nil, "", bad(fmt.Sprintf("id_token_signed_response_alg: no loaded signing key signs %s (loaded: %s)", alg, algList(algs)))
+		}
 	default:
 		return nil, "", bad("id_token_signed_response_alg: want ES256 or RS256")
 	}
@@ -211,7 +235,7 @@ func BuildClient(req ClientRequest) (*store.Client, string, error) {
 	c := &store.Client{
 		ID: req.ClientID, Name: req.Name, RedirectURIs: req.RedirectURIs, PostLogoutRedirectURIs: req.PostLogoutRedirectURIs,
 		Public: req.Public, Scopes: scopes, RequiresOCES: req.RequiresOCES, AllowOnBehalfOf: req.AllowOnBehalfOf,
-		Dialect: req.Dialect, IDTokenAlg: req.IDTokenSignedResponseAlg, CreatedAt: time.Now().UTC(),
+		Dialect: req.Dialect, IDTokenAlg: req.IDTokenSignedResponseAlg, PKCEOptional: pkceOptional, CreatedAt: time.Now().UTC(),
 	}
 	if c.Name == "" {
 		c.Name = c.ID
@@ -220,6 +244,17 @@ func BuildClient(req ClientRequest) (*store.Client, string, error) {
 		c.SecretHash = oidc.HashSecret(secret)
 	}
 	return c, generated, nil
+}
+
+func algList(algs []jose.SignatureAlgorithm) string {
+	if len(algs) == 0 {
+		return "none"
+	}
+	var names []string
+	for _, a := range algs {
+		names = append(names, string(a))
+	}
+	return strings.Join(names, ", ")
 }
 
 func validClientID(id string) bool {
@@ -239,7 +274,7 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	c, generated, err := BuildClient(req)
+	c, generated, err := BuildClient(req, a.SigningAlgs)
 	if err != nil {
 		return err
 	}
@@ -250,8 +285,7 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	slog.InfoContext(r.Context(), "client registered", "client_id", c.ID)
-	writeJSON(w, http.StatusCreated, ClientResponse{ClientID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs,
-		Public: c.Public, Scopes: c.Scopes, ClientSecret: generated})
+	writeJSON(w, http.StatusCreated, ResponseOf(c, generated))
 	return nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/nemidp/nemidp/idp/oidc"
 )
 
@@ -31,12 +33,25 @@ func TestBuildClient(t *testing.T) {
 		{"bad client id", ClientRequest{ClientID: "bank client", RedirectURIs: good}, true, false},
 		{"empty client id", ClientRequest{RedirectURIs: good}, true, false},
 		{"unknown dialect", ClientRequest{ClientID: "bank", RedirectURIs: good, Dialect: "klingon"}, true, false},
+		{"RS256 with an RSA key", ClientRequest{ClientID: "bank", RedirectURIs: good, IDTokenSignedResponseAlg: "RS256"}, false, true},
+		{"RS256 without an RSA key", ClientRequest{ClientID: "bank", RedirectURIs: good, IDTokenSignedResponseAlg: "RS256"}, true, false},
+		{"ES256 without an EC key", ClientRequest{ClientID: "bank", RedirectURIs: good, IDTokenSignedResponseAlg: "ES256"}, true, false},
+		{"unknown alg", ClientRequest{ClientID: "bank", RedirectURIs: good, IDTokenSignedResponseAlg: "HS256"}, true, false},
+		{"confidential without PKCE", ClientRequest{ClientID: "bank", RedirectURIs: good, RequirePKCE: new(false)}, false, true},
+		{"public without PKCE", ClientRequest{ClientID: "app", Public: true, RedirectURIs: []string{"http://127.0.0.1:7777/cb"}, RequirePKCE: new(false)}, true, false},
 		{"bad post-logout uri", ClientRequest{ClientID: "bank", RedirectURIs: good, PostLogoutRedirectURIs: []string{"http://x.example/"}}, true, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, gen, err := BuildClient(tc.req)
+			algs := []jose.SignatureAlgorithm{jose.ES256, jose.RS256}
+			switch tc.name {
+			case "RS256 without an RSA key":
+				algs = []jose.SignatureAlgorithm{jose.ES256}
+			case "ES256 without an EC key":
+				algs = []jose.SignatureAlgorithm{jose.RS256}
+			}
+			c, gen, err := BuildClient(tc.req, algs)
 			if tc.wantErr {
 				var ae *apiError
 				if !errors.As(err, &ae) || ae.status != 400 {
@@ -59,6 +74,9 @@ func TestBuildClient(t *testing.T) {
 				t.Fatal("stored hash does not match the generated secret")
 			case tc.req.Secret != "" && !oidc.SecretMatches(c.SecretHash, tc.req.Secret):
 				t.Fatal("stored hash does not match the given secret")
+			}
+			if wantOptional := tc.req.RequirePKCE != nil && !*tc.req.RequirePKCE; c.PKCEOptional != wantOptional {
+				t.Fatalf("PKCEOptional = %v, want %v", c.PKCEOptional, wantOptional)
 			}
 			if len(c.Scopes) == 0 || c.Name == "" {
 				t.Fatalf("defaults not applied: %+v", c)

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -32,6 +31,8 @@ import (
 // Lifetimes of what this front end issues.
 type Lifetimes struct {
 	Code, AccessToken, IDToken, RefreshToken time.Duration
+	// Grant bounds a grant from its code exchange, however often it is refreshed (0: no bound).
+	Grant time.Duration
 }
 
 // Storage implements op.Storage on the store and the flow engine.
@@ -70,8 +71,10 @@ type protocolState struct {
 	CodeChallengeMethod string   `json:"code_challenge_method,omitempty"`
 }
 
-// CreateAuthRequest starts a login flow for a validated authorize request.
-func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, _ string) (op.AuthRequest, error) {
+// CreateAuthRequest starts a login flow for a validated authorize request. hintSubject is the
+// sub of a valid id_token_hint (zitadel/oidc checked it): the flow completes from an SSO
+// session only when that session's citizen is the one the hint names.
+func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, hintSubject string) (op.AuthRequest, error) {
 	c, err := s.Store.Client(ctx, req.ClientID)
 	if err != nil {
 		return nil, storeErr(err)
@@ -79,8 +82,8 @@ func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 	if req.CodeChallenge != "" && req.CodeChallengeMethod != oidc.CodeChallengeMethodS256 {
 		return nil, oidc.ErrInvalidRequest().WithDescription("code_challenge_method must be S256")
 	}
-	if c.Public && req.CodeChallenge == "" {
-		return nil, oidc.ErrInvalidRequest().WithDescription("PKCE (code_challenge with S256) is required for public clients")
+	if req.CodeChallenge == "" && !c.PKCEOptional { // OAuth 2.1; RFC 9700 §2.1.1
+		return nil, oidc.ErrInvalidRequest().WithDescription("PKCE (code_challenge with S256) is required")
 	}
 	if req.ResponseType != oidc.ResponseTypeCode {
 		return nil, oidc.ErrInvalidRequest().WithDescription("only response_type=code is supported")
@@ -105,7 +108,7 @@ func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 	}
 	f, err := s.Flows.Begin(ctx, flows.Start{
 		ClientID: c.ID, ReturnURL: func(id string) string { return s.CallbackURL(ctx, id) },
-		Prompt: req.Prompt, MaxAge: maxAge, Locales: locales, LoginHint: req.LoginHint, Protocol: raw,
+		Prompt: req.Prompt, MaxAge: maxAge, Locales: locales, LoginHint: req.LoginHint, SubjectHint: hintSubject, Protocol: raw,
 	})
 	if err != nil {
 		return nil, storeErr(err)
@@ -230,7 +233,24 @@ type tokenRecord struct {
 	AMR       []string  `json:"amr"`
 	ACR       string    `json:"acr"`
 	AuthTime  time.Time `json:"auth_time"`
-	Expires   time.Time `json:"exp"`
+	// SessionID is the SSO session of the login (the ID token's sid, kept through refreshes).
+	SessionID string `json:"sid,omitempty"`
+	// GrantStart is when the grant's code was exchanged; the grant ends Lifetimes.Grant later.
+	GrantStart time.Time `json:"grant_start,omitzero"`
+	Expires    time.Time `json:"exp"`
+}
+
+// grantLeft is how long the grant of rec still lives at now (a very long time when grants
+// are not bounded). Records from before grants were bounded count from the login.
+func (s *Storage) grantLeft(rec *tokenRecord, now time.Time) time.Duration {
+	if s.Lifetimes.Grant <= 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	start := rec.GrantStart
+	if start.IsZero() {
+		start = rec.AuthTime
+	}
+	return start.Add(s.Lifetimes.Grant).Sub(now)
 }
 
 // grantRequest is what both token-issuing requests (code, refresh) give us.
@@ -259,55 +279,58 @@ func (s *Storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Token
 	return s.issue(ctx, req, true, current)
 }
 
+// issue prepares the tokens of a token response: ids, data and the code or refresh token it
+// consumes. Nothing is written yet: TokenEndpoint commits them in one atomic step once the
+// whole answer (ID token signed, citizen read) is ready, so a failure on the way leaves the
+// code or refresh token usable for the client's retry.
 func (s *Storage) issue(ctx context.Context, req op.TokenRequest, withRefresh bool, current string) (string, string, time.Time, error) {
+	p := pendingOf(ctx)
+	if p == nil || p.issue != nil {
+		return "", "", time.Time{}, errors.New("oidc: tokens can only be issued once per request of the token endpoint")
+	}
 	rec, err := s.recordOf(req)
 	if err != nil {
 		return "", "", time.Time{}, err
-	}
-	// A NemID blocked or expired since the login gets no more tokens, and loses those it has.
-	switch st, err := s.Store.CitizenStatus(ctx, rec.CitizenID); {
-	case err != nil && !errors.Is(err, store.ErrNotFound):
-		return "", "", time.Time{}, storeErr(err)
-	case st != store.StatusActive:
-		if err := s.Store.RevokeGrant(ctx, rec.Grant, s.Lifetimes.RefreshToken); err != nil {
-			return "", "", time.Time{}, storeErr(err)
-		}
-		return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("the NemID is blocked or expired")
 	}
 	original := rec.Scopes
 	if sc, ok := req.(*refreshRequest); ok {
 		rec.Scopes = sc.scopes // the access token gets what the refresh request narrowed to
 	}
 	now := s.now().UTC()
-	rec.Expires = now.Add(s.Lifetimes.AccessToken)
+	ar, isCode := req.(*authRequest)
+	if isCode {
+		rec.GrantStart = now // the grant starts with its code exchange
+	}
+	// No token outlives its grant.
+	left := s.grantLeft(&rec, now)
+	if left <= 0 {
+		return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("the grant has reached its maximum lifetime; log in again")
+	}
+	accessTTL, refreshTTL := min(s.Lifetimes.AccessToken, left), min(s.Lifetimes.RefreshToken, left)
+	rec.Expires = now.Add(accessTTL)
 	access, err := json.Marshal(rec)
 	if err != nil {
 		return "", "", time.Time{}, fmt.Errorf("oidc: encode token: %w", err)
 	}
 	t := store.TokenIssue{
-		Grant: rec.Grant, AccessID: flows.NewID(), AccessData: access, AccessTTL: s.Lifetimes.AccessToken,
+		Grant: rec.Grant, AccessID: flows.NewID(), AccessData: access, AccessTTL: accessTTL,
 		OldRefresh: current, RevokedRemains: s.Lifetimes.RefreshToken,
 	}
-	if ar, ok := req.(*authRequest); ok {
-		t.Code = ar.code // consumed in the same atomic step that issues the tokens
+	if isCode {
+		t.Code = ar.code // consumed in the same atomic step that stores the tokens
 	}
 	var refresh string
 	if withRefresh {
 		refresh = rec.Grant + "." + flows.NewID() + flows.NewID()
 		rrec := rec
 		rrec.Scopes = original // a new refresh token keeps the scope of the old (RFC 6749 §6)
-		rrec.Expires = now.Add(s.Lifetimes.RefreshToken)
-		t.Refresh, t.RefreshTTL = refresh, s.Lifetimes.RefreshToken
+		rrec.Expires = now.Add(refreshTTL)
+		t.Refresh, t.RefreshTTL = refresh, refreshTTL
 		if t.RefreshData, err = json.Marshal(rrec); err != nil {
 			return "", "", time.Time{}, fmt.Errorf("oidc: encode token: %w", err)
 		}
 	}
-	if err := s.Store.IssueTokens(ctx, t); err != nil {
-		if errors.Is(err, store.ErrNotFound) { // revoked, reused or unknown refresh token
-			return "", "", time.Time{}, oidc.ErrInvalidGrant().WithDescription("the grant is no longer valid")
-		}
-		return "", "", time.Time{}, storeErr(err)
-	}
+	p.issue, p.citizenID = &t, rec.CitizenID
 	return rec.Grant + "." + t.AccessID, refresh, rec.Expires, nil
 }
 
@@ -345,6 +368,9 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	if err != nil {
 		return nil, err
 	}
+	if s.grantLeft(rec, s.now()) <= 0 {
+		return nil, oidc.ErrInvalidGrant().WithDescription("the grant has reached its maximum lifetime; log in again")
+	}
 	return &refreshRequest{rec: *rec, scopes: rec.Scopes}, nil
 }
 
@@ -376,6 +402,29 @@ func (s *Storage) refreshToken(ctx context.Context, token string) (*tokenRecord,
 // TerminateSession is called by end_session; the SSO cookie is ended by the HTTP layer,
 // which sees the browser.
 func (s *Storage) TerminateSession(context.Context, string, string) error { return nil }
+
+// LoggedOutPath is where the browser lands after a logout without a post_logout_redirect_uri.
+const LoggedOutPath = "/logged-out"
+
+var _ op.CanTerminateSessionFromRequest = (*Storage)(nil)
+
+// TerminateSessionFromRequest is TerminateSession that also carries the request's ui_locales
+// to the logged-out page, when the logout ends there.
+func (s *Storage) TerminateSessionFromRequest(_ context.Context, req *op.EndSessionRequest) (string, error) {
+	u, err := url.Parse(req.RedirectURI)
+	if err != nil || u.Host != "" || u.Path != LoggedOutPath || len(req.UILocales) == 0 {
+		return req.RedirectURI, nil
+	}
+	q := u.Query()
+	for _, l := range req.UILocales {
+		if b, _ := l.Base(); b.String() == "da" || b.String() == "en" {
+			q.Set("lang", b.String())
+			break
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
 
 // RevokeToken revokes an access token (by id) or a refresh token with its whole grant (and so
 // the grant's access tokens, RFC 7009 §2.1). zitadel/oidc passes a refresh token here with its
@@ -440,23 +489,6 @@ func (s *Storage) SigningKey(ctx context.Context) (op.SigningKey, error) {
 	return k, nil
 }
 
-// TokenClient is middleware for the token endpoint: it finds the client id the request
-// authenticates with (Basic auth or form) and marks the context with it.
-func TokenClient(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, _, ok := r.BasicAuth()
-		if ok {
-			id, _ = url.QueryUnescape(id)
-		} else if err := r.ParseForm(); err == nil {
-			id = r.PostForm.Get("client_id")
-		}
-		if id != "" {
-			r = r.WithContext(WithClient(r.Context(), id))
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
 // SignatureAlgorithms lists what the JWKS carries.
 func (s *Storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
 	return s.Keys.Algorithms(), nil
@@ -515,7 +547,30 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 		return errors.New("oidc: unexpected token request")
 	}
 	rec := gr.record()
-	return s.fillUserinfo(ctx, ui, &rec, scopes, false)
+	// The citizen is read here, once per token request: a NemID blocked or expired since the
+	// login gets no more tokens and loses those it has; a record that cannot be read is a
+	// server error that leaves the code or refresh token for the retry.
+	c, err := s.Store.Citizen(ctx, rec.CitizenID)
+	if errors.Is(err, store.ErrNotFound) {
+		return oidc.ErrServerError().WithDescription("the citizen's record cannot be read").WithParent(err)
+	}
+	if err != nil {
+		return storeErr(err)
+	}
+	if c.Status != store.StatusActive {
+		if err := s.refuseInactive(ctx, rec.Grant); !errors.Is(err, errInactive) {
+			return storeErr(err)
+		}
+		return oidc.ErrInvalidGrant().WithDescription("the NemID is blocked or expired")
+	}
+	if p := pendingOf(ctx); p != nil && p.citizenID == rec.CitizenID {
+		p.citizenChecked = true
+	}
+	s.fillFromCitizen(ui, c, &rec, scopes, false)
+	if rec.SessionID != "" {
+		ui.AppendClaims("sid", rec.SessionID) // OpenID Front-Channel Logout §2
+	}
+	return nil
 }
 
 // SetUserinfoFromToken answers the userinfo endpoint.
@@ -555,8 +610,13 @@ func (s *Storage) fillUserinfo(ctx context.Context, ui *oidc.UserInfo, rec *toke
 		return storeErr(err)
 	}
 	if c.Status != store.StatusActive {
-		return errors.New("the NemID is blocked or expired")
+		return errInactive
 	}
+	s.fillFromCitizen(ui, c, rec, scopes, withAuth)
+	return nil
+}
+
+func (s *Storage) fillFromCitizen(ui *oidc.UserInfo, c *store.Citizen, rec *tokenRecord, scopes []string, withAuth bool) {
 	p := claims.ForCitizen(c, scopes, s.now())
 	ui.Subject = rec.Subject
 	ui.Name, ui.GivenName, ui.FamilyName = p.Name, p.GivenName, p.FamilyName
@@ -569,7 +629,6 @@ func (s *Storage) fillUserinfo(ctx context.Context, ui *oidc.UserInfo, rec *toke
 		ui.AppendClaims(claims.AMR, rec.AMR)
 		ui.AppendClaims(claims.AuthTime, rec.AuthTime.Unix())
 	}
-	return nil
 }
 
 // GetPrivateClaimsFromScopes adds nothing: access tokens are opaque.

@@ -25,8 +25,11 @@ type Client struct {
 	AllowOnBehalfOf        bool     `json:"allow_on_behalf_of"`
 	Dialect                string   `json:"dialect,omitempty"`
 	// IDTokenAlg is the client's registered id_token_signed_response_alg ("" = ES256).
-	IDTokenAlg string    `json:"id_token_signed_response_alg,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
+	IDTokenAlg string `json:"id_token_signed_response_alg,omitempty"`
+	// PKCEOptional is set for a confidential client registered with "require_pkce": false;
+	// every other client (and every registration stored without the field) must use PKCE.
+	PKCEOptional bool      `json:"pkce_optional,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
 }
 
 func (s *Store) clientKey(id string) string { return s.key("client", id) }

@@ -42,6 +42,8 @@ var texts = map[string]map[string]string{
 		"logout_title":     "Log af NemID",
 		"logout_text":      "Vil du logge af NemID? Du skal logge på igen næste gang.",
 		"logout":           "Log af",
+		"logged_out_title": "Du er logget af NemID",
+		"logged_out_text":  "Du er nu logget af NemID. Luk browseren, hvis du har brugt en computer, som andre også bruger.",
 		// error codes
 		"err_invalid_credentials": "Forkert bruger-id eller adgangskode.",
 		"err_wrong_key":           "Forkert nøgle. Indtast nøglen ud for nøglenummeret.",
@@ -92,6 +94,8 @@ var texts = map[string]map[string]string{
 		"logout_title":     "Log off NemID",
 		"logout_text":      "Do you want to log off NemID? You will have to log on again next time.",
 		"logout":           "Log off",
+		"logged_out_title": "You are logged off NemID",
+		"logged_out_text":  "You are now logged off NemID. Close the browser if you used a computer that others use too.",
 	},
 }
 

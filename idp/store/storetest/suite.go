@@ -74,6 +74,7 @@ func Run(t *testing.T, b Backend) {
 		{"Tokens/TTL", testTokenTTL},
 		{"Pairwise/Stable", testPairwise},
 		{"Pairwise/Race", testPairwiseRace},
+		{"Pairwise/Lookups", testPairwiseLookups},
 		{"Meta/Race", testMetaRace},
 		{"Clients/CreatePut", testClients},
 		{"Unavailable/ClosedClient", testClosedClient},
@@ -1250,6 +1251,32 @@ func testPairwise(t *testing.T, h *harness) {
 	noErr(t, "PairwiseSubject", err)
 	if o != "fresh-4" {
 		t.Fatalf("another citizen in sector a: %q, want fresh-4", o)
+	}
+}
+
+// testPairwiseLookups: reading a pairwise subject never makes one; CitizenWithSubject reads
+// the citizen and its subject together.
+func testPairwiseLookups(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, _ := h.citizen(t, 1)
+	sub, err := h.s.KnownPairwiseSubject(ctx, c.UserID, "rp-a")
+	noErr(t, "KnownPairwiseSubject", err)
+	got, none, err := h.s.CitizenWithSubject(ctx, c.UserID, "rp-a")
+	noErr(t, "CitizenWithSubject", err)
+	if sub != "" || none != "" || got.UserID != c.UserID {
+		t.Fatalf("before any subject: %q, %q, citizen %q", sub, none, got.UserID)
+	}
+	made, err := h.s.PairwiseSubject(ctx, c.UserID, "rp-a", "fresh-1")
+	noErr(t, "PairwiseSubject", err)
+	sub, err = h.s.KnownPairwiseSubject(ctx, c.UserID, "rp-a")
+	noErr(t, "KnownPairwiseSubject", err)
+	_, with, err := h.s.CitizenWithSubject(ctx, c.UserID, "rp-a")
+	noErr(t, "CitizenWithSubject", err)
+	if sub != made || with != made {
+		t.Fatalf("after PairwiseSubject %q: known %q, with citizen %q", made, sub, with)
+	}
+	if _, _, err := h.s.CitizenWithSubject(ctx, "no-such-citizen", "rp-a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("CitizenWithSubject of nobody: %v, want ErrNotFound", err)
 	}
 }
 
