@@ -70,23 +70,23 @@ return {'ok', 0, redis.call('SCARD', KEYS[3])}
 // gives back when the key was right.
 func (s *Store) UseCardKeyInFlow(ctx context.Context, flow, uid, serial, number, hash string, maxFailures int) (KeyResult, int, error) {
 	keys := []string{s.citizenKey(uid), s.cardKey(uid, serial), s.unusedKey(uid, serial)}
-	var reserve, use *redis.Cmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	var reserve, use *scriptCall
+	err := s.pipelined(ctx, func(p redis.Pipeliner) []*scriptCall {
 		if flow != "" {
-			reserve = reserveFlowScript.Eval(ctx, p, []string{s.flowKey(flow)})
+			reserve = queueScript(ctx, p, reserveFlowScript, []string{s.flowKey(flow)})
 		}
 		// A consumed key is stored as "u:<flow>", which never equals a hash.
-		use = useKeyScript.Eval(ctx, p, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339), flow)
-		return nil
+		use = queueScript(ctx, p, useKeyScript, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339), flow)
+		return []*scriptCall{reserve, use}
 	})
 	if err != nil {
 		return KeyResult{}, 0, wrap("use card key "+number, err)
 	}
 	n := 0
 	if reserve != nil {
-		n, _ = reserve.Int()
+		n, _ = reserve.cmd.Int()
 	}
-	res, err := use.Slice()
+	res, err := use.cmd.Slice()
 	if err != nil {
 		return KeyResult{}, 0, wrap("use card key "+number, err)
 	}

@@ -24,12 +24,12 @@ func (s *Store) LookupLogin(ctx context.Context, flow, username, cpr string) (c 
 }
 
 func (s *Store) lookup(ctx context.Context, flow, username, cpr string) (*Citizen, int, error) {
-	var reserve *redis.Cmd
+	var reserve *scriptCall
 	var byID *redis.MapStringStringCmd
 	var byCPR *redis.StringCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := s.pipelined(ctx, func(p redis.Pipeliner) []*scriptCall {
 		if flow != "" {
-			reserve = reserveFlowScript.Eval(ctx, p, []string{s.flowKey(flow)})
+			reserve = queueScript(ctx, p, reserveFlowScript, []string{s.flowKey(flow)})
 		}
 		if isDigits(username) && (len(username) == 9 || len(username) == 10) {
 			byID = p.HGetAll(ctx, s.citizenKey(username))
@@ -37,14 +37,14 @@ func (s *Store) lookup(ctx context.Context, flow, username, cpr string) (*Citize
 		if cpr != "" {
 			byCPR = p.Get(ctx, s.cprIndexKey(cpr))
 		}
-		return nil
+		return []*scriptCall{reserve}
 	})
 	if err != nil && err != redis.Nil {
 		return nil, 0, wrap("citizen by username", err)
 	}
 	attempt := 0
 	if reserve != nil {
-		attempt, _ = reserve.Int()
+		attempt, _ = reserve.cmd.Int()
 	}
 	if byID != nil {
 		if m := byID.Val(); len(m) > 0 && m["user_id"] != "" {

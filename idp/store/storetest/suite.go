@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/nemidp/nemidp/idp/store"
 )
 
@@ -50,6 +52,7 @@ func Run(t *testing.T, b Backend) {
 		{"Cards/PendingKey", testPendingKey},
 		{"Failures/AttemptDeadline", testAttemptDeadline},
 		{"Flows/Attempts", testFlowAttempts},
+		{"Scripts/AfterFlush", testScriptsAfterFlush},
 		{"Failures/Count", testRecordFailure},
 		{"Failures/Parallel", testRecordFailureParallel},
 		{"Failures/OperatorBlocked", testRecordFailureOperatorBlocked},
@@ -634,6 +637,43 @@ func testAttemptDeadline(t *testing.T, h *harness) {
 	noErr(t, "BeginAttempt", err)
 	if !a.Refused {
 		t.Fatalf("locked: %+v, want refused", a)
+	}
+}
+
+// testScriptsAfterFlush: scripts queued in a pipeline by SHA still run after Redis forgot
+// them (a restart, SCRIPT FLUSH), each exactly once.
+func testScriptsAfterFlush(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, card := h.citizen(t, 3)
+	id := newID()
+	_, err := h.s.SaveFlow(ctx, id, 0, []byte("x"), time.Hour, false)
+	noErr(t, "SaveFlow", err)
+	flush := func() {
+		t.Helper()
+		if cc, ok := h.s.Redis().(*redis.ClusterClient); ok {
+			noErr(t, "SCRIPT FLUSH", cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+				return m.ScriptFlush(ctx).Err()
+			}))
+			return
+		}
+		noErr(t, "SCRIPT FLUSH", h.s.Redis().ScriptFlush(ctx).Err())
+	}
+	flush()
+	got, n, err := h.s.LookupLogin(ctx, id, c.UserID, "")
+	noErr(t, "LookupLogin after SCRIPT FLUSH", err)
+	if got.UserID != c.UserID || n != 1 {
+		t.Fatalf("LookupLogin after SCRIPT FLUSH: %s, attempt %d; want %s, 1", got.UserID, n, c.UserID)
+	}
+	flush()
+	var number string
+	for k := range card.keys {
+		number = k
+		break
+	}
+	r, n, err := h.s.UseCardKeyInFlow(ctx, id, c.UserID, card.rec.Serial, number, card.keys[number], MaxFailures)
+	noErr(t, "UseCardKeyInFlow after SCRIPT FLUSH", err)
+	if r.Outcome != store.KeyOK || n != 2 {
+		t.Fatalf("UseCardKeyInFlow after SCRIPT FLUSH: %+v, attempt %d; want ok, 2", r, n)
 	}
 }
 
