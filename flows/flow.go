@@ -222,6 +222,10 @@ func (e *Engine) save(ctx context.Context, f *Flow) error {
 	}
 	v, err := e.Store.SaveFlow(ctx, f.ID, f.version, raw, ttl, f.release)
 	if err != nil {
+		if !errors.Is(err, store.ErrConflict) {
+			// Whether the save (and its release) happened is unknown: never give back twice.
+			f.release = false
+		}
 		return err
 	}
 	if f.release {

@@ -3,6 +3,8 @@ package flows_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -247,63 +249,124 @@ func TestFlowLimitHoldsUnderRace(t *testing.T) {
 
 // TestAbandonedAttemptsCostNothing: requests with the right password that are cancelled while
 // they wait for a busy KDF (client gone, timeout) leave no trace: the citizen stays active
-// with no failures, and the right password logs in at once afterwards (not "locked").
+// with no failures, the flow counts nothing, and the right password logs in at once
+// afterwards (not "locked").
 func TestAbandonedAttemptsCostNothing(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, env *env) {
-		// One KDF slot, kept busy by a stream of hashes until the abandoned requests are gone.
-		env.e.Passwords = password.NewHasher(password.Params{MemoryKiB: 32 << 10, Time: 2, Threads: 1, Concurrency: 1, Queue: 4 * maxFailures})
+		env.e.Passwords = password.NewHasher(password.Params{MemoryKiB: 64, Time: 1, Threads: 1, Concurrency: 1, Queue: 4 * maxFailures})
 		c := env.issueWithPassword(t, "Hemmelig42")
-		stop := make(chan struct{})
-		busy := make(chan struct{})
-		go func() {
-			defer close(busy)
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					_, _ = env.e.Passwords.Hash(context.Background(), "busy-busy-1")
-				}
-			}
-		}()
+		release, err := env.e.Passwords.Hold(context.Background()) // the KDF busy until we say
+		if err != nil {
+			t.Fatal(err)
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		errs := make(chan error, maxFailures)
+		var ids []string
 		for range maxFailures {
+			f := env.begin(t, flows.Start{})
+			ids = append(ids, f.ID)
 			go func() {
-				f := env.begin(t, flows.Start{})
 				errs <- env.e.Submit(ctx, f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password})
 			}()
 		}
-		// Line all of them up in the KDF queue (their attempts reserved), then drop them.
-		for deadline := time.Now().Add(10 * time.Second); env.e.Passwords.Waiting() < maxFailures; {
-			if time.Now().After(deadline) {
-				t.Fatalf("only %d of %d requests reached the KDF queue", env.e.Passwords.Waiting(), maxFailures)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		// All of them in the KDF queue, their attempts reserved; then they are dropped.
+		waitQueued(t, env.e.Passwords, maxFailures)
 		cancel()
-		cancelled := 0
 		for range maxFailures {
-			err := <-errs
-			if err == nil {
-				continue // it got a slot before the cancel: a right password, costs nothing either
-			}
-			if !errors.Is(err, context.Canceled) {
+			if err := <-errs; !errors.Is(err, context.Canceled) {
 				t.Fatalf("abandoned request: %v, want context.Canceled", err)
 			}
-			cancelled++
 		}
-		close(stop)
-		<-busy
-		if cancelled == 0 {
-			t.Fatal("no request was abandoned while it waited: nothing judged")
-		}
+		release()
 		if got := env.citizen(t, c.UserID); got.Status != store.StatusActive || got.Failures != 0 {
-			t.Fatalf("after %d abandoned requests: status %q failures %d, want active 0", cancelled, got.Status, got.Failures)
+			t.Fatalf("after %d abandoned requests: status %q failures %d, want active 0", maxFailures, got.Status, got.Failures)
+		}
+		for _, id := range ids {
+			if got := env.load(t, id); got.Failures != 0 {
+				t.Fatalf("an abandoned answer counted against its flow: %d", got.Failures)
+			}
 		}
 		env.login(t, c)
 	})
+}
+
+// TestCancelledRequestForgivesNothing: a request that goes away before it reached Redis must
+// not give back an attempt it never reserved (that would forgive an earlier wrong answer, and
+// alternating the two would give one flow unlimited guesses).
+func TestCancelledRequestForgivesNothing(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		f := env.begin(t, flows.Start{})
+		judged := 0
+		for range 4 * maxFailures {
+			var fe *flows.Error
+			if err := env.submit(env.load(t, f.ID), flows.StepPassword, flows.Answer{Username: storetest.NewCPR(), Password: "1397"}); errors.As(err, &fe) && fe.Code == flows.CodeInvalidCredentials {
+				judged++
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			_ = env.e.Submit(ctx, env.load(t, f.ID), flows.StepPassword, flows.Answer{Username: storetest.NewCPR(), Password: "1397"})
+		}
+		if judged != maxFailures-1 {
+			t.Fatalf("%d wrong answers judged in one flow, want %d (then too_many_attempts)", judged, maxFailures-1)
+		}
+	})
+}
+
+// TestBusyLooksTheSameForUnknown: with max guesses in flight for one user ID (parallel
+// guesses, held in the KDF queue), the next guess is "try again" — for a real citizen and for
+// a user ID with no NemID alike, and then both answer the same sequence.
+func TestBusyLooksTheSameForUnknown(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		env.e.Passwords = password.NewHasher(password.Params{MemoryKiB: 64, Time: 1, Threads: 1, Concurrency: 1, Queue: 4 * maxFailures})
+		c := env.issueWithPassword(t, "Hemmelig42")
+		probe := func(user string) []string {
+			release, err := env.e.Passwords.Hold(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			errs := make(chan error, maxFailures)
+			for range maxFailures {
+				f := env.begin(t, flows.Start{})
+				go func() { errs <- env.submit(f, flows.StepPassword, flows.Answer{Username: user, Password: "Forkert99"}) }()
+			}
+			waitQueued(t, env.e.Passwords, maxFailures)
+			var fe *flows.Error
+			errors.As(env.submit(env.begin(t, flows.Start{}), flows.StepPassword, flows.Answer{Username: user, Password: "Forkert99"}), &fe)
+			codes := []string{fe.Code}
+			release()
+			var rest []string
+			for range maxFailures {
+				errors.As(<-errs, &fe)
+				rest = append(rest, fmt.Sprintf("%s:%d", fe.Code, deref(fe.AttemptsLeft)))
+			}
+			slices.Sort(rest)
+			return append(codes, rest...)
+		}
+		real, unknown := probe(c.UserID), probe(storetest.NewCPR())
+		if real[0] != flows.CodeUnavailable || !slices.Equal(real, unknown) {
+			t.Fatalf("real citizen answers %v, unknown user ID %v; want the same, starting with unavailable", real, unknown)
+		}
+	})
+}
+
+// waitQueued waits until n hashes wait for the KDF (which the test holds busy).
+func waitQueued(t *testing.T, h *password.Hasher, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); h.Waiting() < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d requests reached the KDF queue", h.Waiting(), n)
+		}
+	}
+}
+
+func deref(p *int) int {
+	if p == nil {
+		return -1
+	}
+	return *p
 }
 
 // TestUnsettledReservationRunsOut: reservations never settled (a crash between the reserve and
@@ -401,7 +464,7 @@ func TestNoExistenceOracleOverTime(t *testing.T) {
 			}
 			env.clock.Add(25 * time.Hour) // a day between guesses
 		}
-		keys, err := env.s.Redis().Keys(ctx, env.prefix+"fail:u:*").Result()
+		keys, err := env.s.Redis().Keys(ctx, env.prefix+"{u:*}").Result()
 		if err != nil || len(keys) != 1 {
 			t.Fatalf("unknown-user counters: %v %v, want one", keys, err)
 		}

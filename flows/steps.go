@@ -142,70 +142,78 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 	if n < 0 {
 		return Errorf(CodeFlowExpired, "This login does not exist or has expired.")
 	}
+	// Only an attempt the lookup did reserve may be given back: a request that never reached
+	// Redis (cancelled, no connection) must not forgive an earlier wrong answer.
+	release := func() {
+		if n > 0 {
+			e.release(settle, f)
+		}
+	}
 	if n > e.MaxFailures {
 		// Spent already (or by answers in flight): nothing is checked, nothing more counted.
-		e.release(settle, f)
+		release()
 		f.Failures = max(n-1, e.MaxFailures)
 		e.failIfSpent(f)
 		return f.Failure
 	}
-	if errors.Is(err, store.ErrNotFound) {
-		// Same work and same answers as a wrong password, so user IDs cannot be probed.
-		if derr := kdf.VerifyDummy(ctx, a.Password); derr != nil {
-			e.release(settle, f)
-			return busyError(derr)
-		}
-		// One counter per person as for a real citizen: a CPR number counts the same however
-		// it is typed (with or without the dash).
-		who := username
-		if norm != "" {
-			who = string(norm)
-		}
-		res, err := e.Store.RecordUnknownFailure(settle, who, e.MaxFailures)
-		if err != nil {
-			return fmt.Errorf("flows: password: %w", err)
-		}
-		return flowFailure(e, f, n, credentialsError(res))
-	}
-	if err != nil {
-		e.release(settle, f)
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		release()
 		return fmt.Errorf("flows: password: %w", err)
+	}
+	// An unknown user ID takes the very path of a wrong password, with a counter of its own:
+	// the same answers, the same KDF work and the same round trips, so user IDs cannot be
+	// probed. A CPR number counts once however it is typed (with or without the dash).
+	who := username
+	if norm != "" {
+		who = string(norm)
+	}
+	begin, fail, cancelAttempt := e.Store.BeginUnknownAttempt, e.Store.FailUnknownAttempt, func(context.Context, store.Attempt) error { return nil }
+	if known {
+		who = c.UserID
+		begin, fail = e.Store.BeginAttempt, e.Store.FailAttempt
+		cancelAttempt = func(ctx context.Context, att store.Attempt) error { return e.Store.CancelAttempt(ctx, c.UserID, att) }
 	}
 	// Reserve the attempt before the slow KDF: parallel guesses cannot all pass a check made
 	// before any of them failed. Past the limit (locked, or an expired or operator-blocked
 	// NemID that cannot be blocked for failures) no password is checked, so the answer never
 	// tells a right password from a wrong one.
-	att, err := e.Store.BeginAttempt(ctx, c.UserID, e.MaxFailures, e.now(), attemptHold)
+	att, err := begin(ctx, who, e.MaxFailures, e.now(), attemptHold)
 	if err != nil {
-		e.release(settle, f)
+		release()
 		return fmt.Errorf("flows: password: %w", err)
 	}
 	if att.Busy {
-		e.release(settle, f)
-		return Errorf(CodeUnavailable, "Another login attempt for this NemID is being checked. Try again in a moment.")
+		release()
+		return Errorf(CodeUnavailable, "Another login attempt for this user ID is being checked. Try again in a moment.")
 	}
 	if att.Refused {
 		if derr := kdf.VerifyDummy(ctx, a.Password); derr != nil {
-			e.release(settle, f)
+			release()
 			return busyError(derr)
 		}
 		return flowFailure(e, f, n, credentialsError(store.FailureResult{Locked: true}))
 	}
-	ok, err := kdf.Verify(ctx, c.Password, a.Password)
+	var ok bool
+	if known {
+		ok, err = kdf.Verify(ctx, c.Password, a.Password)
+	} else {
+		err = kdf.VerifyDummy(ctx, a.Password)
+	}
 	if err != nil {
 		// The password was never checked (the request went away while it waited): it costs
 		// neither the citizen nor the flow anything.
-		if cerr := e.Store.CancelAttempt(settle, c.UserID, att); cerr != nil {
+		if cerr := cancelAttempt(settle, att); cerr != nil {
 			err = errors.Join(err, cerr) // the reservation runs out at its deadline
 		}
-		e.release(settle, f)
+		release()
 		if errors.Is(err, password.ErrBusy) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return busyError(err)
 		}
-		return fmt.Errorf("flows: password: verify for %s: %w", c.UserID, err)
+		return fmt.Errorf("flows: password: verify for %s: %w", who, err)
 	}
 	if !ok {
-		res, err := e.Store.FailAttempt(settle, c.UserID, e.MaxFailures, att, e.now())
+		res, err := fail(settle, who, e.MaxFailures, att, e.now())
 		if err != nil {
 			return fmt.Errorf("flows: password: %w", err)
 		}
@@ -214,25 +222,25 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 	var number string
 	c.Status, c.BlockReason, number, err = e.Store.PasswordAccepted(settle, c.UserID, c.ActiveCard, att)
 	if err != nil {
-		e.release(settle, f)
+		release()
 		return fmt.Errorf("flows: password: %w", err)
 	}
 	if c.Status == store.StatusBlocked && c.BlockReason == store.BlockFailures {
-		e.release(settle, f)
+		release()
 		return credentialsError(store.FailureResult{Locked: true}) // a parallel guess locked it
 	}
 	if se := statusError(c); se != nil {
-		e.release(settle, f)
+		release()
 		return se
 	}
 	if c.ActiveCard == "" || number == "" {
-		e.release(settle, f)
+		release()
 		if c.ActiveCard == "" {
 			return Errorf(CodeNoKeysLeft, "Your NemID has no usable code card. Contact NemID support.")
 		}
 		return Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
 	}
-	f.release = true // the right answer gives its flow attempt back in this save
+	f.release = n > 0 // the right answer gives its flow attempt back in this save
 	return e.updateReleasing(settle, f, func(f *Flow) error {
 		if f.Step != StepPassword {
 			return Errorf(CodeWrongStep, "This login already moved on.")
@@ -338,6 +346,9 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 	if err != nil {
 		return fmt.Errorf("flows: codecard: use key %s: %w", f.KeyNumber, err)
 	}
+	if n < 0 {
+		return Errorf(CodeFlowExpired, "This login does not exist or has expired.")
+	}
 	switch res.Outcome {
 	case store.KeyOK:
 	case store.KeyWrong:
@@ -364,7 +375,7 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		return Errorf(CodeWrongKey, "This key number cannot be used; reload the page for another.")
 	}
 	number := f.KeyNumber
-	f.release = true // a right (or repeated right) key gives its flow attempt back
+	f.release = n > 0 // a right (or repeated right) key gives its flow attempt back
 	return e.updateReleasing(settle, f, func(f *Flow) error {
 		if f.Step != StepCodeCard || f.KeyNumber != number {
 			return Errorf(CodeWrongStep, "This login already moved on.")

@@ -310,48 +310,55 @@ func TestCrossSitePostAuthorizeKeepsOtherLogins(t *testing.T) {
 	open := b.authorize(t, bank) // an open login in another tab
 	open.requireStep("password")
 
-	// The cross-site form POST: sent without cookies, its Set-Cookie stored by the browser.
-	second, authURL := b.authURL(bank)
-	second.t = t
-	u, _ := url.Parse(authURL)
+	// Two cross-site form POSTs (two tabs) before either login page opens: each sent without
+	// cookies, what each answer sets stored by the browser.
 	bare := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	base, _ := url.Parse(p.Issuer)
+	crossSitePost := func() (*Login, string) {
+		l, authURL := b.authURL(bank)
+		l.t = t
+		u, _ := url.Parse(authURL)
+		req, _ := http.NewRequest(http.MethodPost, u.Scheme+"://"+u.Host+u.Path, strings.NewReader(u.RawQuery))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		resp, err := bare.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc, err := resp.Location()
+		if resp.StatusCode/100 != 3 || err != nil {
+			t.Fatalf("POST /authorize: %d %v, want a redirect to the login", resp.StatusCode, err)
+		}
+		b.http.Jar.SetCookies(base, resp.Cookies())
+		return l, loc.String()
+	}
+	second, secondURL := crossSitePost()
+	third, thirdURL := crossSitePost()
+	second.follow(secondURL)
+	second.requireStep("password")
+	third.follow(thirdURL)
+	third.requireStep("password")
+
+	// All three logins belong to this browser.
+	open.run(karen)
+	open.mustExchange()
+	second.run(karen)
+	second.mustExchange()
+	third.run(karen)
+	third.mustExchange()
+
+	// Another browser (no cookies) cannot take over a claimed flow's page.
+	_, authURL := b.authURL(bank)
+	u, _ := url.Parse(authURL)
 	req, _ := http.NewRequest(http.MethodPost, u.Scheme+"://"+u.Host+u.Path, strings.NewReader(u.RawQuery))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Sec-Fetch-Site", "cross-site")
 	resp, err := bare.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode/100 != 3 {
-		t.Fatalf("POST /authorize: %d, want a redirect to the login", resp.StatusCode)
-	}
-	base, _ := url.Parse(p.Issuer)
-	b.http.Jar.SetCookies(base, resp.Cookies())
-	loc, err := resp.Location()
-	if err != nil {
-		t.Fatal(err)
-	}
-	second.follow(loc.String())
-	second.requireStep("password")
-
-	// Both logins belong to this browser: the old one first, then the new one.
-	open.run(karen)
-	open.mustExchange()
-	second.run(karen)
-	second.mustExchange()
-
-	// Another browser (no cookies) cannot take over a claimed flow's page.
-	_, authURL = b.authURL(bank)
-	u, _ = url.Parse(authURL)
-	req, _ = http.NewRequest(http.MethodPost, u.Scheme+"://"+u.Host+u.Path, strings.NewReader(u.RawQuery))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err = bare.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, _ = resp.Location()
+	loc, _ := resp.Location()
 	if r := p.newBrowser(t).get(t, loc.String()); r.Status != http.StatusForbidden || errorCode(r) != "wrong_browser" {
 		t.Fatalf("another browser opening a claimed login: %s, want 403 wrong_browser", r)
 	}

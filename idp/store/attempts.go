@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -41,28 +40,40 @@ type Attempt struct {
 
 func (s *Store) attemptsKey(uid string) string { return s.key("{c:"+uid+"}", "att") }
 
+// The deadlines are judged by Redis's clock, so instances whose clocks disagree still agree on
+// which reservations count; ARGV[1] shifts it by how far the caller's clock is from the
+// process's (zero but in tests that move the engine's clock). ARGV[5] = '1': the record is an
+// unknown user ID's, which has no status and is never blocked.
 var beginAttemptScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'status')
-if not st then return {-1, ''} end
-local now, max = tonumber(ARGV[1]), tonumber(ARGV[2])
+if not st then
+  if ARGV[5] ~= '1' then return {-1, ''} end
+  st = 'active'
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+local max = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local f = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0') or 0
 if f >= max or (st == 'blocked' and redis.call('HGET', KEYS[1], 'block_reason') == 'failures') then
   return {f, 'refused'}
 end
 if f + redis.call('ZCARD', KEYS[2]) >= max then return {f, 'busy'} end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-redis.call('PEXPIREAT', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {f, ''}
 `)
 
-// BeginAttempt reserves one password attempt until now+hold, or refuses (locked) or defers
-// (busy) it when the failures in a row and the attempts in flight use up max.
+// BeginAttempt reserves one password attempt for hold, or refuses (locked) or defers (busy) it
+// when the failures in a row and the attempts in flight use up max. now is the caller's clock.
 func (s *Store) BeginAttempt(ctx context.Context, uid string, max int, now time.Time, hold time.Duration) (Attempt, error) {
+	return s.beginAttempt(ctx, s.citizenKey(uid), s.attemptsKey(uid), false, max, now, hold)
+}
+
+func (s *Store) beginAttempt(ctx context.Context, rec, att string, unknown bool, max int, now time.Time, hold time.Duration) (Attempt, error) {
 	id := randomID()
-	deadline := now.Add(hold).UnixMilli()
-	res, err := beginAttemptScript.Run(ctx, s.rdb, []string{s.citizenKey(uid), s.attemptsKey(uid)},
-		now.UnixMilli(), max, deadline, id).Slice()
+	res, err := beginAttemptScript.Run(ctx, s.rdb, []string{rec, att},
+		time.Until(now).Milliseconds(), max, hold.Milliseconds(), id, boolStr(unknown)).Slice()
 	if err != nil {
 		return Attempt{}, wrap("begin attempt", err)
 	}
@@ -90,7 +101,11 @@ return n
 // FailAttempt settles a reserved attempt as failed: the max-th failure in a row blocks the
 // NemID. A wrong password is counted even when its reservation ran out meanwhile.
 func (s *Store) FailAttempt(ctx context.Context, uid string, limit int, a Attempt, now time.Time) (FailureResult, error) {
-	n, err := failAttemptScript.Run(ctx, s.rdb, []string{s.citizenKey(uid), s.attemptsKey(uid)},
+	return s.failAttempt(ctx, s.citizenKey(uid), s.attemptsKey(uid), limit, a, now)
+}
+
+func (s *Store) failAttempt(ctx context.Context, rec, att string, limit int, a Attempt, now time.Time) (FailureResult, error) {
+	n, err := failAttemptScript.Run(ctx, s.rdb, []string{rec, att},
 		limit, a.ID, now.UTC().Format(time.RFC3339)).Int()
 	if err != nil {
 		return FailureResult{}, wrap("fail attempt", err)
@@ -167,35 +182,61 @@ func (s *Store) RecordFailure(ctx context.Context, uid string, limit int) (Failu
 	return FailureResult{AttemptsLeft: left, Locked: left == 0}, nil
 }
 
-func (s *Store) unknownKey(username string) string {
+// An unknown user ID has a record of its own (keyed by an HMAC of what was typed) that counts
+// and reserves attempts exactly as a citizen's does, with the same scripts: the same answers
+// (attempts left, "try again" while attempts are in flight, locked) and the same round trips,
+// so neither the answers nor their timing tell which user IDs have a NemID. Like a citizen's,
+// its count lives for good: one that expired would tell itself apart to anyone who waits.
+func (s *Store) unknownKeys(username string) (rec, att string) {
 	m := hmac.New(sha256.New, s.pepper)
 	m.Write([]byte("user\x00" + strings.ToLower(username)))
-	return s.key("fail", "u", base64.RawURLEncoding.EncodeToString(m.Sum(nil)))
+	tag := "{u:" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)) + "}"
+	return s.key(tag), s.key(tag, "att")
 }
 
-// RecordUnknownFailure counts failures for a user ID that does not exist, so the answer
-// (attempts left, then locked) looks the same as for a real citizen. The counter lives as long
-// as a real citizen's, which no time resets: a counter that expired would tell, to anyone who
-// waits, which CPR numbers have a NemID.
+// BeginUnknownAttempt is BeginAttempt for a user ID with no NemID.
+func (s *Store) BeginUnknownAttempt(ctx context.Context, username string, max int, now time.Time, hold time.Duration) (Attempt, error) {
+	rec, att := s.unknownKeys(username)
+	return s.beginAttempt(ctx, rec, att, true, max, now, hold)
+}
+
+// FailUnknownAttempt is FailAttempt for a user ID with no NemID (never blocked: there is
+// nothing to block, but the count answers "locked" at the limit all the same).
+func (s *Store) FailUnknownAttempt(ctx context.Context, username string, limit int, a Attempt, now time.Time) (FailureResult, error) {
+	rec, att := s.unknownKeys(username)
+	return s.failAttempt(ctx, rec, att, limit, a, now)
+}
+
+var recordUnknownScript = redis.NewScript(`
+local f = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0') or 0
+if f >= tonumber(ARGV[1]) then return 0 end
+return redis.call('HINCRBY', KEYS[1], 'failures', 1)
+`)
+
+// RecordUnknownFailure counts one failure for a user ID with no NemID, in one atomic step.
 func (s *Store) RecordUnknownFailure(ctx context.Context, username string, limit int) (FailureResult, error) {
-	n, err := s.rdb.Incr(ctx, s.unknownKey(username)).Result()
+	rec, _ := s.unknownKeys(username)
+	n, err := recordUnknownScript.Run(ctx, s.rdb, []string{rec}, limit).Int()
 	if err != nil {
 		return FailureResult{}, wrap("record unknown failure", err)
 	}
-	left := max(limit-int(n), 0)
+	if n == 0 {
+		return FailureResult{Locked: true}, nil
+	}
+	left := max(limit-n, 0)
 	return FailureResult{AttemptsLeft: left, Locked: left == 0}, nil
 }
 
-// UnknownLocked reports whether an unknown user ID has used up its fake attempts.
+// UnknownLocked reports whether an unknown user ID has used up its attempts.
 func (s *Store) UnknownLocked(ctx context.Context, username string, max int) (bool, error) {
-	v, err := s.rdb.Get(ctx, s.unknownKey(username)).Result()
+	rec, _ := s.unknownKeys(username)
+	n, err := s.rdb.HGet(ctx, rec, "failures").Int()
 	if err != nil {
 		if err == redis.Nil {
 			return false, nil
 		}
 		return false, wrap("unknown locked", err)
 	}
-	n, _ := strconv.Atoi(v)
 	return n >= max, nil
 }
 

@@ -165,7 +165,7 @@ func (p Proxies) ClientAddr(r *http.Request) netip.Addr {
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	client := peer
 	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		a, err := hopAddr(hops[i])
 		if err != nil {
 			break // a malformed hop: believe no further than what our proxies vouched for
 		}
@@ -175,6 +175,16 @@ func (p Proxies) ClientAddr(r *http.Request) netip.Addr {
 		}
 	}
 	return client
+}
+
+// hopAddr reads one X-Forwarded-For entry: an address, with a port ("1.2.3.4:5678",
+// "[2001:db8::1]:443") or in brackets ("[2001:db8::1]"), as proxies write them.
+func hopAddr(hop string) (netip.Addr, error) {
+	hop = strings.TrimSpace(hop)
+	if ap, err := netip.ParseAddrPort(hop); err == nil {
+		return ap.Addr(), nil
+	}
+	return netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(hop, "["), "]"))
 }
 
 func peerAddr(remote string) netip.Addr {

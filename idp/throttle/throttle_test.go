@@ -33,6 +33,8 @@ func TestClientAddr(t *testing.T) {
 		{"all hops trusted: the left-most", "10.1.2.3:4000", []string{"10.5.5.5, 10.6.6.6"}, "10.5.5.5"},
 		{"IPv6 loopback proxy, v4-mapped client", "[::1]:4000", []string{"::ffff:198.51.100.1"}, "198.51.100.1"},
 		{"IPv6 peer", "[2001:db8::1]:4000", []string{"198.51.100.1"}, "2001:db8::1"},
+		{"a hop with a port", "10.1.2.3:4000", []string{"198.51.100.1:5678"}, "198.51.100.1"},
+		{"an IPv6 hop in brackets, with and without a port", "10.1.2.3:4000", []string{"[2001:db8::7], [2001:db8::8]:443"}, "2001:db8::8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("POST", "/login/x/password", nil)

@@ -231,14 +231,14 @@ func (h *Handler) get(req *request) error {
 		// Started by a request without the browser cookie: the claim cookie proves this is the
 		// browser that sent it, and the binding moves to the browser cookie (the one a
 		// top-level GET carries), which the citizen's other logins keep using.
-		c, err := req.r.Cookie(h.cookieName(claimCookie))
-		if err != nil || !hmac.Equal([]byte(digest(c.Value)), []byte(claim)) {
+		name, ok := h.claimCookieFor(req.r, claim)
+		if !ok {
 			return &httpError{status: http.StatusForbidden, err: flows.Errorf(flows.CodeWrongBrowser, "This login was started in another browser.")}
 		}
 		if err := h.Flows.Claim(ctx, f, f.Browser, req.browser); err != nil {
 			return err
 		}
-		h.setCookie(req.w, claimCookie, "", -1)
+		h.setCookie(req.w, name, "", -1)
 	}
 	if err := h.Flows.Bind(ctx, f, req.browser); err != nil {
 		return err
@@ -674,11 +674,25 @@ func (h *Handler) BindBrowser(w http.ResponseWriter, r *http.Request) *http.Requ
 	req := &request{w: w, r: r}
 	b := h.browserID(req, r.Method != http.MethodPost)
 	if b == "" {
+		// A cookie of its own for each such login (two tabs may POST before either is
+		// opened), gone when the login is claimed or expires.
 		v := flows.NewID() + flows.NewID()
-		h.setCookie(w, claimCookie, v, int(h.Flows.FlowTTL.Seconds()))
+		h.setCookie(w, claimCookie+"_"+v[:8], v, int(h.Flows.FlowTTL.Seconds()))
 		b = claimPrefix + digest(v)
 	}
 	return r.WithContext(flows.WithBrowser(r.Context(), b))
+}
+
+// claimCookieFor finds the claim cookie whose digest a flow is bound to; it returns the
+// cookie's name (without the __Host- prefix) to clear it.
+func (h *Handler) claimCookieFor(r *http.Request, claim string) (string, bool) {
+	prefix := h.cookieName(claimCookie + "_")
+	for _, c := range r.Cookies() {
+		if strings.HasPrefix(c.Name, prefix) && len(c.Value) <= 64 && hmac.Equal([]byte(digest(c.Value)), []byte(claim)) {
+			return strings.TrimPrefix(c.Name, h.cookieName("")), true
+		}
+	}
+	return "", false
 }
 
 // BoundTo reports whether the request comes from the browser the flow is bound to.

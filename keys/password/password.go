@@ -109,6 +109,20 @@ func (h *Hasher) Admit() (*Ticket, error) {
 	}
 }
 
+// Hold takes one hash slot without hashing until release is called: for draining hashes
+// before maintenance, and for tests that need the KDF busy for exactly as long as they say.
+func (h *Hasher) Hold(ctx context.Context) (release func(), err error) {
+	t, err := h.Admit()
+	if err != nil {
+		return nil, err
+	}
+	if err := h.acquire(ctx); err != nil {
+		t.Release()
+		return nil, err
+	}
+	return func() { h.release(); t.Release() }, nil
+}
+
 // Release gives the place back; calling it again does nothing.
 func (t *Ticket) Release() {
 	if t != nil && !t.done {

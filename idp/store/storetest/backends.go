@@ -37,6 +37,9 @@ type Backend struct {
 	// d pass in the backend's clock (so a record saved with TTL d is gone afterwards).
 	TTL     time.Duration
 	Advance func(t testing.TB, d time.Duration)
+	// Shared: other tests (other packages) use this Redis at the same time, so nothing may
+	// change it beyond the suite's own keys (no SCRIPT FLUSH).
+	Shared bool
 }
 
 // RandomPrefix returns a fresh key prefix "t-<random>:".
@@ -150,7 +153,8 @@ func RedisURL() string {
 // environment sets CI: there a missing Redis fails the test.
 func Real() Backend {
 	return Backend{
-		Name: "redis",
+		Name:   "redis",
+		Shared: true,
 		Client: func(t testing.TB) redis.UniversalClient {
 			t.Helper()
 			opt, err := redis.ParseURL(RedisURL())
