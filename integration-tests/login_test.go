@@ -644,3 +644,34 @@ func TestHTMLLoginInDanish(t *testing.T) {
 		t.Errorf("?lang=en page is not English: %s", en)
 	}
 }
+
+// TestOperatorViewAgreesWithLockout: what the operator sees is what logins are answered:
+// failures so far while active, and blocked for failures once the answers say locked.
+func TestOperatorViewAgreesWithLockout(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	bank := p.relyingParty(t, p.registerClient(t, "openid", "profile"), "openid", "profile")
+	c := p.issueCitizen(t, freshCPR(), "Niels Hansen")
+	view := func() (st, reason string, failures int) {
+		var v struct {
+			Status      string `json:"status"`
+			BlockReason string `json:"block_reason"`
+			Failures    int    `json:"failures"`
+		}
+		if code := p.admin(t, http.MethodGet, "/admin/v1/citizens/"+c.UserID, nil, &v); code != http.StatusOK {
+			t.Fatalf("GET citizen: %d", code)
+		}
+		return v.Status, v.BlockReason, v.Failures
+	}
+	for i := 1; i <= 5; i++ {
+		l := p.newBrowser(t).authorize(t, bank)
+		code, v := l.password(c, "Forkert"+randHex(2)+"1")
+		st, reason, n := view()
+		switch {
+		case i < 5 && (code != http.StatusUnauthorized || st != "active" || n != i):
+			t.Fatalf("wrong password %d: %d %s; operator sees %s with %d failures", i, code, v.Error, st, n)
+		case i == 5 && (codeOf(v.Error) != "locked" || st != "blocked" || reason != "failures" || n != 5):
+			t.Fatalf("wrong password %d: %d %s; operator sees %s (%s) with %d failures, want blocked (failures)", i, code, v.Error, st, reason, n)
+		}
+	}
+}

@@ -312,13 +312,17 @@ func (a *API) createCitizen(w http.ResponseWriter, r *http.Request) error {
 
 // CitizenView is the operator's view of a NemID (never the password or card keys).
 type CitizenView struct {
-	UserID   string     `json:"user_id"`
-	Name     string     `json:"name"`
-	Kind     string     `json:"kind"`
-	Status   string     `json:"status"`
-	IssuedAt string     `json:"issued_at"`
-	CPR      string     `json:"cpr_masked"`
-	Cards    []CardView `json:"cards"`
+	UserID string `json:"user_id"`
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Status string `json:"status"`
+	// BlockReason says why a blocked NemID is blocked ("failures": locked after too many
+	// failed attempts); Failures is the failed attempts in a row so far.
+	BlockReason string     `json:"block_reason,omitempty"`
+	Failures    int        `json:"failures"`
+	IssuedAt    string     `json:"issued_at"`
+	CPR         string     `json:"cpr_masked"`
+	Cards       []CardView `json:"cards"`
 }
 
 // CardView is one card's state.
@@ -334,7 +338,11 @@ func (a *API) getCitizen(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v := CitizenView{UserID: c.UserID, Name: c.Name, Kind: c.Kind, Status: c.Status, IssuedAt: c.IssuedAt}
+	v := CitizenView{UserID: c.UserID, Name: c.Name, Kind: c.Kind, Status: c.Status, IssuedAt: c.IssuedAt,
+		Failures: c.Failures}
+	if c.Status == store.StatusBlocked {
+		v.BlockReason = c.BlockReason
+	}
 	if n, err := cpr.Parse(c.CPR); err == nil {
 		v.CPR = n.Masked()
 	}
