@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nemidp/nemidp/idp/held"
 	"github.com/nemidp/nemidp/idp/store"
 )
 
@@ -147,27 +148,6 @@ func (m *httpMetrics) wrap(next http.Handler) http.Handler {
 	})
 }
 
-// bufferedWriter holds a (small, JSON) response until the handler is done.
-type bufferedWriter struct {
-	header http.Header
-	status int
-	body   []byte
-}
-
-func (b *bufferedWriter) Header() http.Header { return b.header }
-func (b *bufferedWriter) WriteHeader(code int) {
-	if b.status == 0 {
-		b.status = code
-	}
-}
-func (b *bufferedWriter) Write(p []byte) (int, error) {
-	if b.status == 0 {
-		b.status = http.StatusOK
-	}
-	b.body = append(b.body, p...)
-	return len(p), nil
-}
-
 // storeOutage503 is for zitadel/oidc's token, introspection and revocation endpoints, which
 // turn storage failures into 500 server_error or even 400 invalid_grant ("invalid code"): when
 // the answer is an error and Redis does not answer, the client is told 503
@@ -175,9 +155,9 @@ func (b *bufferedWriter) Write(p []byte) (int, error) {
 // token away. Redis is only asked on error answers.
 func storeOutage503(ping func(context.Context) error, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		bw := &bufferedWriter{header: w.Header()}
+		bw := held.Share(w.Header())
 		next.ServeHTTP(bw, r)
-		if bw.status >= 400 {
+		if bw.Status >= 400 {
 			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 			err := ping(ctx)
 			cancel()
@@ -190,10 +170,6 @@ func storeOutage503(ping func(context.Context) error, next http.Handler) http.Ha
 				return
 			}
 		}
-		if bw.status == 0 {
-			bw.status = http.StatusOK
-		}
-		w.WriteHeader(bw.status)
-		_, _ = w.Write(bw.body)
+		bw.Send(w)
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/nemidp/nemidp/idp/held"
 	"github.com/nemidp/nemidp/idp/store"
 )
 
@@ -48,22 +49,16 @@ func (s *Storage) TokenEndpoint(next http.Handler) http.Handler {
 		}
 		p := &pendingIssue{}
 		ctx = context.WithValue(ctx, pendingKey{}, p)
-		bw := &heldResponse{header: http.Header{}}
+		bw := held.Apart()
 		next.ServeHTTP(bw, r.WithContext(ctx))
-		if bw.status == 0 {
-			bw.status = http.StatusOK
-		}
-		if bw.status == http.StatusOK && p.issue != nil {
+		bw.Done()
+		if bw.Status == http.StatusOK && p.issue != nil {
 			if err := s.commit(ctx, p); err != nil {
 				writeCommitError(w, r, err)
 				return
 			}
 		}
-		for k, v := range bw.header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(bw.status)
-		_, _ = w.Write(bw.body)
+		bw.Send(w)
 	})
 }
 
@@ -149,25 +144,4 @@ func tokenClientID(r *http.Request) string {
 		return r.PostForm.Get("client_id")
 	}
 	return ""
-}
-
-// heldResponse holds zitadel/oidc's (small, JSON) token answer until it is committed.
-type heldResponse struct {
-	header http.Header
-	status int
-	body   []byte
-}
-
-func (h *heldResponse) Header() http.Header { return h.header }
-func (h *heldResponse) WriteHeader(code int) {
-	if h.status == 0 {
-		h.status = code
-	}
-}
-func (h *heldResponse) Write(p []byte) (int, error) {
-	if h.status == 0 {
-		h.status = http.StatusOK
-	}
-	h.body = append(h.body, p...)
-	return len(p), nil
 }
