@@ -120,6 +120,23 @@ func TestRoundTripsPerLogin(t *testing.T) {
 	}
 }
 
+// TestSSORoundTrips counts an authorize answered from the SSO session (authorize, login page
+// completed from the session, callback), code exchange apart.
+func TestSSORoundTrips(t *testing.T) {
+	t.Parallel()
+	rp := newBenchRP(t)
+	rt := &roundTrips{}
+	rp.s.Store.Redis().AddHook(rt)
+	rp.code(t) // loads the scripts, fills the client cache
+	rt.take()
+	rp.code(t)
+	n, cmds := rt.take()
+	t.Logf("SSO authorize: %d round trips: %v", n, cmds)
+	if n > 7 {
+		t.Errorf("SSO authorize: %d Redis round trips %v, budget 7", n, cmds)
+	}
+}
+
 // TestTokenRequestRoundTrips pins the Redis round trips of a code exchange (check the code,
 // load the flow, the pairwise subject, the citizen, the one issuing script) and of a refresh
 // (load the refresh token, the citizen, the issuing script).
