@@ -43,6 +43,16 @@ type Citizen struct {
 	CreatedAt   time.Time
 	Address     string
 	ActiveCard  string
+	// ExpiresAt is when the NemID must be renewed (YYYY-MM-DD, 3 years after issue or renewal).
+	ExpiresAt string
+	// PID is the OCES public digital signature's person id ("9208-2002-2-" + 12 digits); empty
+	// for a bank-only NemID.
+	PID string
+	// OCESIssuedAt is when the OCES was issued or last reissued (YYYY-MM-DD).
+	OCESIssuedAt string
+	// YouthCert is the OCES youth marker ("ung under 18"): the OCES was issued before the 18th
+	// birthday; it stays until the OCES is reissued (renewal).
+	YouthCert bool
 }
 
 func (c *Citizen) fields() map[string]any {
@@ -51,7 +61,8 @@ func (c *Citizen) fields() map[string]any {
 		"family_name": c.FamilyName, "kind": c.Kind, "status": c.Status, "block_reason": c.BlockReason,
 		"password": c.Password, "must_change": boolStr(c.MustChange), "failures": c.Failures,
 		"issued_at": c.IssuedAt, "created_at": c.CreatedAt.UTC().Format(time.RFC3339),
-		"address": c.Address, "active_card": c.ActiveCard,
+		"address": c.Address, "active_card": c.ActiveCard, "expires_at": c.ExpiresAt, "pid": c.PID,
+		"oces_issued_at": c.OCESIssuedAt, "youth_cert": boolStr(c.YouthCert),
 	}
 }
 
@@ -63,6 +74,7 @@ func citizenFrom(m map[string]string) *Citizen {
 		FamilyName: m["family_name"], Kind: m["kind"], Status: m["status"], BlockReason: m["block_reason"],
 		Password: m["password"], MustChange: m["must_change"] == "1", Failures: failures,
 		IssuedAt: m["issued_at"], CreatedAt: created, Address: m["address"], ActiveCard: m["active_card"],
+		ExpiresAt: m["expires_at"], PID: m["pid"], OCESIssuedAt: m["oces_issued_at"], YouthCert: m["youth_cert"] == "1",
 	}
 }
 
