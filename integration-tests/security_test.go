@@ -132,8 +132,8 @@ func TestLoginRequestProtections(t *testing.T) {
 		}
 	})
 
+	// Not parallel: logins of one card race for its one pending key (the loser is used_key).
 	t.Run("flow bound to its browser", func(t *testing.T) {
-		t.Parallel()
 		l := p.newBrowser(t).authorize(t, bank)
 		path := "/login/" + l.View.Flow + "/password"
 		thief := p.newBrowser(t)
@@ -157,8 +157,8 @@ func TestLoginRequestProtections(t *testing.T) {
 		}
 	})
 
+	// Not parallel: logins of one card race for its one pending key (the loser is used_key).
 	t.Run("callback in another browser", func(t *testing.T) {
-		t.Parallel()
 		l := p.newBrowser(t).authorize(t, bank)
 		if code, v := l.password(karen, karen.Password); code != http.StatusOK {
 			t.Fatalf("password: %d %s", code, v.Error)
@@ -201,8 +201,8 @@ func TestLoginRequestProtections(t *testing.T) {
 		}
 	})
 
+	// Not parallel: logins of one card race for its one pending key (the loser is used_key).
 	t.Run("cookies and headers", func(t *testing.T) {
-		t.Parallel()
 		b := p.newBrowser(t)
 		b.Accept = "text/html"
 		l, u := b.authURL(bank)
