@@ -259,6 +259,10 @@ type Citizen struct {
 	Password string // the activation password until the citizen chose their own
 	Serial   string
 	Keys     map[string]string // key number → key
+	// mu makes whole logins of this citizen (run) one at a time: parallel logins of one card
+	// race for its one pending key number (the loser is answered used_key), and a first login
+	// changes Password.
+	mu sync.Mutex
 }
 
 var cprSeq struct {
@@ -714,6 +718,8 @@ func (b *Browser) login(t *testing.T, r *RP, c *Citizen, opts ...AuthOption) *To
 // run answers every step until the browser is back at the relying party.
 func (l *Login) run(c *Citizen) {
 	l.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for i := 0; l.Back == nil; i++ {
 		if i > 6 {
 			l.t.Fatalf("login does not end; steps %v", l.Steps)

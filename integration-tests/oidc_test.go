@@ -187,8 +187,8 @@ func TestCPRClaimOnlyForSSNScope(t *testing.T) {
 		{"registered for ssn, not asking", ssnClient, []string{"openid", "profile"}, false},
 		{"not registered, asking", plainClient, []string{"openid", "profile", "ssn"}, false},
 	} {
-		// Not parallel: logins of one card race for its one pending key (the loser is used_key).
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			r := p.relyingParty(t, tc.client, tc.scopes...)
 			tok := p.newBrowser(t).login(t, r, karen)
 			checkIdentityClaims(t, "ID token", tok.IDTokenClaims.Claims, tc.wantCPR)
