@@ -61,8 +61,12 @@ type Flow struct {
 	CardSerial string   `json:"card_serial,omitempty"`
 	KeyNumber  string   `json:"key_number,omitempty"`
 	Methods    []string `json:"methods,omitempty"`
-	Result     *Result  `json:"result,omitempty"`
-	Failure    *Error   `json:"failure,omitempty"`
+	// RequiresOCES is the client's policy, read when the flow began (Engine.Clients).
+	RequiresOCES bool `json:"requires_oces,omitempty"`
+	// Cert is the citizen's certificate as the password step read it (see Certificate).
+	Cert    *Certificate `json:"cert,omitempty"`
+	Result  *Result      `json:"result,omitempty"`
+	Failure *Error       `json:"failure,omitempty"`
 	// Protocol is the front end's own state (the OIDC auth request, …), opaque here.
 	Protocol json.RawMessage `json:"protocol,omitempty"`
 
@@ -85,6 +89,10 @@ type Result struct {
 	// completes (never derived from the session cookie), kept by the session for the logins it
 	// completes. Front ends hand it to relying parties (OIDC's sid).
 	SessionID string `json:"sid,omitempty"`
+	// Cert is the certificate snapshot the claims mapping uses (nemid.oces, nemid.pid,
+	// dk.youth_certificate): what the real login read, copied by a login from its SSO session;
+	// nil only for logins from before snapshots (use the citizen's record then).
+	Cert *Certificate `json:"cert,omitempty"`
 }
 
 // Done reports whether the flow ended with an authenticated subject.
@@ -122,6 +130,8 @@ type Engine struct {
 	// way back to its relying party.
 	Grace time.Duration
 	Now   func() time.Time
+	// Clients gives each client's policy (the OCES gate); nil: no client requires OCES.
+	Clients ClientPolicy
 }
 
 func (e *Engine) now() time.Time {
@@ -161,6 +171,12 @@ func (e *Engine) Begin(ctx context.Context, s Start) (*Flow, error) {
 		LoginHint: s.LoginHint, SubjectHint: s.SubjectHint, Protocol: s.Protocol, Step: StepPassword,
 	}
 	f.Browser, _ = ctx.Value(browserKey{}).(string)
+	if e.Clients != nil {
+		var err error
+		if f.RequiresOCES, err = e.Clients.ClientPolicy(ctx, s.ClientID); err != nil {
+			return nil, fmt.Errorf("flows: begin: client policy: %w", err)
+		}
+	}
 	if err := e.save(ctx, f); err != nil {
 		return nil, fmt.Errorf("flows: begin: %w", err)
 	}
@@ -302,6 +318,8 @@ type SessionInfo struct {
 	ACR       string    `json:"acr"`
 	AuthTime  time.Time `json:"auth_time"`
 	SID       string    `json:"sid,omitempty"`
+	// Cert is the certificate snapshot of the login that started the session.
+	Cert *Certificate `json:"cert,omitempty"`
 }
 
 // CanReuse reports whether the flow's prompt and max_age allow an existing SSO session.
@@ -334,13 +352,23 @@ func (e *Engine) Resume(ctx context.Context, f *Flow, s *SessionInfo) (bool, err
 	if c == nil || c.Status != store.StatusActive || c.MustChange {
 		return false, nil
 	}
+	// The session's own snapshot, as its login saw it (a session from before snapshots gets
+	// one now). A client requiring OCES is not served from a bank-only snapshot: the citizen
+	// logs in again, and the OCES gate judges the record as it is then.
+	cert := s.Cert
+	if cert == nil {
+		cert = CertificateOf(c)
+	}
+	if f.RequiresOCES && !cert.hasOCES() {
+		return false, nil
+	}
 	return true, e.update(ctx, f, func(f *Flow) error {
 		if f.Step != StepPassword {
 			return nil
 		}
-		f.CitizenID, f.Step = s.CitizenID, StepDone
+		f.CitizenID, f.Step, f.Cert = s.CitizenID, StepDone, cert
 		f.Result = &Result{CitizenID: s.CitizenID, AMR: s.AMR, ACR: s.ACR, AuthTime: s.AuthTime, FromSession: true,
-			SessionID: s.SID}
+			SessionID: s.SID, Cert: cert}
 		return nil
 	})
 }

@@ -16,7 +16,8 @@ func (e *Engine) StartSession(ctx context.Context, r *Result) (string, error) {
 	if sid == "" {
 		sid = NewID() // unrelated to the cookie value: a relying party never learns the cookie
 	}
-	raw, err := json.Marshal(SessionInfo{CitizenID: r.CitizenID, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SID: sid})
+	raw, err := json.Marshal(SessionInfo{CitizenID: r.CitizenID, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SID: sid,
+		Cert: r.Cert})
 	if err != nil {
 		return "", fmt.Errorf("flows: start session: %w", err)
 	}

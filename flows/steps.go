@@ -64,7 +64,13 @@ func (e *Engine) Submit(ctx context.Context, f *Flow, name Step, a Answer) error
 	if !ok {
 		return Errorf(CodeWrongStep, "Step %q takes no answer.", name)
 	}
-	return s.check(ctx, e, f, a)
+	if err := s.check(ctx, e, f, a); err != nil {
+		return err
+	}
+	if f.Step == StepFailed && f.Failure != nil {
+		return f.Failure // the answer was right, but the login ends here (the OCES gate)
+	}
+	return nil
 }
 
 // next is the step after a successful one: the engine, not the steps, decides the order.
@@ -76,6 +82,8 @@ func (e *Engine) next(f *Flow) Step {
 		return StepCodeCard
 	case f.MustChange:
 		return StepNewPassword
+	case f.ocesRefused(): // only once the citizen proved who they are
+		return StepFailed
 	}
 	return StepDone
 }
@@ -92,9 +100,12 @@ func containsAll(have []string, want ...string) bool {
 // advance moves f to its next step and fills in the result when done.
 func (e *Engine) advance(f *Flow) {
 	f.Step = e.next(f)
-	if f.Step == StepDone {
+	switch f.Step {
+	case StepDone:
 		f.Result = &Result{CitizenID: f.CitizenID, AMR: append([]string(nil), f.Methods...),
-			ACR: ACRSubstantial, AuthTime: e.now().UTC(), SessionID: NewID()}
+			ACR: ACRSubstantial, AuthTime: e.now().UTC(), SessionID: NewID(), Cert: f.Cert}
+	case StepFailed:
+		f.Failure = ocesRequiredError()
 	}
 }
 
@@ -246,6 +257,7 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 			return Errorf(CodeWrongStep, "This login already moved on.")
 		}
 		f.CitizenID, f.MustChange = c.UserID, c.MustChange
+		f.Cert = CertificateOf(c)
 		f.Methods = []string{AMRPassword}
 		f.CardSerial, f.KeyNumber = c.ActiveCard, number
 		e.advance(f)

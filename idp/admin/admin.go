@@ -46,6 +46,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST /admin/v1/clients", a.auth(a.createClient))
 	mux.Handle("POST /admin/v1/citizens", a.auth(a.createCitizen))
 	mux.Handle("GET /admin/v1/citizens/{user_id}", a.auth(a.getCitizen))
+	mux.Handle("POST /admin/v1/citizens/{user_id}/renew", a.auth(a.renewCitizen))
+	mux.Handle("POST /admin/v1/citizens/{user_id}/oces", a.auth(a.attachOCES))
 	mux.Handle("/admin/", a.auth(func(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{http.StatusNotFound, "not_found", "No such operator endpoint."}
 	}))
@@ -318,11 +320,16 @@ type CitizenView struct {
 	Status string `json:"status"`
 	// BlockReason says why a blocked NemID is blocked ("failures": locked after too many
 	// failed attempts); Failures is the failed attempts in a row so far.
-	BlockReason string     `json:"block_reason,omitempty"`
-	Failures    int        `json:"failures"`
-	IssuedAt    string     `json:"issued_at"`
-	CPR         string     `json:"cpr_masked"`
-	Cards       []CardView `json:"cards"`
+	BlockReason string `json:"block_reason,omitempty"`
+	Failures    int    `json:"failures"`
+	IssuedAt    string `json:"issued_at"`
+	ExpiresAt   string `json:"expires_at,omitempty"`
+	PID         string `json:"pid,omitempty"` // only when OCES is attached
+	// OCESIssuedAt is when the OCES was issued or last reissued; YouthCert its youth marker.
+	OCESIssuedAt string     `json:"oces_issued_at,omitempty"`
+	YouthCert    bool       `json:"youth_certificate"`
+	CPR          string     `json:"cpr_masked"`
+	Cards        []CardView `json:"cards"`
 }
 
 // CardView is one card's state.
@@ -339,7 +346,7 @@ func (a *API) getCitizen(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	v := CitizenView{UserID: c.UserID, Name: c.Name, Kind: c.Kind, Status: c.Status, IssuedAt: c.IssuedAt,
-		Failures: c.Failures}
+		Failures: c.Failures, ExpiresAt: c.ExpiresAt, PID: c.PID, OCESIssuedAt: c.OCESIssuedAt, YouthCert: c.YouthCert}
 	if c.Status == store.StatusBlocked {
 		v.BlockReason = c.BlockReason
 	}

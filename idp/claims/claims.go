@@ -16,6 +16,7 @@ const (
 	Age          = "age"
 	CPR          = "dk.cpr"
 	AgeUnder18   = "dk.age_under_18"
+	YouthCert    = "dk.youth_certificate"
 	OCES         = "nemid.oces"
 	PID          = "nemid.pid"
 	ACR          = "acr"
@@ -34,7 +35,9 @@ type Person struct {
 	Extra                       map[string]any
 }
 
-// ForCitizen maps a citizen to claims. CPR is released only when the scope ssn was granted
+// ForCitizen maps a citizen to claims. The certificate fields (Kind, PID, YouthCert) are the
+// login's snapshot when the caller applied it (flows.Certificate.Apply): what the login saw,
+// which an SSO re-login keeps until the citizen logs in afresh. CPR is released only when the scope ssn was granted
 // (the OIDC front end grants it only to clients allowed it).
 func ForCitizen(c *store.Citizen, scopes []string, now time.Time) Person {
 	p := Person{Extra: map[string]any{IDP: ProviderName}}
@@ -48,6 +51,10 @@ func ForCitizen(c *store.Citizen, scopes []string, now time.Time) Person {
 			p.Extra[AgeUnder18] = p.Age < 18
 		}
 		p.Extra[OCES] = c.Kind == "oces"
+		p.Extra[YouthCert] = c.Kind == "oces" && c.YouthCert
+		if c.Kind == "oces" && c.PID != "" {
+			p.Extra[PID] = c.PID
+		}
 	}
 	if slices.Contains(scopes, ScopeSSN) {
 		p.Extra[CPR] = c.CPR

@@ -88,7 +88,15 @@ func (is *Issuer) issue(ctx context.Context, req Request, chosen string) (*Resul
 		if c.UserID, err = newUserID(); err != nil {
 			return nil, fmt.Errorf("issuance: %w", err)
 		}
+		if c.Kind == "oces" {
+			if c.PID, err = newPID(); err != nil {
+				return nil, fmt.Errorf("issuance: %w", err)
+			}
+		}
 		err = is.Store.CreateCitizen(ctx, c, rec)
+		if errors.Is(err, store.ErrPIDTaken) {
+			continue
+		}
 		if errors.Is(err, store.ErrSerialTaken) {
 			var derr error
 			if card, rec, derr = is.drawCard(); derr != nil {
@@ -148,10 +156,20 @@ func (is *Issuer) validate(req Request) (*store.Citizen, error) {
 	if utf8.RuneCountInString(req.Address) > 500 {
 		return nil, &ValidationError{"address", "at most 500 characters"}
 	}
-	return &store.Citizen{
+	c := &store.Citizen{
 		CPR: string(n), Name: name, GivenName: given, FamilyName: family, Kind: kind,
 		Status: store.StatusActive, IssuedAt: issued, CreatedAt: now().UTC(), Address: req.Address,
-	}, nil
+	}
+	if c.ExpiresAt, err = ExpiresAt(issued); err != nil {
+		return nil, err
+	}
+	if kind == "oces" { // the OCES is issued with the NemID (its PID is drawn in issue)
+		c.OCESIssuedAt = issued
+		if c.YouthCert, err = YouthMarker(n, issued); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 var copenhagen = func() *time.Location {

@@ -64,7 +64,8 @@ func (a *authRequest) Done() bool          { return a.flow.Done() }
 func (a *authRequest) record() tokenRecord {
 	r := a.flow.Result
 	return tokenRecord{Grant: a.flow.ID, Subject: a.subject, CitizenID: r.CitizenID, ClientID: a.flow.ClientID,
-		Scopes: a.ps.Scopes, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SessionID: r.SessionID}
+		Scopes: a.ps.Scopes, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SessionID: r.SessionID,
+		Cert: r.Cert}
 }
 
 // refreshRequest presents a refresh token to zitadel/oidc.

@@ -235,6 +235,8 @@ type tokenRecord struct {
 	AuthTime  time.Time `json:"auth_time"`
 	// SessionID is the SSO session of the login (the ID token's sid, kept through refreshes).
 	SessionID string `json:"sid,omitempty"`
+	// Cert is the login's certificate snapshot (OCES, PID, youth marker) the claims show.
+	Cert *flows.Certificate `json:"cert,omitempty"`
 	// GrantStart is when the grant's code was exchanged; the grant ends Lifetimes.Grant later.
 	GrantStart time.Time `json:"grant_start,omitzero"`
 	Expires    time.Time `json:"exp"`
@@ -617,7 +619,7 @@ func (s *Storage) fillUserinfo(ctx context.Context, ui *oidc.UserInfo, rec *toke
 }
 
 func (s *Storage) fillFromCitizen(ui *oidc.UserInfo, c *store.Citizen, rec *tokenRecord, scopes []string, withAuth bool) {
-	p := claims.ForCitizen(c, scopes, s.now())
+	p := claims.ForCitizen(rec.Cert.Apply(c), scopes, s.now())
 	ui.Subject = rec.Subject
 	ui.Name, ui.GivenName, ui.FamilyName = p.Name, p.GivenName, p.FamilyName
 	ui.Birthdate = p.BirthDate

@@ -136,9 +136,12 @@ return 0
 // CPR number; then the citizen and card are written in one transaction. If the write fails the
 // claim is released. A claim left behind by a crash names a citizen that does not exist: logins
 // treat it as unknown, and after staleClaim a new issuance takes it over.
-// The card's serial is claimed before anything else (ErrSerialTaken: draw another card).
+// The card's serial is claimed before anything else (ErrSerialTaken: draw another card), then
+// an OCES NemID's PID (ErrPIDTaken: draw another PID).
 func (s *Store) CreateCitizen(ctx context.Context, c *Citizen, card CardRecord) error {
-	return s.withSerial(ctx, card.Serial, c.UserID, func() error { return s.createCitizen(ctx, c, card) })
+	return s.withSerial(ctx, card.Serial, c.UserID, func() error {
+		return s.withPID(ctx, c.PID, c.UserID, func() error { return s.createCitizen(ctx, c, card) })
+	})
 }
 
 func (s *Store) createCitizen(ctx context.Context, c *Citizen, card CardRecord) error {

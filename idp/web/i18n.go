@@ -67,6 +67,9 @@ var texts = map[string]map[string]string{
 		"err_not_available":       "Denne funktion er ikke tilgængelig.",
 		"err_not_found":           "Siden findes ikke.",
 		"err_method_not_allowed":  "Siden kan ikke bruges på denne måde.",
+		"err_oces_required":       "Denne tjeneste kræver den offentlige digitale signatur (OCES), og dit NemID er kun til netbank.",
+		"oces_help_title":         "Sådan får du den offentlige digitale signatur",
+		"oces_help":               "Få OCES knyttet til dit NemID hos borgerservice i din kommune eller i din netbank. Medbring billedlegitimation (pas eller kørekort). Log derefter på igen.",
 	},
 	langEN: {
 		"title":            "Log on with NemID",
@@ -96,6 +99,10 @@ var texts = map[string]map[string]string{
 		"logout":           "Log off",
 		"logged_out_title": "You are logged off NemID",
 		"logged_out_text":  "You are now logged off NemID. Close the browser if you used a computer that others use too.",
+		// the OCES gate (oces_required)
+		"err_oces_required": "This service requires the public digital signature (OCES), and your NemID is for online banking only.",
+		"oces_help_title":   "How to get the public digital signature",
+		"oces_help":         "Have OCES attached to your NemID at borgerservice (your municipality's citizen service) or in your netbank. Bring photo ID (passport or driving licence). Then log in again.",
 	},
 }
 
