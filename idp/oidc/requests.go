@@ -64,7 +64,17 @@ func (a *authRequest) Done() bool          { return a.flow.Done() }
 func (a *authRequest) record() tokenRecord {
 	r := a.flow.Result
 	return tokenRecord{Grant: a.flow.ID, Subject: a.subject, CitizenID: r.CitizenID, ClientID: a.flow.ClientID,
-		Scopes: a.ps.Scopes, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SessionID: r.SessionID}
+		Scopes: a.ps.Scopes, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SessionID: r.SessionID,
+		Dialect: a.ps.Dialect, Claims: a.ps.Claims}
+}
+
+// sector is where the request's pairwise subject lives: the client's sector at the authorize
+// request (flows from before sectors existed: the client id).
+func (a *authRequest) sector() string {
+	if a.ps.Sector != "" {
+		return a.ps.Sector
+	}
+	return a.flow.ClientID
 }
 
 // refreshRequest presents a refresh token to zitadel/oidc.
