@@ -22,7 +22,9 @@ var cph = func() *time.Location {
 // at is a wall-clock instant in Copenhagen.
 func at(y int, m time.Month, d, hh, mm int) time.Time { return time.Date(y, m, d, hh, mm, 0, 0, cph) }
 
-func utc(y int, m time.Month, d, hh, mm int) time.Time { return time.Date(y, m, d, hh, mm, 0, 0, time.UTC) }
+func utc(y int, m time.Month, d, hh, mm int) time.Time {
+	return time.Date(y, m, d, hh, mm, 0, 0, time.UTC)
+}
 
 var ageConcepts = []Concept{AgeYears, Under18, AgeOver}
 
