@@ -60,9 +60,10 @@ func TestLogoutNeedsTheSessionsOwnIDToken(t *testing.T) {
 	t.Parallel()
 	p := startIdP(t)
 	bank := p.relyingParty(t, p.registerClient(t, "openid", "profile"), "openid", "profile")
-	karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
 	anna := p.issueCitizen(t, freshCPR(), "Anna Hansen")
 	annaTok := p.newBrowser(t).login(t, bank, anna)
+	// Each parallel subtest logs in its own Karen: parallel logins of one card are asked the
+	// same pending key, and only one of them can use it.
 
 	for _, tc := range []struct {
 		name     string
@@ -89,6 +90,7 @@ func TestLogoutNeedsTheSessionsOwnIDToken(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
 			b := p.newBrowser(t)
 			tok := b.login(t, bank, karen)
 			if tok.IDTokenClaims.SessionID == "" {
@@ -111,6 +113,7 @@ func TestLogoutNeedsTheSessionsOwnIDToken(t *testing.T) {
 
 	t.Run("a login from the SSO session keeps its sid, so does a refresh", func(t *testing.T) {
 		t.Parallel()
+		karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
 		b := p.newBrowser(t)
 		offline := p.relyingParty(t, p.registerClient(t, "openid", "offline_access"), "openid", "offline_access")
 		first := b.login(t, offline, karen)
