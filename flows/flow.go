@@ -53,7 +53,9 @@ type Flow struct {
 	// SubjectHint is the subject the relying party knows the citizen as (from a hint it sent):
 	// an SSO session of another citizen does not complete this flow.
 	SubjectHint string `json:"subject_hint,omitempty"`
-	Browser     string `json:"browser,omitempty"` // digest of the browser cookie the flow is bound to
+	// SubjectSector is the pairwise sector SubjectHint is a subject of ("": the client id).
+	SubjectSector string `json:"subject_sector,omitempty"`
+	Browser       string `json:"browser,omitempty"` // digest of the browser cookie the flow is bound to
 
 	Step       Step     `json:"step"`
 	CitizenID  string   `json:"citizen_id,omitempty"`
@@ -115,7 +117,9 @@ type Start struct {
 	LoginHint string
 	// SubjectHint: see Flow.SubjectHint.
 	SubjectHint string
-	Protocol    json.RawMessage
+	// SubjectSector: see Flow.SubjectSector.
+	SubjectSector string
+	Protocol      json.RawMessage
 }
 
 // Engine runs flows.
@@ -168,7 +172,7 @@ func (e *Engine) Begin(ctx context.Context, s Start) (*Flow, error) {
 	f := &Flow{
 		ID: id, ClientID: s.ClientID, CreatedAt: now, ExpiresAt: now.Add(e.FlowTTL),
 		ReturnURL: s.ReturnURL(id), Prompt: s.Prompt, MaxAge: s.MaxAge, Locales: s.Locales,
-		LoginHint: s.LoginHint, SubjectHint: s.SubjectHint, Protocol: s.Protocol, Step: StepPassword,
+		LoginHint: s.LoginHint, SubjectHint: s.SubjectHint, SubjectSector: s.SubjectSector, Protocol: s.Protocol, Step: StepPassword,
 	}
 	f.Browser, _ = ctx.Value(browserKey{}).(string)
 	if e.Clients != nil {

@@ -61,7 +61,11 @@ func (e *Engine) sessionCitizen(ctx context.Context, f *Flow, s *SessionInfo) (*
 	if f.SubjectHint == "" {
 		return e.Store.Citizen(ctx, s.CitizenID)
 	}
-	c, sub, err := e.Store.CitizenWithSubject(ctx, s.CitizenID, f.ClientID)
+	sector := f.SubjectSector
+	if sector == "" {
+		sector = f.ClientID
+	}
+	c, sub, err := e.Store.CitizenWithSubject(ctx, s.CitizenID, sector)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -135,11 +136,10 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 		AuthMethodPost:           true,
 		GrantTypeRefreshToken:    true,
 		SupportedUILocales:       []language.Tag{language.Danish, language.English},
-		SupportedScopes:          []string{zoidc.ScopeOpenID, zoidc.ScopeProfile, zoidc.ScopeOfflineAccess, claims.ScopeSSN},
+		SupportedScopes:          append(slices.Clone(claims.ClaimScopes), zoidc.ScopeOfflineAccess),
 		DefaultLogoutRedirectURI: oidc.LoggedOutPath,
-		SupportedClaims: []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "at_hash", "sid",
-			"name", "given_name", "family_name", "birthdate", claims.Age, claims.AgeUnder18, claims.CPR, claims.IDP, claims.OCES,
-			claims.PID, claims.YouthCert},
+		// The protocol's own claims, then every dialect's (DESIGN.md §4, idp/claims).
+		SupportedClaims: append([]string{"sub", "aud", "exp", "iat", "iss", "nonce", "at_hash", "sid"}, claims.AllNames()...),
 	}
 	popts := []op.Option{}
 	if config.IsLoopbackIssuer(cfg.Issuer) {
@@ -269,6 +269,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.Web.ErrorPage(w, r, http.StatusBadRequest, "invalid_redirect_uri", "The service sent you here with a return address it has not registered.")
 		return
 	}
+	r = r.WithContext(oidc.WithClaimsParameter(r.Context(), r.Form.Get("claims")))
 	s.Provider.ServeHTTP(w, s.Web.BindBrowser(w, r))
 }
 
@@ -358,7 +359,11 @@ func (s *Server) hintNamesSession(ctx context.Context, claims *zoidc.IDTokenClai
 		if i == 3 { // our ID tokens have one audience
 			break
 		}
-		sub, err := s.Store.KnownPairwiseSubject(ctx, sess.CitizenID, aud)
+		sector := aud
+		if c, err := s.Store.Client(ctx, aud); err == nil {
+			sector = c.Sector()
+		}
+		sub, err := s.Store.KnownPairwiseSubject(ctx, sess.CitizenID, sector)
 		if err != nil {
 			return false, fmt.Errorf("idp: end session: %w", err)
 		}

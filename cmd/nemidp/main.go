@@ -33,6 +33,7 @@ const usage = `nemidp — NemID identity-provider gateway
                                         issue a NemID; prints user id, activation password and card (once)
   nemidp client add --id ID --redirect-uri URI [--redirect-uri …] [--name N] [--public] [--secret S]
                     [--scope S …] [--requires-oces] [--id-token-alg ES256|RS256] [--no-pkce]
+                    [--dialect default|broker] [--sector-identifier SECTOR]
                                         register an OIDC relying party
 
 Configuration: NEMIDP_CONFIG (YAML) and NEMIDP_* environment variables; see README.md.
@@ -273,6 +274,8 @@ func clientAdd(ctx context.Context, args []string, getenv func(string) string, o
 	fs.StringVar(&req.Secret, "secret", "", "client secret (generated if omitted for confidential clients)")
 	fs.BoolVar(&req.RequiresOCES, "requires-oces", false, "refuse bank-only NemIDs")
 	noPKCE := fs.Bool("no-pkce", false, "let this confidential client omit PKCE (require_pkce false; refused for public clients)")
+	fs.StringVar(&req.Dialect, "dialect", "", "claim names: default (DESIGN.md §4) or broker")
+	fs.StringVar(&req.SectorIdentifier, "sector-identifier", "", "share one pairwise sub per citizen with the clients registered with the same sector identifier")
 	fs.StringVar(&req.IDTokenSignedResponseAlg, "id-token-alg", "", "ID-token algorithm, ES256 (default) or RS256; a loaded key must sign it")
 	if err := fs.Parse(args); err != nil {
 		return err

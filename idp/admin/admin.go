@@ -15,9 +15,11 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/nemidp/nemidp/idp/claims"
 	"github.com/nemidp/nemidp/idp/cpr"
 	"github.com/nemidp/nemidp/idp/issuance"
 	"github.com/nemidp/nemidp/idp/oidc"
@@ -163,6 +165,9 @@ type ClientRequest struct {
 	RequiresOCES           bool     `json:"requires_oces,omitempty"`
 	AllowOnBehalfOf        bool     `json:"allow_on_behalf_of,omitempty"`
 	Dialect                string   `json:"dialect,omitempty"`
+	// SectorIdentifier: clients registered with the same one see a citizen under one pairwise
+	// sub (several apps of one bank); without it the client id is the sector.
+	SectorIdentifier string `json:"sector_identifier,omitempty"`
 	// IDTokenSignedResponseAlg is "ES256" (default) or "RS256" (OIDC Dynamic Registration name).
 	IDTokenSignedResponseAlg string `json:"id_token_signed_response_alg,omitempty"`
 	// RequirePKCE is true unless set false, which only a confidential client may.
@@ -171,19 +176,22 @@ type ClientRequest struct {
 
 // ClientResponse echoes the client; client_secret only when the server generated it.
 type ClientResponse struct {
-	ClientID     string   `json:"client_id"`
-	Name         string   `json:"name"`
-	RedirectURIs []string `json:"redirect_uris"`
-	Public       bool     `json:"public"`
-	Scopes       []string `json:"scopes"`
-	RequirePKCE  bool     `json:"require_pkce"`
-	ClientSecret string   `json:"client_secret,omitempty"`
+	ClientID         string   `json:"client_id"`
+	Name             string   `json:"name"`
+	RedirectURIs     []string `json:"redirect_uris"`
+	Public           bool     `json:"public"`
+	Scopes           []string `json:"scopes"`
+	RequirePKCE      bool     `json:"require_pkce"`
+	ClientSecret     string   `json:"client_secret,omitempty"`
+	Dialect          string   `json:"dialect,omitempty"`
+	SectorIdentifier string   `json:"sector_identifier,omitempty"`
 }
 
 // ResponseOf is what registering c answers (generated: the secret, when the server made it).
 func ResponseOf(c *store.Client, generated string) ClientResponse {
 	return ClientResponse{ClientID: c.ID, Name: c.Name, RedirectURIs: c.RedirectURIs, Public: c.Public,
-		Scopes: c.Scopes, RequirePKCE: !c.PKCEOptional, ClientSecret: generated}
+		Scopes: c.Scopes, RequirePKCE: !c.PKCEOptional, ClientSecret: generated,
+		Dialect: c.Dialect, SectorIdentifier: c.SectorIdentifier}
 }
 
 // BuildClient validates a registration and makes the stored client (and the secret, if the
@@ -210,10 +218,11 @@ func BuildClient(req ClientRequest, algs []jose.SignatureAlgorithm) (*store.Clie
 	if err := oidc.ValidateRedirectURIs(append([]string{"https://x.invalid/"}, req.PostLogoutRedirectURIs...), req.Public); err != nil {
 		return nil, "", bad("post_" + err.Error())
 	}
-	switch req.Dialect {
-	case "", "default":
-	default:
-		return nil, "", bad("dialect: only \"default\" is supported so far")
+	if _, err := claims.DialectNamed(req.Dialect); err != nil {
+		return nil, "", bad(fmt.Sprintf("dialect: want one of %s", strings.Join(claims.DialectNames(), ", ")))
+	}
+	if !validSector(req.SectorIdentifier) {
+		return nil, "", bad("sector_identifier: at most 255 printable characters without spaces")
 	}
 	switch alg := req.IDTokenSignedResponseAlg; alg {
 	case "":
@@ -237,7 +246,7 @@ func BuildClient(req ClientRequest, algs []jose.SignatureAlgorithm) (*store.Clie
 	c := &store.Client{
 		ID: req.ClientID, Name: req.Name, RedirectURIs: req.RedirectURIs, PostLogoutRedirectURIs: req.PostLogoutRedirectURIs,
 		Public: req.Public, Scopes: scopes, RequiresOCES: req.RequiresOCES, AllowOnBehalfOf: req.AllowOnBehalfOf,
-		Dialect: req.Dialect, IDTokenAlg: req.IDTokenSignedResponseAlg, PKCEOptional: pkceOptional, CreatedAt: time.Now().UTC(),
+		Dialect: req.Dialect, SectorIdentifier: req.SectorIdentifier, IDTokenAlg: req.IDTokenSignedResponseAlg, PKCEOptional: pkceOptional, CreatedAt: time.Now().UTC(),
 	}
 	if c.Name == "" {
 		c.Name = c.ID
@@ -257,6 +266,20 @@ func algList(algs []jose.SignatureAlgorithm) string {
 		names = append(names, string(a))
 	}
 	return strings.Join(names, ", ")
+}
+
+// validSector: "" (the client id is the sector) or up to 255 printable non-space characters
+// (a name or an https URL of the organisation).
+func validSector(s string) bool {
+	if len(s) > 255 {
+		return false
+	}
+	for _, r := range s {
+		if r <= ' ' || r == 0x7f || !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func validClientID(id string) bool {

@@ -22,6 +22,7 @@ func Discovery(provider *op.Provider, storage *Storage, issuer string) http.Hand
 		c.ACRValuesSupported = []string{flows.ACRSubstantial}
 		c.DeviceAuthorizationEndpoint = ""
 		c.RequestParameterSupported = false
+		c.ClaimsParameterSupported = true // honoured within the granted scopes (claims.go)
 		c.RevocationEndpointAuthSigningAlgValuesSupported = nil
 		c.IntrospectionEndpointAuthSigningAlgValuesSupported = nil
 		op.Discover(w, c)

@@ -65,7 +65,16 @@ func (a *authRequest) record() tokenRecord {
 	r := a.flow.Result
 	return tokenRecord{Grant: a.flow.ID, Subject: a.subject, CitizenID: r.CitizenID, ClientID: a.flow.ClientID,
 		Scopes: a.ps.Scopes, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SessionID: r.SessionID,
-		Cert: r.Cert}
+		Cert: r.Cert, Dialect: a.ps.Dialect, Claims: a.ps.Claims}
+}
+
+// sector is where the request's pairwise subject lives: the client's sector at the authorize
+// request (flows from before sectors existed: the client id).
+func (a *authRequest) sector() string {
+	if a.ps.Sector != "" {
+		return a.ps.Sector
+	}
+	return a.flow.ClientID
 }
 
 // refreshRequest presents a refresh token to zitadel/oidc.

@@ -69,6 +69,10 @@ type protocolState struct {
 	Nonce               string   `json:"nonce,omitempty"`
 	CodeChallenge       string   `json:"code_challenge,omitempty"`
 	CodeChallengeMethod string   `json:"code_challenge_method,omitempty"`
+	// Dialect and Sector are the client's at the authorize request ("": default, client id).
+	Dialect string         `json:"dialect,omitempty"`
+	Sector  string         `json:"sector,omitempty"`
+	Claims  *claimsRequest `json:"claims,omitempty"`
 }
 
 // CreateAuthRequest starts a login flow for a validated authorize request. hintSubject is the
@@ -93,6 +97,14 @@ func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 		ResponseMode: string(req.ResponseMode), RedirectURI: req.RedirectURI, State: req.State,
 		Nonce: req.Nonce, CodeChallenge: req.CodeChallenge, CodeChallengeMethod: string(req.CodeChallengeMethod),
 	}
+	d, err := claims.DialectNamed(c.Dialect)
+	if err != nil {
+		return nil, oidc.ErrServerError().WithDescription("the client's claims dialect is unknown").WithParent(err)
+	}
+	if ps.Claims, err = claimsRequestOf(ctx, d); err != nil {
+		return nil, err
+	}
+	ps.Dialect, ps.Sector = c.Dialect, c.Sector()
 	raw, err := json.Marshal(ps)
 	if err != nil {
 		return nil, fmt.Errorf("oidc: encode auth request: %w", err)
@@ -108,7 +120,7 @@ func (s *Storage) CreateAuthRequest(ctx context.Context, req *oidc.AuthRequest, 
 	}
 	f, err := s.Flows.Begin(ctx, flows.Start{
 		ClientID: c.ID, ReturnURL: func(id string) string { return s.CallbackURL(ctx, id) },
-		Prompt: req.Prompt, MaxAge: maxAge, Locales: locales, LoginHint: req.LoginHint, SubjectHint: hintSubject, Protocol: raw,
+		Prompt: req.Prompt, MaxAge: maxAge, Locales: locales, LoginHint: req.LoginHint, SubjectHint: hintSubject, SubjectSector: ps.Sector, Protocol: raw,
 	})
 	if err != nil {
 		return nil, storeErr(err)
@@ -157,8 +169,9 @@ func authRequestOf(f *flows.Flow) (*authRequest, error) {
 	return &authRequest{flow: f, ps: ps}, nil
 }
 
-func (s *Storage) pairwise(ctx context.Context, citizen, client string) (string, error) {
-	sub, err := s.Store.PairwiseSubject(ctx, citizen, client, newUUID())
+// pairwise is the citizen's subject at sector (store.Client.Sector).
+func (s *Storage) pairwise(ctx context.Context, citizen, sector string) (string, error) {
+	sub, err := s.Store.PairwiseSubject(ctx, citizen, sector, newUUID())
 	if err != nil {
 		return "", storeErr(err)
 	}
@@ -203,7 +216,7 @@ func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 	if err != nil {
 		return nil, err
 	}
-	if ar.subject, err = s.pairwise(ctx, f.Result.CitizenID, f.ClientID); err != nil {
+	if ar.subject, err = s.pairwise(ctx, f.Result.CitizenID, ar.sector()); err != nil {
 		return nil, err
 	}
 	ar.code = code
@@ -237,6 +250,9 @@ type tokenRecord struct {
 	SessionID string `json:"sid,omitempty"`
 	// Cert is the login's certificate snapshot (OCES, PID, youth marker) the claims show.
 	Cert *flows.Certificate `json:"cert,omitempty"`
+	// Dialect names the claims; Claims is the login's claims request parameter.
+	Dialect string         `json:"dialect,omitempty"`
+	Claims  *claimsRequest `json:"claims,omitempty"`
 	// GrantStart is when the grant's code was exchanged; the grant ends Lifetimes.Grant later.
 	GrantStart time.Time `json:"grant_start,omitzero"`
 	Expires    time.Time `json:"exp"`
@@ -568,7 +584,9 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 	if p := pendingOf(ctx); p != nil && p.citizenID == rec.CitizenID {
 		p.citizenChecked = true
 	}
-	s.fillFromCitizen(ui, c, &rec, scopes, false)
+	if err := s.fillFromCitizen(ui, c, &rec, scopes, false); err != nil {
+		return err
+	}
 	if rec.SessionID != "" {
 		ui.AppendClaims("sid", rec.SessionID) // OpenID Front-Channel Logout §2
 	}
@@ -614,23 +632,23 @@ func (s *Storage) fillUserinfo(ctx context.Context, ui *oidc.UserInfo, rec *toke
 	if c.Status != store.StatusActive {
 		return errInactive
 	}
-	s.fillFromCitizen(ui, c, rec, scopes, withAuth)
-	return nil
+	return s.fillFromCitizen(ui, c, rec, scopes, withAuth)
 }
 
-func (s *Storage) fillFromCitizen(ui *oidc.UserInfo, c *store.Citizen, rec *tokenRecord, scopes []string, withAuth bool) {
-	p := claims.ForCitizen(rec.Cert.Apply(c), scopes, s.now())
+// fillFromCitizen puts the claims of the ID token (userinfo false) or of userinfo into ui
+// (claims.go decides which). The certificate fields (kind, PID, youth marker) are the login's
+// snapshot (flows.Certificate): what the login saw, which an SSO re-login keeps until the
+// citizen logs in afresh.
+func (s *Storage) fillFromCitizen(ui *oidc.UserInfo, c *store.Citizen, rec *tokenRecord, scopes []string, userinfo bool) error {
+	m, err := claimsFor(rec.Cert.Apply(c), rec, scopes, userinfo, s.now())
+	if err != nil {
+		return err
+	}
 	ui.Subject = rec.Subject
-	ui.Name, ui.GivenName, ui.FamilyName = p.Name, p.GivenName, p.FamilyName
-	ui.Birthdate = p.BirthDate
-	for k, v := range p.Extra {
+	for k, v := range m {
 		ui.AppendClaims(k, v)
 	}
-	if withAuth { // the ID token carries these itself
-		ui.AppendClaims(claims.ACR, rec.ACR)
-		ui.AppendClaims(claims.AMR, rec.AMR)
-		ui.AppendClaims(claims.AuthTime, rec.AuthTime.Unix())
-	}
+	return nil
 }
 
 // GetPrivateClaimsFromScopes adds nothing: access tokens are opaque.

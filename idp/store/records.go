@@ -24,6 +24,8 @@ type Client struct {
 	RequiresOCES           bool     `json:"requires_oces"`
 	AllowOnBehalfOf        bool     `json:"allow_on_behalf_of"`
 	Dialect                string   `json:"dialect,omitempty"`
+	// SectorIdentifier groups clients that see a citizen under one pairwise subject (Sector).
+	SectorIdentifier string `json:"sector_identifier,omitempty"`
 	// IDTokenAlg is the client's registered id_token_signed_response_alg ("" = ES256).
 	IDTokenAlg string `json:"id_token_signed_response_alg,omitempty"`
 	// PKCEOptional is set for a confidential client registered with "require_pkce": false;
