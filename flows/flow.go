@@ -26,6 +26,7 @@ const (
 	StepPassword    Step = "password"
 	StepCodeCard    Step = "codecard"
 	StepNewPassword Step = "new_password"
+	StepActAs       Step = "act_as"
 	StepDone        Step = "done"
 	StepFailed      Step = "failed"
 )
@@ -63,6 +64,9 @@ type Flow struct {
 	Methods    []string `json:"methods,omitempty"`
 	Result     *Result  `json:"result,omitempty"`
 	Failure    *Error   `json:"failure,omitempty"`
+	// Wards are the guardian's current wards offered at the act_as step, each under a random
+	// ref of this flow only (never a user id or CPR number in the view).
+	Wards []WardOption `json:"wards,omitempty"`
 	// Protocol is the front end's own state (the OIDC auth request, …), opaque here.
 	Protocol json.RawMessage `json:"protocol,omitempty"`
 
@@ -85,6 +89,10 @@ type Result struct {
 	// completes (never derived from the session cookie), kept by the session for the logins it
 	// completes. Front ends hand it to relying parties (OIDC's sid).
 	SessionID string `json:"sid,omitempty"`
+	// OnBehalfOf is the ward the citizen (a guardian) chose to act for; nil when acting for
+	// themselves. CitizenID stays the guardian: the one who authenticated and whose SSO
+	// session this is.
+	OnBehalfOf *Principal `json:"on_behalf_of,omitempty"`
 }
 
 // Done reports whether the flow ended with an authenticated subject.
@@ -122,6 +130,8 @@ type Engine struct {
 	// way back to its relying party.
 	Grace time.Duration
 	Now   func() time.Time
+	// Policy tells what each client allows (nil: nothing beyond a plain login).
+	Policy ClientPolicy
 }
 
 func (e *Engine) now() time.Time {
@@ -341,6 +351,9 @@ func (e *Engine) Resume(ctx context.Context, f *Flow, s *SessionInfo) (bool, err
 		f.CitizenID, f.Step = s.CitizenID, StepDone
 		f.Result = &Result{CitizenID: s.CitizenID, AMR: s.AMR, ACR: s.ACR, AuthTime: s.AuthTime, FromSession: true,
 			SessionID: s.SID}
-		return nil
+		if f.PromptNone() {
+			return nil // no interaction asked for: the guardian's own login
+		}
+		return e.offerActAs(ctx, f)
 	})
 }
