@@ -111,6 +111,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	engine := &flows.Engine{
 		Store: st, Passwords: pws, Cards: cards, MaxFailures: cfg.Login.MaxFailures,
 		FlowTTL: cfg.Login.FlowTTL.D(), SessionTTL: cfg.Login.SessionTTL.D(), Grace: time.Hour,
+		Policy: clientPolicy{st},
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -137,7 +138,8 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 		SupportedScopes:          []string{zoidc.ScopeOpenID, zoidc.ScopeProfile, zoidc.ScopeOfflineAccess, claims.ScopeSSN},
 		DefaultLogoutRedirectURI: oidc.LoggedOutPath,
 		SupportedClaims: []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "at_hash", "sid",
-			"name", "given_name", "family_name", "birthdate", claims.Age, claims.AgeUnder18, claims.CPR, claims.IDP, claims.OCES},
+			"name", "given_name", "family_name", "birthdate", claims.Age, claims.AgeUnder18, claims.CPR, claims.IDP, claims.OCES,
+			claims.Act, claims.Guardianship},
 	}
 	popts := []op.Option{}
 	if config.IsLoopbackIssuer(cfg.Issuer) {

@@ -15,8 +15,9 @@ import (
 type authRequest struct {
 	flow    *flows.Flow
 	ps      protocolState
-	subject string // pairwise; set when the request is loaded for a token exchange
-	code    string // the code it was loaded by, consumed when the tokens are issued
+	subject string       // pairwise; set when the request is loaded for a token exchange
+	actor   *actorRecord // the guardian, when the login acts for a ward; set with subject
+	code    string       // the code it was loaded by, consumed when the tokens are issued
 }
 
 var _ op.AuthRequest = (*authRequest)(nil)
@@ -63,8 +64,12 @@ func (a *authRequest) Done() bool          { return a.flow.Done() }
 
 func (a *authRequest) record() tokenRecord {
 	r := a.flow.Result
-	return tokenRecord{Grant: a.flow.ID, Subject: a.subject, CitizenID: r.CitizenID, ClientID: a.flow.ClientID,
-		Scopes: a.ps.Scopes, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SessionID: r.SessionID}
+	citizen := r.CitizenID
+	if r.OnBehalfOf != nil { // the tokens speak of the ward; the guardian is the actor
+		citizen = r.OnBehalfOf.CitizenID
+	}
+	return tokenRecord{Grant: a.flow.ID, Subject: a.subject, CitizenID: citizen, ClientID: a.flow.ClientID,
+		Scopes: a.ps.Scopes, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SessionID: r.SessionID, Actor: a.actor}
 }
 
 // refreshRequest presents a refresh token to zitadel/oidc.

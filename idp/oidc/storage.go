@@ -203,7 +203,16 @@ func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 	if err != nil {
 		return nil, err
 	}
-	if ar.subject, err = s.pairwise(ctx, f.Result.CitizenID, f.ClientID); err != nil {
+	if w := f.Result.OnBehalfOf; w != nil {
+		// For a ward, sub is the ward's pairwise subject and the guardian is named by theirs.
+		ar.actor = &actorRecord{CitizenID: f.Result.CitizenID, Guardianship: w.Guardianship, Kind: w.Kind}
+		if ar.actor.Subject, err = s.pairwise(ctx, f.Result.CitizenID, f.ClientID); err != nil {
+			return nil, err
+		}
+		if ar.subject, err = s.pairwise(ctx, w.CitizenID, f.ClientID); err != nil {
+			return nil, err
+		}
+	} else if ar.subject, err = s.pairwise(ctx, f.Result.CitizenID, f.ClientID); err != nil {
 		return nil, err
 	}
 	ar.code = code
@@ -235,6 +244,9 @@ type tokenRecord struct {
 	AuthTime  time.Time `json:"auth_time"`
 	// SessionID is the SSO session of the login (the ID token's sid, kept through refreshes).
 	SessionID string `json:"sid,omitempty"`
+	// Actor is the guardian when the grant acts for a ward (CitizenID and Subject are then
+	// the ward's).
+	Actor *actorRecord `json:"act,omitempty"`
 	// GrantStart is when the grant's code was exchanged; the grant ends Lifetimes.Grant later.
 	GrantStart time.Time `json:"grant_start,omitzero"`
 	Expires    time.Time `json:"exp"`
@@ -370,6 +382,9 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	}
 	if s.grantLeft(rec, s.now()) <= 0 {
 		return nil, oidc.ErrInvalidGrant().WithDescription("the grant has reached its maximum lifetime; log in again")
+	}
+	if _, err := s.actorClaims(ctx, rec); err != nil {
+		return nil, s.refuseActor(ctx, rec.Grant, err)
 	}
 	return &refreshRequest{rec: *rec, scopes: rec.Scopes}, nil
 }
@@ -563,10 +578,14 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 		}
 		return oidc.ErrInvalidGrant().WithDescription("the NemID is blocked or expired")
 	}
+	act, err := s.actorClaims(ctx, &rec)
+	if err != nil {
+		return s.refuseActor(ctx, rec.Grant, err)
+	}
 	if p := pendingOf(ctx); p != nil && p.citizenID == rec.CitizenID {
 		p.citizenChecked = true
 	}
-	s.fillFromCitizen(ui, c, &rec, scopes, false)
+	s.fillFromCitizen(ui, c, &rec, scopes, false, act)
 	if rec.SessionID != "" {
 		ui.AppendClaims("sid", rec.SessionID) // OpenID Front-Channel Logout §2
 	}
@@ -612,11 +631,18 @@ func (s *Storage) fillUserinfo(ctx context.Context, ui *oidc.UserInfo, rec *toke
 	if c.Status != store.StatusActive {
 		return errInactive
 	}
-	s.fillFromCitizen(ui, c, rec, scopes, withAuth)
+	act, err := s.actorClaims(ctx, rec)
+	if err != nil {
+		return err
+	}
+	s.fillFromCitizen(ui, c, rec, scopes, withAuth, act)
 	return nil
 }
 
-func (s *Storage) fillFromCitizen(ui *oidc.UserInfo, c *store.Citizen, rec *tokenRecord, scopes []string, withAuth bool) {
+func (s *Storage) fillFromCitizen(ui *oidc.UserInfo, c *store.Citizen, rec *tokenRecord, scopes []string, withAuth bool, act map[string]any) {
+	for k, v := range act {
+		ui.AppendClaims(k, v)
+	}
 	p := claims.ForCitizen(c, scopes, s.now())
 	ui.Subject = rec.Subject
 	ui.Name, ui.GivenName, ui.FamilyName = p.Name, p.GivenName, p.FamilyName
