@@ -60,7 +60,6 @@ func TestLogoutNeedsTheSessionsOwnIDToken(t *testing.T) {
 	t.Parallel()
 	p := startIdP(t)
 	bank := p.relyingParty(t, p.registerClient(t, "openid", "profile"), "openid", "profile")
-	karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
 	anna := p.issueCitizen(t, freshCPR(), "Anna Hansen")
 	annaTok := p.newBrowser(t).login(t, bank, anna)
 
@@ -90,6 +89,8 @@ func TestLogoutNeedsTheSessionsOwnIDToken(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			b := p.newBrowser(t)
+			// A NemID of its own: parallel logins of one card race for its one pending key.
+			karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
 			tok := b.login(t, bank, karen)
 			if tok.IDTokenClaims.SessionID == "" {
 				t.Fatal("the ID token has no sid")
@@ -112,6 +113,7 @@ func TestLogoutNeedsTheSessionsOwnIDToken(t *testing.T) {
 	t.Run("a login from the SSO session keeps its sid, so does a refresh", func(t *testing.T) {
 		t.Parallel()
 		b := p.newBrowser(t)
+		karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
 		offline := p.relyingParty(t, p.registerClient(t, "openid", "offline_access"), "openid", "offline_access")
 		first := b.login(t, offline, karen)
 		ref, err := rp.RefreshTokens[*oidc.IDTokenClaims](t.Context(), offline, first.RefreshToken, "", "")
@@ -135,7 +137,6 @@ func TestLoggedOutPage(t *testing.T) {
 	t.Parallel()
 	p := startIdP(t)
 	bank := p.relyingParty(t, p.registerClient(t, "openid"), "openid")
-	karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
 	for _, tc := range []struct {
 		lang, want string
 		extra      url.Values
@@ -146,6 +147,7 @@ func TestLoggedOutPage(t *testing.T) {
 		t.Run(tc.lang, func(t *testing.T) {
 			t.Parallel()
 			b := p.newBrowser(t)
+			karen := p.issueCitizen(t, freshCPR(), "Karen Jensen") // its own card: see above
 			tok := b.login(t, bank, karen)
 			b.Accept = "text/html"
 			q := url.Values{"id_token_hint": {tok.IDToken}}
