@@ -1,8 +1,6 @@
 package flows
 
 import (
-	"context"
-
 	"github.com/nemidp/nemidp/idp/store"
 )
 
@@ -46,13 +44,6 @@ func (s *Certificate) Apply(c *store.Citizen) *store.Citizen {
 }
 
 func (s *Certificate) hasOCES() bool { return s != nil && s.OCES }
-
-// ClientPolicy tells the engine what a relying party demands of a login; the front ends'
-// wiring implements it from the client registration (flows know no protocol).
-type ClientPolicy interface {
-	// ClientPolicy reports whether the client refuses a NemID without OCES (requires_oces).
-	ClientPolicy(ctx context.Context, clientID string) (requiresOCES bool, err error)
-}
 
 // ocesRefused reports whether the OCES gate ends this authenticated flow: the client requires
 // OCES and the citizen's NemID is bank-only.

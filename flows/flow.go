@@ -26,6 +26,7 @@ const (
 	StepPassword    Step = "password"
 	StepCodeCard    Step = "codecard"
 	StepNewPassword Step = "new_password"
+	StepActAs       Step = "act_as"
 	StepDone        Step = "done"
 	StepFailed      Step = "failed"
 )
@@ -63,12 +64,15 @@ type Flow struct {
 	CardSerial string   `json:"card_serial,omitempty"`
 	KeyNumber  string   `json:"key_number,omitempty"`
 	Methods    []string `json:"methods,omitempty"`
-	// RequiresOCES is the client's policy, read when the flow began (Engine.Clients).
+	// RequiresOCES is the client's policy, read when the flow began (Engine.Policy).
 	RequiresOCES bool `json:"requires_oces,omitempty"`
 	// Cert is the citizen's certificate as the password step read it (see Certificate).
 	Cert    *Certificate `json:"cert,omitempty"`
 	Result  *Result      `json:"result,omitempty"`
 	Failure *Error       `json:"failure,omitempty"`
+	// Wards are the guardian's current wards offered at the act_as step, each under a random
+	// ref of this flow only (never a user id or CPR number in the view).
+	Wards []WardOption `json:"wards,omitempty"`
 	// Protocol is the front end's own state (the OIDC auth request, …), opaque here.
 	Protocol json.RawMessage `json:"protocol,omitempty"`
 
@@ -95,6 +99,10 @@ type Result struct {
 	// dk.youth_certificate): what the real login read, copied by a login from its SSO session;
 	// nil only for logins from before snapshots (use the citizen's record then).
 	Cert *Certificate `json:"cert,omitempty"`
+	// OnBehalfOf is the ward the citizen (a guardian) chose to act for; nil when acting for
+	// themselves. CitizenID stays the guardian: the one who authenticated and whose SSO
+	// session this is.
+	OnBehalfOf *Principal `json:"on_behalf_of,omitempty"`
 }
 
 // Done reports whether the flow ended with an authenticated subject.
@@ -134,8 +142,8 @@ type Engine struct {
 	// way back to its relying party.
 	Grace time.Duration
 	Now   func() time.Time
-	// Clients gives each client's policy (the OCES gate); nil: no client requires OCES.
-	Clients ClientPolicy
+	// Policy tells what each client demands and allows (nil: nothing beyond a plain login).
+	Policy ClientPolicy
 }
 
 func (e *Engine) now() time.Time {
@@ -175,11 +183,12 @@ func (e *Engine) Begin(ctx context.Context, s Start) (*Flow, error) {
 		LoginHint: s.LoginHint, SubjectHint: s.SubjectHint, SubjectSector: s.SubjectSector, Protocol: s.Protocol, Step: StepPassword,
 	}
 	f.Browser, _ = ctx.Value(browserKey{}).(string)
-	if e.Clients != nil {
-		var err error
-		if f.RequiresOCES, err = e.Clients.ClientPolicy(ctx, s.ClientID); err != nil {
+	if e.Policy != nil {
+		p, err := e.Policy.Policy(ctx, s.ClientID)
+		if err != nil {
 			return nil, fmt.Errorf("flows: begin: client policy: %w", err)
 		}
+		f.RequiresOCES = p.RequiresOCES
 	}
 	if err := e.save(ctx, f); err != nil {
 		return nil, fmt.Errorf("flows: begin: %w", err)
@@ -373,6 +382,9 @@ func (e *Engine) Resume(ctx context.Context, f *Flow, s *SessionInfo) (bool, err
 		f.CitizenID, f.Step, f.Cert = s.CitizenID, StepDone, cert
 		f.Result = &Result{CitizenID: s.CitizenID, AMR: s.AMR, ACR: s.ACR, AuthTime: s.AuthTime, FromSession: true,
 			SessionID: s.SID, Cert: cert}
-		return nil
+		if f.PromptNone() {
+			return nil // no interaction asked for: the guardian's own login
+		}
+		return e.offerActAs(ctx, f)
 	})
 }

@@ -82,7 +82,7 @@ func FuzzSubmit(f *testing.F) {
 				fl.Methods, fl.Step = []string{AMRPassword, AMROTP}, StepNewPassword
 			case 3:
 				fl.CitizenID, fl.Methods = uid, []string{AMRPassword, AMROTP}
-				e.advance(fl)
+				return e.advance(ctx, fl)
 			case 4:
 				fl.Step, fl.Failure = StepFailed, Errorf(CodeLocked, "locked")
 			}

@@ -13,11 +13,11 @@ import (
 // policy is a fake ClientPolicy: the clients that require OCES.
 type policy map[string]bool
 
-func (p policy) ClientPolicy(_ context.Context, id string) (bool, error) {
+func (p policy) Policy(_ context.Context, id string) (flows.Policy, error) {
 	if id == "broken" {
-		return false, errors.New("registration unreadable")
+		return flows.Policy{}, errors.New("registration unreadable")
 	}
-	return p[id], nil
+	return flows.Policy{RequiresOCES: p[id]}, nil
 }
 
 // TestOCESGate: a client requiring OCES refuses a bank-only NemID only after the password and
@@ -25,7 +25,7 @@ func (p policy) ClientPolicy(_ context.Context, id string) (bool, error) {
 // certificate snapshot in the result.
 func TestOCESGate(t *testing.T) {
 	eachBackend(t, func(t *testing.T, env *env) {
-		env.e.Clients = policy{"gov": true}
+		env.e.Policy = policy{"gov": true}
 		for _, tc := range []struct {
 			name, client, kind string
 			refused            bool
@@ -76,7 +76,7 @@ func TestOCESGate(t *testing.T) {
 func TestResumeKeepsCertificate(t *testing.T) {
 	eachBackend(t, func(t *testing.T, env *env) {
 		ctx := context.Background()
-		env.e.Clients = policy{"gov": true}
+		env.e.Policy = policy{"gov": true}
 		r, err := env.is.IssueWithPassword(ctx, issuance.Request{CPR: "150608-4001", Name: "Ung Hansen", IssuedAt: "2024-06-01"}, "Hemmelig42")
 		if err != nil {
 			t.Fatal(err)

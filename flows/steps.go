@@ -20,6 +20,8 @@ type Answer struct {
 	Password    string `json:"password"`
 	Key         string `json:"key"`
 	NewPassword string `json:"new_password"`
+	// Principal answers act_as: "self" or the ref of one of the offered wards.
+	Principal string `json:"principal"`
 }
 
 // step is one challenge: what it needs before it is shown, and how it checks an answer.
@@ -34,6 +36,7 @@ var steps = map[Step]step{
 	StepPassword:    passwordStep{},
 	StepCodeCard:    codecardStep{},
 	StepNewPassword: newPasswordStep{},
+	StepActAs:       actAsStep{},
 }
 
 // Prepare makes the flow's current step ready to show (choosing a fresh key number when the
@@ -97,16 +100,20 @@ func containsAll(have []string, want ...string) bool {
 	return true
 }
 
-// advance moves f to its next step and fills in the result when done.
-func (e *Engine) advance(f *Flow) {
+// advance moves f to its next step and fills in the result once the citizen is
+// authenticated; a guardian at a client that allows acting for others is then asked for
+// whom (act_as) before the flow is done.
+func (e *Engine) advance(ctx context.Context, f *Flow) error {
 	f.Step = e.next(f)
 	switch f.Step {
 	case StepDone:
 		f.Result = &Result{CitizenID: f.CitizenID, AMR: append([]string(nil), f.Methods...),
 			ACR: ACRSubstantial, AuthTime: e.now().UTC(), SessionID: NewID(), Cert: f.Cert}
+		return e.offerActAs(ctx, f)
 	case StepFailed:
 		f.Failure = ocesRequiredError()
 	}
+	return nil
 }
 
 // statusError is what a citizen who proved their password but may not log in is told.
@@ -260,8 +267,7 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		f.Cert = CertificateOf(c)
 		f.Methods = []string{AMRPassword}
 		f.CardSerial, f.KeyNumber = c.ActiveCard, number
-		e.advance(f)
-		return nil
+		return e.advance(settle, f)
 	})
 }
 
@@ -394,8 +400,7 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		}
 		f.Methods = append(f.Methods, AMROTP)
 		f.KeyNumber = ""
-		e.advance(f)
-		return nil
+		return e.advance(settle, f)
 	})
 }
 
@@ -443,7 +448,6 @@ func (newPasswordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) 
 	}
 	return e.update(ctx, f, func(f *Flow) error {
 		f.MustChange = false
-		e.advance(f)
-		return nil
+		return e.advance(ctx, f)
 	})
 }

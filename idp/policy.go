@@ -4,17 +4,21 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/nemidp/nemidp/flows"
 	"github.com/nemidp/nemidp/idp/store"
 )
 
-// clientPolicy gives the login engine a relying party's policy from its registration (the
-// store caches registrations in process: no Redis round trip per login).
-type clientPolicy struct{ store *store.Store }
+// clientPolicy tells the login engine what a registered client demands and allows, from its
+// registration (store.Client keeps registrations in an in-process cache, so a login asks
+// Redis nothing more for it).
+type clientPolicy struct{ st *store.Store }
 
-func (p clientPolicy) ClientPolicy(ctx context.Context, clientID string) (bool, error) {
-	c, err := p.store.Client(ctx, clientID)
+var _ flows.ClientPolicy = clientPolicy{}
+
+func (p clientPolicy) Policy(ctx context.Context, clientID string) (flows.Policy, error) {
+	c, err := p.st.Client(ctx, clientID)
 	if err != nil {
-		return false, fmt.Errorf("client %q: %w", clientID, err)
+		return flows.Policy{}, fmt.Errorf("idp: client policy: %w", err)
 	}
-	return c.RequiresOCES, nil
+	return flows.Policy{RequiresOCES: c.RequiresOCES, AllowOnBehalfOf: c.AllowOnBehalfOf}, nil
 }

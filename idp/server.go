@@ -112,7 +112,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	engine := &flows.Engine{
 		Store: st, Passwords: pws, Cards: cards, MaxFailures: cfg.Login.MaxFailures,
 		FlowTTL: cfg.Login.FlowTTL.D(), SessionTTL: cfg.Login.SessionTTL.D(), Grace: time.Hour,
-		Clients: clientPolicy{st},
+		Policy: clientPolicy{st},
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -139,7 +139,8 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 		SupportedScopes:          append(slices.Clone(claims.ClaimScopes), zoidc.ScopeOfflineAccess),
 		DefaultLogoutRedirectURI: oidc.LoggedOutPath,
 		// The protocol's own claims, then every dialect's (DESIGN.md §4, idp/claims).
-		SupportedClaims: append([]string{"sub", "aud", "exp", "iat", "iss", "nonce", "at_hash", "sid"}, claims.AllNames()...),
+		SupportedClaims: append([]string{"sub", "aud", "exp", "iat", "iss", "nonce", "at_hash", "sid", claims.Act, claims.Guardianship},
+			claims.AllNames()...),
 	}
 	popts := []op.Option{}
 	if config.IsLoopbackIssuer(cfg.Issuer) {

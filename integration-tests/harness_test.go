@@ -234,6 +234,16 @@ func (p *IdP) registerClient(t *testing.T, scopes ...string) Client {
 	return c
 }
 
+// registerOnBehalfClient registers a confidential client with allow_on_behalf_of: a guardian
+// may act for a ward there.
+func (p *IdP) registerOnBehalfClient(t *testing.T, scopes ...string) Client {
+	t.Helper()
+	c := Client{ID: "kommune-" + randHex(4), Secret: randHex(16), Scopes: scopes}
+	p.mustRegister(t, map[string]any{"client_id": c.ID, "name": "Test Kommune " + c.ID,
+		"redirect_uris": []string{redirectURI}, "secret": c.Secret, "scopes": scopes, "allow_on_behalf_of": true})
+	return c
+}
+
 // registerPublicClient registers a public (native) client.
 func (p *IdP) registerPublicClient(t *testing.T, scopes ...string) Client {
 	t.Helper()
@@ -463,7 +473,14 @@ type View struct {
 	CardSerial string     `json:"card_serial"`
 	RedirectTo string     `json:"redirect_to"`
 	CSRFToken  string     `json:"csrf_token"`
+	Wards      []ViewWard `json:"wards"`
 	Error      *ViewError `json:"error"`
+}
+
+// ViewWard is a ward offered at the act_as step.
+type ViewWard struct {
+	Ref  string `json:"ref"`
+	Name string `json:"name"`
 }
 
 // ViewError is the error of a view.
@@ -735,6 +752,8 @@ func (l *Login) run(c *Citizen) {
 			pw := goodPassword()
 			l.mustPost("new-password", map[string]string{"password": pw})
 			c.Password = pw
+		case "act_as":
+			l.mustPost("act-as", map[string]string{"principal": "self"})
 		case "done":
 			l.finish()
 		default:

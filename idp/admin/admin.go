@@ -50,6 +50,9 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("GET /admin/v1/citizens/{user_id}", a.auth(a.getCitizen))
 	mux.Handle("POST /admin/v1/citizens/{user_id}/renew", a.auth(a.renewCitizen))
 	mux.Handle("POST /admin/v1/citizens/{user_id}/oces", a.auth(a.attachOCES))
+	mux.Handle("GET /admin/v1/citizens/{user_id}/guardianships", a.auth(a.listGuardianships))
+	mux.Handle("POST /admin/v1/guardianships", a.auth(a.createGuardianship))
+	mux.Handle("DELETE /admin/v1/guardianships/{id}", a.auth(a.endGuardianship))
 	mux.Handle("/admin/", a.auth(func(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{http.StatusNotFound, "not_found", "No such operator endpoint."}
 	}))
@@ -384,5 +387,113 @@ func (a *API) getCitizen(w http.ResponseWriter, r *http.Request) error {
 		v.Cards = append(v.Cards, CardView{Serial: c.ActiveCard, Status: st, KeysLeft: left})
 	}
 	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// GuardianshipRequest registers a guardianship (DESIGN.md §5): guardian and ward are user ids.
+type GuardianshipRequest struct {
+	Guardian  string `json:"guardian"`
+	Ward      string `json:"ward"`
+	Kind      string `json:"kind"`
+	ValidFrom string `json:"valid_from,omitempty"`
+	ValidTo   string `json:"valid_to,omitempty"`
+}
+
+// GuardianshipView is a guardianship as the operator sees it.
+type GuardianshipView struct {
+	ID        string `json:"id"`
+	Guardian  string `json:"guardian"`
+	Ward      string `json:"ward"`
+	Kind      string `json:"kind"`
+	ValidFrom string `json:"valid_from,omitempty"`
+	ValidTo   string `json:"valid_to,omitempty"`
+	CreatedAt string `json:"created_at"`
+	EndedAt   string `json:"ended_at,omitempty"`
+}
+
+func guardianshipView(g *store.Guardianship) GuardianshipView {
+	v := GuardianshipView{ID: g.ID, Guardian: g.Guardian, Ward: g.Ward, Kind: g.Kind, ValidFrom: g.ValidFrom,
+		ValidTo: g.ValidTo, CreatedAt: g.CreatedAt.UTC().Format(time.RFC3339)}
+	if !g.EndedAt.IsZero() {
+		v.EndedAt = g.EndedAt.UTC().Format(time.RFC3339)
+	}
+	return v
+}
+
+func (a *API) createGuardianship(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	var req GuardianshipRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	bad := func(msg string) error { return &apiError{http.StatusBadRequest, "invalid_request", msg} }
+	if req.Guardian == "" || req.Ward == "" {
+		return bad("guardian and ward (user ids) are required")
+	}
+	if req.Guardian == req.Ward {
+		return bad("a citizen cannot be their own guardian")
+	}
+	if req.Kind != store.GuardianshipFull && req.Kind != store.GuardianshipPartial {
+		return bad(`kind: want "full" or "partial"`)
+	}
+	var from, to time.Time
+	var err error
+	if req.ValidFrom != "" {
+		if from, err = store.ParseDanishDate(req.ValidFrom); err != nil {
+			return bad("valid_from: " + err.Error())
+		}
+	}
+	if req.ValidTo != "" {
+		if to, err = store.ParseDanishDate(req.ValidTo); err != nil {
+			return bad("valid_to: " + err.Error())
+		}
+	}
+	if !from.IsZero() && !to.IsZero() && to.Before(from) {
+		return bad("valid_to is before valid_from")
+	}
+	if _, err := a.Store.Citizen(ctx, req.Guardian); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return bad("guardian: no NemID with this user id")
+		}
+		return err
+	}
+	ward, err := a.Store.Citizen(ctx, req.Ward)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return bad("ward: no NemID with this user id")
+		}
+		return err
+	}
+	g := &store.Guardianship{ID: "gs_" + keysecret.Generate()[:22], Guardian: req.Guardian, Ward: req.Ward, WardName: ward.Name,
+		Kind: req.Kind, ValidFrom: req.ValidFrom, ValidTo: req.ValidTo, CreatedAt: time.Now().UTC()}
+	if err := a.Store.CreateGuardianship(ctx, g); err != nil {
+		return fmt.Errorf("admin: guardianship: %w", err)
+	}
+	slog.InfoContext(ctx, "guardianship registered", "id", g.ID, "guardian", g.Guardian, "ward", g.Ward, "kind", g.Kind)
+	writeJSON(w, http.StatusCreated, guardianshipView(g))
+	return nil
+}
+
+func (a *API) listGuardianships(w http.ResponseWriter, r *http.Request) error {
+	gs, err := a.Store.Guardianships(r.Context(), r.PathValue("user_id"))
+	if err != nil {
+		return err
+	}
+	out := []GuardianshipView{}
+	for i := range gs {
+		out = append(out, guardianshipView(&gs[i]))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"guardianships": out})
+	return nil
+}
+
+// endGuardianship ends a guardianship now (DELETE: the record stays, marked ended).
+func (a *API) endGuardianship(w http.ResponseWriter, r *http.Request) error {
+	g, err := a.Store.EndGuardianship(r.Context(), r.PathValue("id"), time.Now())
+	if err != nil {
+		return err
+	}
+	slog.InfoContext(r.Context(), "guardianship ended", "id", g.ID, "guardian", g.Guardian, "ward", g.Ward)
+	writeJSON(w, http.StatusOK, guardianshipView(g))
 	return nil
 }

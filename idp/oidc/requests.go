@@ -15,8 +15,9 @@ import (
 type authRequest struct {
 	flow    *flows.Flow
 	ps      protocolState
-	subject string // pairwise; set when the request is loaded for a token exchange
-	code    string // the code it was loaded by, consumed when the tokens are issued
+	subject string       // pairwise; set when the request is loaded for a token exchange
+	actor   *actorRecord // the guardian, when the login acts for a ward; set with subject
+	code    string       // the code it was loaded by, consumed when the tokens are issued
 }
 
 var _ op.AuthRequest = (*authRequest)(nil)
@@ -63,9 +64,13 @@ func (a *authRequest) Done() bool          { return a.flow.Done() }
 
 func (a *authRequest) record() tokenRecord {
 	r := a.flow.Result
-	return tokenRecord{Grant: a.flow.ID, Subject: a.subject, CitizenID: r.CitizenID, ClientID: a.flow.ClientID,
-		Scopes: a.ps.Scopes, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SessionID: r.SessionID,
-		Cert: r.Cert, Dialect: a.ps.Dialect, Claims: a.ps.Claims}
+	citizen, cert := r.CitizenID, r.Cert
+	if r.OnBehalfOf != nil { // the tokens speak of the ward (their own record); the guardian is the actor
+		citizen, cert = r.OnBehalfOf.CitizenID, nil
+	}
+	return tokenRecord{Grant: a.flow.ID, Subject: a.subject, CitizenID: citizen, ClientID: a.flow.ClientID,
+		Scopes: a.ps.Scopes, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SessionID: r.SessionID, Actor: a.actor,
+		Cert: cert, Dialect: a.ps.Dialect, Claims: a.ps.Claims}
 }
 
 // sector is where the request's pairwise subject lives: the client's sector at the authorize

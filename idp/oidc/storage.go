@@ -216,7 +216,16 @@ func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 	if err != nil {
 		return nil, err
 	}
-	if ar.subject, err = s.pairwise(ctx, f.Result.CitizenID, ar.sector()); err != nil {
+	if w := f.Result.OnBehalfOf; w != nil {
+		// For a ward, sub is the ward's pairwise subject and the guardian is named by theirs.
+		ar.actor = &actorRecord{CitizenID: f.Result.CitizenID, Guardianship: w.Guardianship, Kind: w.Kind}
+		if ar.actor.Subject, err = s.pairwise(ctx, f.Result.CitizenID, ar.sector()); err != nil {
+			return nil, err
+		}
+		if ar.subject, err = s.pairwise(ctx, w.CitizenID, ar.sector()); err != nil {
+			return nil, err
+		}
+	} else if ar.subject, err = s.pairwise(ctx, f.Result.CitizenID, ar.sector()); err != nil {
 		return nil, err
 	}
 	ar.code = code
@@ -253,6 +262,9 @@ type tokenRecord struct {
 	// Dialect names the claims; Claims is the login's claims request parameter.
 	Dialect string         `json:"dialect,omitempty"`
 	Claims  *claimsRequest `json:"claims,omitempty"`
+	// Actor is the guardian when the grant acts for a ward (CitizenID and Subject are then
+	// the ward's).
+	Actor *actorRecord `json:"act,omitempty"`
 	// GrantStart is when the grant's code was exchanged; the grant ends Lifetimes.Grant later.
 	GrantStart time.Time `json:"grant_start,omitzero"`
 	Expires    time.Time `json:"exp"`
@@ -388,6 +400,9 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	}
 	if s.grantLeft(rec, s.now()) <= 0 {
 		return nil, oidc.ErrInvalidGrant().WithDescription("the grant has reached its maximum lifetime; log in again")
+	}
+	if _, err := s.actorClaims(ctx, rec); err != nil {
+		return nil, s.refuseActor(ctx, rec.Grant, err)
 	}
 	return &refreshRequest{rec: *rec, scopes: rec.Scopes}, nil
 }
@@ -581,10 +596,14 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 		}
 		return oidc.ErrInvalidGrant().WithDescription("the NemID is blocked or expired")
 	}
+	act, err := s.actorClaims(ctx, &rec)
+	if err != nil {
+		return s.refuseActor(ctx, rec.Grant, err)
+	}
 	if p := pendingOf(ctx); p != nil && p.citizenID == rec.CitizenID {
 		p.citizenChecked = true
 	}
-	if err := s.fillFromCitizen(ui, c, &rec, scopes, false); err != nil {
+	if err := s.fillFromCitizen(ui, c, &rec, scopes, false, act); err != nil {
 		return err
 	}
 	if rec.SessionID != "" {
@@ -632,17 +651,24 @@ func (s *Storage) fillUserinfo(ctx context.Context, ui *oidc.UserInfo, rec *toke
 	if c.Status != store.StatusActive {
 		return errInactive
 	}
-	return s.fillFromCitizen(ui, c, rec, scopes, withAuth)
+	act, err := s.actorClaims(ctx, rec)
+	if err != nil {
+		return err
+	}
+	return s.fillFromCitizen(ui, c, rec, scopes, withAuth, act)
 }
 
 // fillFromCitizen puts the claims of the ID token (userinfo false) or of userinfo into ui
-// (claims.go decides which). The certificate fields (kind, PID, youth marker) are the login's
-// snapshot (flows.Certificate): what the login saw, which an SSO re-login keeps until the
-// citizen logs in afresh.
-func (s *Storage) fillFromCitizen(ui *oidc.UserInfo, c *store.Citizen, rec *tokenRecord, scopes []string, userinfo bool) error {
+// (claims.go decides which), and act, the on-behalf-of claims of a ward's grant. The
+// certificate fields (kind, PID, youth marker) are the login's snapshot (flows.Certificate):
+// what the login saw, which an SSO re-login keeps until the citizen logs in afresh.
+func (s *Storage) fillFromCitizen(ui *oidc.UserInfo, c *store.Citizen, rec *tokenRecord, scopes []string, userinfo bool, act map[string]any) error {
 	m, err := claimsFor(rec.Cert.Apply(c), rec, scopes, userinfo, s.now())
 	if err != nil {
 		return err
+	}
+	for k, v := range act {
+		ui.AppendClaims(k, v)
 	}
 	ui.Subject = rec.Subject
 	for k, v := range m {

@@ -125,6 +125,7 @@ var stepNames = map[string]flows.Step{
 	"password":     flows.StepPassword,
 	"codecard":     flows.StepCodeCard,
 	"new-password": flows.StepNewPassword,
+	"act-as":       flows.StepActAs,
 }
 
 // request carries what one login request works with.
@@ -426,7 +427,7 @@ func (h *Handler) decode(req *request) error {
 			return bad("Malformed form body.")
 		}
 		req.answer = flows.Answer{Username: r.PostFormValue("username"), Password: r.PostFormValue("password"),
-			Key: r.PostFormValue("key"), NewPassword: r.PostFormValue("new_password")}
+			Key: r.PostFormValue("key"), NewPassword: r.PostFormValue("new_password"), Principal: r.PostFormValue("principal")}
 	default:
 		return &httpError{status: http.StatusUnsupportedMediaType, err: flows.Errorf(flows.CodeInvalidRequest,
 			"Send application/json or a form.")}
@@ -441,6 +442,10 @@ func (h *Handler) view(req *request) View {
 	switch f.Step {
 	case flows.StepCodeCard:
 		v.KeyNumber, v.CardSerial = f.KeyNumber, f.CardSerial
+	case flows.StepActAs:
+		for _, w := range f.Wards {
+			v.Wards = append(v.Wards, Ward{Ref: w.Ref, Name: w.Name})
+		}
 	case flows.StepDone:
 		v.RedirectTo = f.ReturnURL
 	case flows.StepFailed:
