@@ -26,6 +26,7 @@ import (
 	"github.com/nemidp/nemidp/idp/admin"
 	"github.com/nemidp/nemidp/idp/issuance"
 	"github.com/nemidp/nemidp/idp/store"
+	"github.com/nemidp/nemidp/idp/store/storetest"
 	"github.com/nemidp/nemidp/keys/password"
 )
 
@@ -60,11 +61,15 @@ func newTestServer(tb testing.TB, kdf password.Params) *testServer {
 	u := redisURL(tb)
 	var rb [6]byte
 	_, _ = rand.Read(rb[:])
-	st, err := store.Open(u, "test-"+hex.EncodeToString(rb[:])+":")
+	prefix := "test-" + hex.EncodeToString(rb[:]) + ":"
+	st, err := store.Open(u, prefix)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { st.Close() })
+	tb.Cleanup(func() {
+		storetest.DeletePrefix(st.Redis(), prefix) // the shared Redis keeps nothing of the test
+		st.Close()
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)

@@ -69,6 +69,9 @@ func NewStorePrefixed(t testing.TB, client redis.UniversalClient) (*store.Store,
 	return store.New(client, prefix, Pepper), prefix
 }
 
+// DeletePrefix deletes every key under prefix (a test's own keys on a shared Redis).
+func DeletePrefix(client redis.UniversalClient, prefix string) { deletePrefix(client, prefix) }
+
 func deletePrefix(client redis.UniversalClient, prefix string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
