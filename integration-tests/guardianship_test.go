@@ -3,6 +3,7 @@ package integrationtests
 import (
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/zitadel/oidc/v3/pkg/client/rp"
@@ -35,8 +36,8 @@ func (b *Browser) loginActingAs(t *testing.T, r *RP, c *Citizen, wardName string
 	l.requireStep("act_as")
 	principal := "self"
 	for _, w := range l.View.Wards {
-		if w.Ref == c.UserID || w.Ref == c.CPR {
-			t.Fatalf("ward ref %q is a user id or CPR number", w.Ref)
+		if strings.Trim(w.Ref, "0123456789-") == "" {
+			t.Fatalf("ward ref %q has the shape of a user id or CPR number", w.Ref)
 		}
 		if w.Name == wardName {
 			principal = w.Ref
@@ -179,5 +180,40 @@ func TestNoActAsWithoutAllowOnBehalfOf(t *testing.T) {
 	tok := l.mustExchange()
 	if tok.IDTokenClaims.Actor != nil || tok.IDTokenClaims.Name != "Grete Værge" {
 		t.Errorf("name %q act %+v, want the guardian's own token", tok.IDTokenClaims.Name, tok.IDTokenClaims.Actor)
+	}
+}
+
+// TestWardGrantNamesNoOneWithoutProfile and stands on the guardian's NemID: at a client
+// registered for an age check only (openid age), a guardian acting for a ward gets the ward's
+// age claims and act.sub, but not the guardian's name; and a ward whose own NemID has lapsed
+// (expired) can still be acted for.
+func TestWardGrantNamesNoOneWithoutProfile(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	shop := p.relyingParty(t, p.registerOnBehalfClient(t, "openid", "age"), "openid", "age")
+	bank := p.relyingParty(t, p.registerClient(t, "openid", "profile"), "openid", "profile")
+	guardian := p.issueCitizen(t, freshCPR(), "Grete Værge")
+	ward := p.issueCitizen(t, freshCPR(), "Karen Jensen")
+	p.activate(t, bank, guardian)
+	p.guardianship(t, guardian, ward, "full")
+	if err := p.Store.Redis().HSet(t.Context(), p.Prefix+"{c:"+ward.UserID+"}", "status", "expired").Err(); err != nil {
+		t.Fatal(err)
+	}
+	tok := p.newBrowser(t).loginActingAs(t, shop, guardian, "Karen Jensen")
+	raw := tok.IDTokenClaims.Claims
+	act, _ := raw["act"].(map[string]any)
+	if act == nil || act["sub"] == nil || act["sub"] == tok.IDTokenClaims.Subject {
+		t.Fatalf("act = %v (sub %s), want the guardian's own sub", raw["act"], tok.IDTokenClaims.Subject)
+	}
+	if _, named := act["name"]; named {
+		t.Fatalf("act names the guardian without scope profile: %v", act)
+	}
+	for _, k := range []string{"name", "given_name", "family_name", "birthdate", "dk.cpr"} {
+		if _, ok := raw[k]; ok {
+			t.Errorf("claim %s released with scopes openid age", k)
+		}
+	}
+	if _, ok := raw["age"]; !ok || raw["dk.guardianship"] != "full" {
+		t.Fatalf("the ward's age check: age %v, dk.guardianship %v", raw["age"], raw["dk.guardianship"])
 	}
 }

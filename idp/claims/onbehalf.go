@@ -10,9 +10,11 @@ const (
 
 // OnBehalfOf is the claims added to the ward's own when a guardian acts for them: sub stays
 // the ward's, act names the guardian (their pairwise sub at the same relying party, and name).
+// The name is left out when empty (not released by the scopes).
 func OnBehalfOf(guardianSub, guardianName, kind string) map[string]any {
-	return map[string]any{
-		Act:          map[string]any{"sub": guardianSub, "name": guardianName},
-		Guardianship: kind,
+	act := map[string]any{"sub": guardianSub}
+	if guardianName != "" {
+		act["name"] = guardianName
 	}
+	return map[string]any{Act: act, Guardianship: kind}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
@@ -26,7 +27,9 @@ var errNoLongerGuardian = errors.New("oidc: the guardianship has ended or the gu
 // actorClaims re-checks the guardianship of a grant that acts for a ward (at every token
 // request, userinfo and introspection call) and returns its act and dk.guardianship claims;
 // nil for a citizen's own grant.
-func (s *Storage) actorClaims(ctx context.Context, rec *tokenRecord) (map[string]any, error) {
+// The guardian's name is identity data like any other: it goes with scope profile only (an
+// age check on a ward names nobody).
+func (s *Storage) actorClaims(ctx context.Context, rec *tokenRecord, scopes []string) (map[string]any, error) {
 	a := rec.Actor
 	if a == nil {
 		return nil, nil
@@ -51,7 +54,11 @@ func (s *Storage) actorClaims(ctx context.Context, rec *tokenRecord) (map[string
 	if guardian.Status != store.StatusActive {
 		return nil, errNoLongerGuardian
 	}
-	return claims.OnBehalfOf(a.Subject, guardian.Name, g.Kind), nil
+	name := ""
+	if slices.Contains(scopes, oidc.ScopeProfile) {
+		name = guardian.Name
+	}
+	return claims.OnBehalfOf(a.Subject, name, g.Kind), nil
 }
 
 // refuseActor answers a token request whose guardianship no longer holds: the grant is

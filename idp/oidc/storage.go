@@ -401,7 +401,7 @@ func (s *Storage) TokenRequestByRefreshToken(ctx context.Context, token string) 
 	if s.grantLeft(rec, s.now()) <= 0 {
 		return nil, oidc.ErrInvalidGrant().WithDescription("the grant has reached its maximum lifetime; log in again")
 	}
-	if _, err := s.actorClaims(ctx, rec); err != nil {
+	if _, err := s.actorClaims(ctx, rec, rec.Scopes); err != nil {
 		return nil, s.refuseActor(ctx, rec.Grant, err)
 	}
 	return &refreshRequest{rec: *rec, scopes: rec.Scopes}, nil
@@ -590,13 +590,15 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 	if err != nil {
 		return storeErr(err)
 	}
-	if c.Status != store.StatusActive {
+	// A ward's grant stands on the guardian's NemID (judged with the guardianship, below), not
+	// on the ward's: a ward under guardianship may well have let theirs lapse.
+	if c.Status != store.StatusActive && rec.Actor == nil {
 		if err := s.refuseInactive(ctx, rec.Grant); !errors.Is(err, errInactive) {
 			return storeErr(err)
 		}
 		return oidc.ErrInvalidGrant().WithDescription("the NemID is blocked or expired")
 	}
-	act, err := s.actorClaims(ctx, &rec)
+	act, err := s.actorClaims(ctx, &rec, scopes)
 	if err != nil {
 		return s.refuseActor(ctx, rec.Grant, err)
 	}
@@ -648,10 +650,10 @@ func (s *Storage) fillUserinfo(ctx context.Context, ui *oidc.UserInfo, rec *toke
 	if err != nil {
 		return storeErr(err)
 	}
-	if c.Status != store.StatusActive {
+	if c.Status != store.StatusActive && rec.Actor == nil { // a ward's grant: see SetUserinfoFromRequest
 		return errInactive
 	}
-	act, err := s.actorClaims(ctx, rec)
+	act, err := s.actorClaims(ctx, rec, scopes)
 	if err != nil {
 		return err
 	}
