@@ -78,6 +78,10 @@ func TestGuardianActsForSelfOrWard(t *testing.T) {
 		}
 	}
 	p.guardianship(t, guardian, ward, "full")
+	if code := p.admin(t, http.MethodPost, "/admin/v1/guardianships",
+		map[string]any{"guardian": guardian.UserID, "ward": ward.UserID, "kind": "partial"}, nil); code != http.StatusConflict {
+		t.Errorf("a second current guardianship of the same pair: %d, want 409", code)
+	}
 	wardSelf := p.newBrowser(t).login(t, kommune, ward) // the ward's own sub at the kommune (no wards: no step)
 
 	self := p.newBrowser(t).loginActingAs(t, kommune, guardian, "")

@@ -464,6 +464,17 @@ func (a *API) createGuardianship(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	// One guardianship of a guardian for a ward at a time (not ended, dates overlapping): a
+	// second would list the ward twice at act_as. End the old one first to change it.
+	existing, err := a.Store.Guardianships(ctx, req.Guardian)
+	if err != nil {
+		return err
+	}
+	for _, o := range existing {
+		if o.Ward == req.Ward && o.EndedAt.IsZero() && datesOverlap(o.ValidFrom, o.ValidTo, req.ValidFrom, req.ValidTo) {
+			return &apiError{http.StatusConflict, "conflict", "This guardian already has a guardianship for this ward (" + o.ID + "); end it first."}
+		}
+	}
 	g := &store.Guardianship{ID: "gs_" + keysecret.Generate()[:22], Guardian: req.Guardian, Ward: req.Ward, WardName: ward.Name,
 		Kind: req.Kind, ValidFrom: req.ValidFrom, ValidTo: req.ValidTo, CreatedAt: time.Now().UTC()}
 	if err := a.Store.CreateGuardianship(ctx, g); err != nil {
@@ -496,4 +507,11 @@ func (a *API) endGuardianship(w http.ResponseWriter, r *http.Request) error {
 	slog.InfoContext(r.Context(), "guardianship ended", "id", g.ID, "guardian", g.Guardian, "ward", g.Ward)
 	writeJSON(w, http.StatusOK, guardianshipView(g))
 	return nil
+}
+
+// datesOverlap reports whether two inclusive YYYY-MM-DD ranges (open-ended when empty) share
+// a day. The format compares as text.
+func datesOverlap(from1, to1, from2, to2 string) bool {
+	before := func(to, from string) bool { return to != "" && from != "" && to < from }
+	return !before(to1, from2) && !before(to2, from1)
 }

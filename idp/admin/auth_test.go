@@ -69,3 +69,21 @@ func TestAuth(t *testing.T) {
 		})
 	}
 }
+
+func TestDatesOverlap(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		f1, t1, f2, t2 string
+		want           bool
+	}{
+		{"", "", "", "", true},
+		{"2026-01-01", "2026-06-30", "2026-07-01", "", false},
+		{"2026-01-01", "2026-06-30", "2026-06-30", "", true},
+		{"2026-07-01", "", "", "2026-06-30", false},
+		{"", "2026-12-31", "2026-03-01", "2026-03-02", true},
+	} {
+		if got := datesOverlap(tc.f1, tc.t1, tc.f2, tc.t2); got != tc.want {
+			t.Errorf("datesOverlap(%q..%q, %q..%q) = %v, want %v", tc.f1, tc.t1, tc.f2, tc.t2, got, tc.want)
+		}
+	}
+}
