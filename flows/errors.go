@@ -28,6 +28,14 @@ const (
 // password or unknown user ID, a wrong or used key, an answer to a locked NemID or a spent
 // flow. These, and only these, count against the client address.
 func IsFailedAnswer(code string) bool {
+	return isFailedCode(code)
+}
+
+// Failed reports whether this error answered a failed guess (IsFailedAnswer of its code,
+// unless the engine knows better: the right key of a card, used by another login meanwhile).
+func (e *Error) Failed() bool { return e != nil && !e.notCounted && isFailedCode(e.Code) }
+
+func isFailedCode(code string) bool {
 	switch code {
 	case CodeInvalidCredentials, CodeWrongKey, CodeUsedKey, CodeLocked, CodeTooManyAttempts:
 		return true
@@ -41,6 +49,7 @@ type Error struct {
 	Code         string `json:"code"`
 	Message      string `json:"message"`
 	AttemptsLeft *int   `json:"attempts_left,omitempty"`
+	notCounted   bool   // a code that usually is a failed answer, here not one
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

@@ -129,11 +129,11 @@ func TestRepeatedKeyAdvances(t *testing.T) {
 		if got := env.citizen(t, c.UserID); got.Failures != 0 {
 			t.Fatalf("the repeat counted as a failure: %d", got.Failures)
 		}
-		// Another login sending that spent key is refused as used.
+		// Another login sending that spent key is refused as used (typed right: not counted).
 		g := env.begin(t, flows.Start{})
 		env.mustSubmit(t, g, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
 		res, _, err = env.s.UseCardKeyInFlow(context.Background(), g.ID, c.UserID, serial, number, hash, maxFailures)
-		if err != nil || res.Outcome != store.KeyUsed {
+		if err != nil || res.Outcome != store.KeyUsedRight {
 			t.Fatalf("another login with the spent key: %+v %v", res, err)
 		}
 	})
@@ -475,5 +475,42 @@ func TestNoExistenceOracleOverTime(t *testing.T) {
 			f := env.begin(t, flows.Start{})
 			wantCode(t, env.submit(f, flows.StepPassword, flows.Answer{Username: user, Password: "Forkert99"}), flows.CodeLocked)
 		}
+	})
+}
+
+// TestSecondTabAfterTheKeyWasUsed: two logins of one card (two tabs) are asked the card's one
+// pending number. Once the first used its key, the second typing that same key is told it was
+// just used, is asked the card's next number at once, and loses nothing: no failure for the
+// citizen or the flow. A used key typed wrong still counts.
+func TestSecondTabAfterTheKeyWasUsed(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, env *env) {
+		c := env.issueWithPassword(t, "Hemmelig42")
+		first, second := env.begin(t, flows.Start{}), env.begin(t, flows.Start{})
+		env.mustSubmit(t, first, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
+		env.mustSubmit(t, second, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
+		number := first.KeyNumber
+		if second.KeyNumber != number {
+			t.Fatalf("two logins of one card asked %s and %s", number, second.KeyNumber)
+		}
+		env.mustSubmit(t, first, flows.StepCodeCard, flows.Answer{Key: c.key(number)}, flows.StepDone)
+		fe := wantCode(t, env.submit(second, flows.StepCodeCard, flows.Answer{Key: c.key(number)}), flows.CodeUsedKey)
+		if fe.AttemptsLeft != nil || fe.Failed() {
+			t.Fatalf("the right, just used key counted as a failed answer: %+v", fe)
+		}
+		if second.KeyNumber == number || c.key(second.KeyNumber) == "" || env.load(t, second.ID).KeyNumber != second.KeyNumber {
+			t.Fatalf("after the used key: key number %s (used %s), stored %s", second.KeyNumber, number, env.load(t, second.ID).KeyNumber)
+		}
+		if got := env.citizen(t, c.UserID); got.Failures != 0 {
+			t.Fatalf("the citizen counts %d failures", got.Failures)
+		}
+		if got := env.load(t, second.ID); got.Failures != 0 {
+			t.Fatalf("the second login counts %d wrong answers", got.Failures)
+		}
+		// A used key typed wrong is a wrong answer as before.
+		third := env.begin(t, flows.Start{})
+		env.mustSubmit(t, third, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
+		env.mustSubmit(t, second, flows.StepCodeCard, flows.Answer{Key: c.key(second.KeyNumber)}, flows.StepDone)
+		wantAttempts(t, env.submit(third, flows.StepCodeCard, flows.Answer{Key: c.wrongKey(third.KeyNumber)}), flows.CodeUsedKey, maxFailures-1)
 	})
 }

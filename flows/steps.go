@@ -373,6 +373,14 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		return flowFailure(e, f, n, attemptsError(CodeWrongKey, "Wrong key. Type the key printed beside key number "+f.KeyNumber+".", res.AttemptsLeft))
 	case store.KeyUsed:
 		return flowFailure(e, f, n, attemptsError(CodeUsedKey, "That key has already been used.", res.AttemptsLeft))
+	case store.KeyUsedRight:
+		// Another login of this card (another tab) used the key meanwhile: no wrong answer.
+		// Ask the card's next pending number at once.
+		e.release(settle, f)
+		if err := (codecardStep{}).prepare(settle, e, f); err != nil {
+			return err
+		}
+		return &Error{Code: CodeUsedKey, Message: "That key was just used by another login. Type the key beside key number " + f.KeyNumber + ".", notCounted: true}
 	case store.KeyRepeat:
 		// This login's own right key, sent again after its first answer was lost (a double
 		// click, an aborted request): the key was accepted, so the login moves on.

@@ -23,6 +23,8 @@ const (
 	KeyNoPerson KeyOutcome = "no_person" // citizen gone
 	// KeyRepeat: this login already used this key (a double click, a retry): not a failure.
 	KeyRepeat KeyOutcome = "repeat"
+	// KeyUsedRight: another login used this key, and this one typed it right: not a failure.
+	KeyUsedRight KeyOutcome = "used_right"
 )
 
 // KeyResult is the outcome with the counters the login page shows.
@@ -33,10 +35,12 @@ type KeyResult struct {
 }
 
 // useKeyScript checks and consumes one card key in one atomic step: a key is used at most
-// once even when two requests race with it; a wrong key, or a key used by another login,
-// counts as a failed attempt; a right one resets the failure counter. A used key is stored as
-// "u:<flow>", so the login that used it sending it again (a double click) is told apart and
-// not counted.
+// once even when two requests race with it; a wrong key, or a used one typed wrong, counts as
+// a failed attempt; a right one resets the failure counter. A used key is stored as
+// "u:<flow>|<hash>", so the login that used it sending it again (a double click) is told
+// apart, and so is another login of the same card typing that key right (a second tab asked
+// the card's one pending number, used meanwhile by the first): whoever types it holds the
+// card, and a used key logs nobody in, so neither is counted.
 var useKeyScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'no_person', 0, 0} end
@@ -46,7 +50,8 @@ if cst ~= 'active' and cst ~= 'sent' then return {'bad_card', 0, 0} end
 local v = redis.call('HGET', KEYS[2], 'k:' .. ARGV[1])
 if not v then return {'no_key', 0, 0} end
 if v ~= ARGV[2] then
-  if ARGV[5] ~= '' and v == 'u:' .. ARGV[5] then return {'repeat', 0, 0} end
+  if ARGV[5] ~= '' and (v == 'u:' .. ARGV[5] or v == 'u:' .. ARGV[5] .. '|' .. ARGV[2]) then return {'repeat', 0, 0} end
+  if string.sub(v, 1, 2) == 'u:' and string.sub(v, -(#ARGV[2] + 1)) == '|' .. ARGV[2] then return {'used_right', 0, 0} end
   local max = tonumber(ARGV[3])
   local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
   local left = max - n
@@ -57,7 +62,7 @@ if v ~= ARGV[2] then
   if string.sub(v, 1, 2) == 'u:' then return {'used', left, 0} end
   return {'wrong', left, 0}
 end
-redis.call('HSET', KEYS[2], 'k:' .. ARGV[1], 'u:' .. ARGV[5])
+redis.call('HSET', KEYS[2], 'k:' .. ARGV[1], 'u:' .. ARGV[5] .. '|' .. ARGV[2])
 redis.call('SREM', KEYS[3], ARGV[1])
 if redis.call('HGET', KEYS[2], 'pending') == ARGV[1] then redis.call('HDEL', KEYS[2], 'pending') end
 redis.call('HSET', KEYS[1], 'failures', 0)
@@ -75,7 +80,7 @@ func (s *Store) UseCardKeyInFlow(ctx context.Context, flow, uid, serial, number,
 		if flow != "" {
 			reserve = queueScript(ctx, p, reserveFlowScript, []string{s.flowKey(flow)})
 		}
-		// A consumed key is stored as "u:<flow>", which never equals a hash.
+		// A consumed key is stored as "u:<flow>|<hash>", which never equals a hash.
 		use = queueScript(ctx, p, useKeyScript, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339), flow)
 		return []*scriptCall{reserve, use}
 	})

@@ -330,7 +330,7 @@ func (h *Handler) post(req *request) error {
 		if !errors.As(err, &fe) {
 			return err
 		}
-		if flows.IsFailedAnswer(fe.Code) {
+		if fe.Failed() {
 			over, terr := h.Throttle.Fail(req.r)
 			if terr != nil {
 				slog.WarnContext(ctx, "failed answer not counted for its address", "err", terr)

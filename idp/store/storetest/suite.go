@@ -389,7 +389,9 @@ func testUseKeyOutcomes(t *testing.T, h *harness) {
 	}
 	for _, s := range []step{
 		{"right key", c.UserID, serial, ns[0], card.keys[ns[0]], store.KeyResult{Outcome: store.KeyOK, KeysLeft: 3}},
-		{"used key, right answer", c.UserID, serial, ns[0], card.keys[ns[0]], store.KeyResult{Outcome: store.KeyUsed, AttemptsLeft: MaxFailures - 1}},
+		// Another login typing the used key right holds the card: not counted.
+		{"used key, right answer", c.UserID, serial, ns[0], card.keys[ns[0]], store.KeyResult{Outcome: store.KeyUsedRight}},
+		{"used key, wrong answer", c.UserID, serial, ns[0], "wrong", store.KeyResult{Outcome: store.KeyUsed, AttemptsLeft: MaxFailures - 1}},
 		{"wrong key", c.UserID, serial, ns[1], "wrong", store.KeyResult{Outcome: store.KeyWrong, AttemptsLeft: MaxFailures - 2}},
 		{"key from another slot", c.UserID, serial, ns[1], card.keys[ns[2]], store.KeyResult{Outcome: store.KeyWrong, AttemptsLeft: MaxFailures - 3}},
 		{"unknown key number", c.UserID, serial, "0000", "x", store.KeyResult{Outcome: store.KeyNoKey}},
@@ -510,13 +512,16 @@ func testKeyExactlyOnce(t *testing.T, h *harness) {
 			if r.KeysLeft != 1 {
 				t.Errorf("KeysLeft = %d, want 1", r.KeysLeft)
 			}
-		case store.KeyUsed:
+		case store.KeyUsedRight: // the key was right, but another racer used it first
 		default:
-			t.Errorf("outcome %+v, want ok or used", r)
+			t.Errorf("outcome %+v, want ok or used_right", r)
 		}
 	}
 	if ok != 1 {
 		t.Fatalf("%d of %d racers used the same key, want exactly 1", ok, Racers)
+	}
+	if got := h.load(t, c.UserID); got.Failures != 0 {
+		t.Fatalf("the losing racers, who typed the key right, counted %d failures", got.Failures)
 	}
 }
 
