@@ -48,6 +48,8 @@ type Principal struct {
 	CitizenID    string `json:"citizen_id"`
 	Guardianship string `json:"guardianship"`
 	Kind         string `json:"kind"`
+	// Cert is the ward's certificate snapshot, taken when the guardian chose the ward.
+	Cert *Certificate `json:"cert,omitempty"`
 }
 
 // offerActAs moves a just-authenticated flow (f.Result set, f.Step done) to act_as when the
@@ -110,7 +112,14 @@ func (actAsStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) error 
 	}
 	var who *Principal
 	if chosen != nil {
-		who = &Principal{CitizenID: chosen.CitizenID, Guardianship: chosen.Guardianship, Kind: chosen.Kind}
+		// The ward's certificate as of this choice, kept for the grant like the guardian's own
+		// login keeps theirs (a renewal shows at the next login, not in the middle of a grant).
+		ward, err := e.Store.Citizen(ctx, chosen.CitizenID)
+		if err != nil {
+			return fmt.Errorf("flows: act as: ward: %w", err)
+		}
+		who = &Principal{CitizenID: chosen.CitizenID, Guardianship: chosen.Guardianship, Kind: chosen.Kind,
+			Cert: CertificateOf(ward)}
 	}
 	return e.update(ctx, f, func(f *Flow) error {
 		if f.Step != StepActAs {

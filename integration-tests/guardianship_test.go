@@ -221,3 +221,36 @@ func TestWardGrantNamesNoOneWithoutProfile(t *testing.T) {
 		t.Fatalf("the ward's age check: age %v, dk.guardianship %v", raw["age"], raw["dk.guardianship"])
 	}
 }
+
+// TestWardCertificateIsASnapshot: a ward's certificate claims are what they were when the
+// guardian chose the ward, kept by the grant's refreshes (as a login keeps its own); OCES
+// attached to the ward meanwhile shows at the next login for the ward.
+func TestWardCertificateIsASnapshot(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	kommune := p.relyingParty(t, p.registerOnBehalfClient(t, "openid", "profile", "offline_access"), "openid", "profile", "offline_access")
+	guardian := p.issueCitizen(t, freshCPR(), "Grete Værge")
+	ward := p.issueNemID(t, freshCPR(), "Mads Myndling", map[string]any{"kind": "bank"})
+	p.activate(t, kommune, guardian)
+	p.guardianship(t, guardian, ward, "full")
+
+	tok := p.newBrowser(t).loginActingAs(t, kommune, guardian, "Mads Myndling")
+	if tok.IDTokenClaims.Claims["nemid.oces"] != false {
+		t.Fatalf("a bank-only ward: nemid.oces %v", tok.IDTokenClaims.Claims["nemid.oces"])
+	}
+	if code := p.admin(t, http.MethodPost, "/admin/v1/citizens/"+ward.UserID+"/oces", map[string]any{"id_check": "photo"}, nil); code != http.StatusOK {
+		t.Fatalf("attach OCES to the ward: %d", code)
+	}
+	ref, err := rp.RefreshTokens[*oidc.IDTokenClaims](t.Context(), kommune, tok.RefreshToken, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.IDTokenClaims.Claims["nemid.oces"] != false || ref.IDTokenClaims.Claims["nemid.pid"] != nil {
+		t.Fatalf("a refresh after OCES was attached: nemid.oces %v, pid %v; want the snapshot (false, none)",
+			ref.IDTokenClaims.Claims["nemid.oces"], ref.IDTokenClaims.Claims["nemid.pid"])
+	}
+	fresh := p.newBrowser(t).loginActingAs(t, kommune, guardian, "Mads Myndling")
+	if fresh.IDTokenClaims.Claims["nemid.oces"] != true || fresh.IDTokenClaims.Claims["nemid.pid"] == nil {
+		t.Fatalf("the next login for the ward: nemid.oces %v, pid %v", fresh.IDTokenClaims.Claims["nemid.oces"], fresh.IDTokenClaims.Claims["nemid.pid"])
+	}
+}

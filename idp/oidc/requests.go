@@ -65,8 +65,8 @@ func (a *authRequest) Done() bool          { return a.flow.Done() }
 func (a *authRequest) record() tokenRecord {
 	r := a.flow.Result
 	citizen, cert := r.CitizenID, r.Cert
-	if r.OnBehalfOf != nil { // the tokens speak of the ward (their own record); the guardian is the actor
-		citizen, cert = r.OnBehalfOf.CitizenID, nil
+	if r.OnBehalfOf != nil { // the tokens speak of the ward (their own snapshot); the guardian is the actor
+		citizen, cert = r.OnBehalfOf.CitizenID, r.OnBehalfOf.Cert
 	}
 	return tokenRecord{Grant: a.flow.ID, Subject: a.subject, CitizenID: citizen, ClientID: a.flow.ClientID,
 		Scopes: a.ps.Scopes, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SessionID: r.SessionID, Actor: a.actor,
