@@ -290,8 +290,15 @@ func freshCPR() string {
 	return fmt.Sprintf("%02d%02d%02d%04d", 1+n%28, 1+(n/28)%12, 50+(n/336)%50, 1000+n%9000)
 }
 
-// issueCitizen creates a NemID through the operator API and keeps the printed card.
+// issueCitizen creates an OCES NemID through the operator API and keeps the printed card.
 func (p *IdP) issueCitizen(t *testing.T, cpr, name string) *Citizen {
+	t.Helper()
+	return p.issueNemID(t, cpr, name, map[string]any{"kind": "oces"})
+}
+
+// issueNemID creates a NemID through the operator API with extra fields (kind, issued_at)
+// and keeps the printed card.
+func (p *IdP) issueNemID(t *testing.T, cpr, name string, extra map[string]any) *Citizen {
 	t.Helper()
 	var out struct {
 		UserID             string `json:"user_id"`
@@ -304,7 +311,11 @@ func (p *IdP) issueCitizen(t *testing.T, cpr, name string) *Citizen {
 			} `json:"keys"`
 		} `json:"card"`
 	}
-	code := p.admin(t, http.MethodPost, "/admin/v1/citizens", map[string]any{"cpr": cpr, "name": name, "kind": "oces"}, &out)
+	body := map[string]any{"cpr": cpr, "name": name}
+	for k, v := range extra {
+		body[k] = v
+	}
+	code := p.admin(t, http.MethodPost, "/admin/v1/citizens", body, &out)
 	if code != http.StatusCreated || out.UserID == "" || out.ActivationPassword == "" {
 		t.Fatalf("POST /admin/v1/citizens: %d %+v", code, out)
 	}

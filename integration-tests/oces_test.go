@@ -9,35 +9,6 @@ import (
 	"time"
 )
 
-// issueNemID creates a NemID through the operator API with extra fields (kind, issued_at).
-func (p *IdP) issueNemID(t *testing.T, cpr, name string, extra map[string]any) *Citizen {
-	t.Helper()
-	var out struct {
-		UserID             string `json:"user_id"`
-		ActivationPassword string `json:"activation_password"`
-		Card               struct {
-			Serial string `json:"serial"`
-			Keys   []struct {
-				Number string `json:"number"`
-				Key    string `json:"key"`
-			} `json:"keys"`
-		} `json:"card"`
-	}
-	body := map[string]any{"cpr": cpr, "name": name}
-	for k, v := range extra {
-		body[k] = v
-	}
-	if code := p.admin(t, http.MethodPost, "/admin/v1/citizens", body, &out); code != http.StatusCreated {
-		t.Fatalf("POST /admin/v1/citizens: %d %+v", code, out)
-	}
-	c := &Citizen{UserID: out.UserID, CPR: cpr, Name: name, Password: out.ActivationPassword,
-		Serial: out.Card.Serial, Keys: map[string]string{}}
-	for _, k := range out.Card.Keys {
-		c.Keys[k.Number] = k.Key
-	}
-	return c
-}
-
 // citizenRecord is the operator's view of a NemID, as far as these tests read it.
 type citizenRecord struct {
 	UserID    string `json:"user_id"`

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -22,21 +21,7 @@ func (s *Store) withPID(ctx context.Context, pid, uid string, write func() error
 	if pid == "" {
 		return write()
 	}
-	idx := s.pidIndexKey(pid)
-	ok, err := s.rdb.SetNX(ctx, idx, uid, 0).Result()
-	if err != nil {
-		return wrap("claim oces pid", err)
-	}
-	if !ok {
-		return fmt.Errorf("store: claim oces pid: %w", ErrPIDTaken)
-	}
-	if err := write(); err != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		releaseClaimScript.Run(cctx, s.rdb, []string{idx}, uid)
-		return err
-	}
-	return nil
+	return s.withClaim(ctx, s.pidIndexKey(pid), uid, fmt.Errorf("store: claim oces pid: %w", ErrPIDTaken), write)
 }
 
 // ErrOCESAttached means the NemID has OCES already.
