@@ -115,6 +115,9 @@ func (actAsStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) error 
 		// The ward's certificate as of this choice, kept for the grant like the guardian's own
 		// login keeps theirs (a renewal shows at the next login, not in the middle of a grant).
 		ward, err := e.Store.Citizen(ctx, chosen.CitizenID)
+		if errors.Is(err, store.ErrNotFound) {
+			return Errorf(CodeUnknownWard, "You can no longer log on for this person.")
+		}
 		if err != nil {
 			return fmt.Errorf("flows: act as: ward: %w", err)
 		}

@@ -24,9 +24,10 @@ const (
 	CodeThrottled          = "throttled"         // too many failed answers from one address
 )
 
-// IsFailedAnswer reports whether an answer with this code was a failed guess: a wrong
+// IsFailedAnswer reports whether an answer with this code is a failed guess: a wrong
 // password or unknown user ID, a wrong or used key, an answer to a locked NemID or a spent
-// flow. These, and only these, count against the client address.
+// flow. Failed answers count against the client address (see Error.Failed for the one
+// exception: a used key typed right by another login of the card).
 func IsFailedAnswer(code string) bool {
 	return isFailedCode(code)
 }

@@ -161,3 +161,35 @@ func TestFailedOperatorCallsAreThrottled(t *testing.T) {
 		t.Fatalf("login from the address with failed operator calls: %d %+v", code, v)
 	}
 }
+
+// TestSecondTabsDoNotCountAgainstTheAddress: logins of one card that type the key another
+// login just used (second tabs) are no failed answers, for the address either: more of them
+// than login.ip_max_failures leave the address unthrottled, while a used key typed wrong is
+// counted.
+func TestSecondTabsDoNotCountAgainstTheAddress(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t, withIPLimit())
+	bank := p.relyingParty(t, p.registerClient(t, "openid", "profile"), "openid", "profile")
+	karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
+	p.activate(t, bank, karen)
+	tabs := make([]*Login, ipLimit+2)
+	for i := range tabs {
+		tabs[i] = p.newBrowser(t).authorize(t, bank)
+		if code, v := tabs[i].password(karen, karen.Password); code != http.StatusOK || v.Step != "codecard" {
+			t.Fatalf("tab %d: %d %+v", i, code, v)
+		}
+	}
+	number := tabs[0].View.KeyNumber
+	tabs[0].key(karen)
+	for i, l := range tabs[1:] {
+		code, v := l.post("codecard", map[string]string{"key": karen.Keys[number]})
+		if code != http.StatusConflict || codeOf(v.Error) != "used_key" {
+			t.Fatalf("tab %d, the used key typed right: %d %+v, want 409 used_key", i+1, code, v.Error)
+		}
+	}
+	last := tabs[len(tabs)-1]
+	r := last.postRaw("codecard", map[string]string{"key": "000000"})
+	if r.Status == http.StatusTooManyRequests {
+		t.Fatalf("after %d second-tab answers the address is throttled: %s", len(tabs)-1, r)
+	}
+}

@@ -360,7 +360,11 @@ func (s *Storage) issue(ctx context.Context, req op.TokenRequest, withRefresh bo
 			return "", "", time.Time{}, fmt.Errorf("oidc: encode token: %w", err)
 		}
 	}
+	// The NemID the grant stands on: the citizen's own, or for a ward the guardian's.
 	p.issue, p.citizenID = &t, rec.CitizenID
+	if rec.Actor != nil {
+		p.citizenID = rec.Actor.CitizenID
+	}
 	return rec.Grant + "." + t.AccessID, refresh, rec.Expires, nil
 }
 
@@ -602,7 +606,8 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 	if err != nil {
 		return s.refuseActor(ctx, rec.Grant, err)
 	}
-	if p := pendingOf(ctx); p != nil && p.citizenID == rec.CitizenID {
+	// Checked: the citizen's own NemID above, or for a ward the guardian's in actorClaims.
+	if p := pendingOf(ctx); p != nil && (p.citizenID == rec.CitizenID || (rec.Actor != nil && p.citizenID == rec.Actor.CitizenID)) {
 		p.citizenChecked = true
 	}
 	if err := s.fillFromCitizen(ui, c, &rec, scopes, false, act); err != nil {

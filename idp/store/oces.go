@@ -21,7 +21,7 @@ func (s *Store) withPID(ctx context.Context, pid, uid string, write func() error
 	if pid == "" {
 		return write()
 	}
-	return s.withClaim(ctx, s.pidIndexKey(pid), uid, fmt.Errorf("store: claim oces pid: %w", ErrPIDTaken), write)
+	return s.withClaim(ctx, "oces pid", s.pidIndexKey(pid), uid, fmt.Errorf("store: claim oces pid: %w", ErrPIDTaken), write)
 }
 
 // ErrOCESAttached means the NemID has OCES already.

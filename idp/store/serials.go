@@ -27,15 +27,16 @@ return 0
 // is already claimed gives ErrSerialTaken without running write. A claim left behind by a
 // crash only wastes one serial of 10⁹.
 func (s *Store) withSerial(ctx context.Context, serial, uid string, write func() error) error {
-	return s.withClaim(ctx, s.serialIndexKey(serial), uid, fmt.Errorf("store: claim card serial %s: %w", serial, ErrSerialTaken), write)
+	return s.withClaim(ctx, "card serial", s.serialIndexKey(serial), uid, fmt.Errorf("store: claim card serial %s: %w", serial, ErrSerialTaken), write)
 }
 
-// withClaim claims the unique index key idx for uid, runs write, and releases the claim if
-// write fails. An index already claimed answers taken without running write.
-func (s *Store) withClaim(ctx context.Context, idx, uid string, taken error, write func() error) error {
+// withClaim claims the unique index key idx (of what, for errors: never the value itself)
+// for uid, runs write, and releases the claim if write fails. An index already claimed
+// answers taken without running write.
+func (s *Store) withClaim(ctx context.Context, what, idx, uid string, taken error, write func() error) error {
 	ok, err := s.rdb.SetNX(ctx, idx, uid, 0).Result()
 	if err != nil {
-		return wrap("claim "+idx, err)
+		return wrap("claim "+what, err)
 	}
 	if !ok {
 		return taken

@@ -369,6 +369,8 @@ func (h *Handler) count(step string, err error) {
 	outcome := "ok"
 	var fe *flows.Error
 	switch {
+	case errors.As(err, &fe) && fe.Code == flows.CodeUsedKey && !fe.Failed():
+		outcome = "used_key_by_other_login" // a second tab, not a replay
 	case errors.As(err, &fe):
 		outcome = fe.Code
 	case err != nil:
