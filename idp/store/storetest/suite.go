@@ -50,6 +50,7 @@ func Run(t *testing.T, b Backend) {
 		{"Cards/ExactlyOnce", testKeyExactlyOnce},
 		{"Cards/ParallelWrongKeys", testParallelWrongKeys},
 		{"Cards/PendingKey", testPendingKey},
+		{"Cards/OldUsedKeyRecords", testOldUsedKeyRecords},
 		{"Failures/AttemptDeadline", testAttemptDeadline},
 		{"Flows/Attempts", testFlowAttempts},
 		{"Scripts/AfterFlush", testScriptsAfterFlush},
@@ -552,6 +553,27 @@ func testParallelWrongKeys(t *testing.T, h *harness) {
 	}
 	if got := h.load(t, c.UserID); got.Status != store.StatusBlocked || got.Failures != MaxFailures {
 		t.Fatalf("after the race: status %q failures %d", got.Status, got.Failures)
+	}
+}
+
+// testOldUsedKeyRecords: a key used before used keys kept their hash ("u:<flow>") is still
+// its own login's repeat, and another login typing it is counted as a used key (the safe
+// side: the record cannot tell a right answer).
+func testOldUsedKeyRecords(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, card := h.citizen(t, 2)
+	n := card.numbers()[0]
+	noErr(t, "write an old-format used key", h.s.Redis().HSet(ctx, h.cardKey(c.UserID, card.rec.Serial), "k:"+n, "u:flow-old").Err())
+	noErr(t, "SREM", h.s.Redis().SRem(ctx, h.cardKey(c.UserID, card.rec.Serial)+":unused", n).Err())
+	r, _, err := h.s.UseCardKeyInFlow(ctx, "flow-old", c.UserID, card.rec.Serial, n, card.keys[n], MaxFailures)
+	noErr(t, "UseCardKeyInFlow(same flow)", err)
+	if r.Outcome != store.KeyRepeat {
+		t.Fatalf("the login that used the key, again: %+v, want repeat", r)
+	}
+	r, _, err = h.s.UseCardKeyInFlow(ctx, "flow-other", c.UserID, card.rec.Serial, n, card.keys[n], MaxFailures)
+	noErr(t, "UseCardKeyInFlow(other flow)", err)
+	if r.Outcome != store.KeyUsed || r.AttemptsLeft != MaxFailures-1 {
+		t.Fatalf("another login with an old used key: %+v, want used, counted", r)
 	}
 }
 
