@@ -24,20 +24,15 @@ const (
 	CodeThrottled          = "throttled"         // too many failed answers from one address
 )
 
-// IsFailedAnswer reports whether an answer with this code is a failed guess: a wrong
-// password or unknown user ID, a wrong or used key, an answer to a locked NemID or a spent
-// flow. Failed answers count against the client address (see Error.Failed for the one
-// exception: a used key typed right by another login of the card).
-func IsFailedAnswer(code string) bool {
-	return isFailedCode(code)
-}
-
-// Failed reports whether this error answered a failed guess (IsFailedAnswer of its code,
-// unless the engine knows better: the right key of a card, used by another login meanwhile).
-func (e *Error) Failed() bool { return e != nil && !e.notCounted && isFailedCode(e.Code) }
-
-func isFailedCode(code string) bool {
-	switch code {
+// Failed reports whether this error answered a failed guess: a wrong password or unknown user
+// ID, a wrong or used key, an answer to a locked NemID or a spent flow. Failed answers count
+// against the client address. The one exception the engine marks: the right key of a card,
+// used by another login of it meanwhile (a second tab).
+func (e *Error) Failed() bool {
+	if e == nil || e.notCounted {
+		return false
+	}
+	switch e.Code {
 	case CodeInvalidCredentials, CodeWrongKey, CodeUsedKey, CodeLocked, CodeTooManyAttempts:
 		return true
 	}

@@ -207,26 +207,6 @@ func (s *Store) FailUnknownAttempt(ctx context.Context, username string, limit i
 	return s.failAttempt(ctx, rec, att, limit, a, now)
 }
 
-var recordUnknownScript = redis.NewScript(`
-local f = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0') or 0
-if f >= tonumber(ARGV[1]) then return 0 end
-return redis.call('HINCRBY', KEYS[1], 'failures', 1)
-`)
-
-// RecordUnknownFailure counts one failure for a user ID with no NemID, in one atomic step.
-func (s *Store) RecordUnknownFailure(ctx context.Context, username string, limit int) (FailureResult, error) {
-	rec, _ := s.unknownKeys(username)
-	n, err := recordUnknownScript.Run(ctx, s.rdb, []string{rec}, limit).Int()
-	if err != nil {
-		return FailureResult{}, wrap("record unknown failure", err)
-	}
-	if n == 0 {
-		return FailureResult{Locked: true}, nil
-	}
-	left := max(limit-n, 0)
-	return FailureResult{AttemptsLeft: left, Locked: left == 0}, nil
-}
-
 // UnknownLocked reports whether an unknown user ID has used up its attempts.
 func (s *Store) UnknownLocked(ctx context.Context, username string, max int) (bool, error) {
 	rec, _ := s.unknownKeys(username)

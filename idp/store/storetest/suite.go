@@ -57,9 +57,9 @@ func Run(t *testing.T, b Backend) {
 		{"Failures/Count", testRecordFailure},
 		{"Failures/Parallel", testRecordFailureParallel},
 		{"Failures/OperatorBlocked", testRecordFailureOperatorBlocked},
-		{"Failures/Unknown", testRecordUnknownFailure},
-		{"Failures/UnknownParallel", testRecordUnknownFailureParallel},
-		{"Failures/UnknownPersists", testRecordUnknownFailurePersists},
+		{"Failures/Unknown", testUnknownFailure},
+		{"Failures/UnknownParallel", testUnknownFailureParallel},
+		{"Failures/UnknownPersists", testUnknownFailurePersists},
 		{"Flows/CAS", testFlowCAS},
 		{"Flows/RaceSameVersion", testFlowRace},
 		{"Flows/RaceCreate", testFlowRaceCreate},
@@ -825,7 +825,28 @@ func testRecordFailureOperatorBlocked(t *testing.T, h *harness) {
 	}
 }
 
-func testRecordUnknownFailure(t *testing.T, h *harness) {
+// unknownFailure settles one wrong answer for an unknown user ID the way the password step
+// does it (reserve, then fail); like a client told "try again", it retries while attempts of
+// other racers are in flight.
+func (h *harness) unknownFailure(ctx context.Context, username string) (store.FailureResult, error) {
+	for range 1000 {
+		now := time.Now()
+		a, err := h.s.BeginUnknownAttempt(ctx, username, MaxFailures, now, time.Minute)
+		switch {
+		case err != nil:
+			return store.FailureResult{}, err
+		case a.Refused:
+			return store.FailureResult{Locked: true}, nil
+		case a.Busy:
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		return h.s.FailUnknownAttempt(ctx, username, MaxFailures, a, now)
+	}
+	return store.FailureResult{}, errors.New("still busy after 1000 tries")
+}
+
+func testUnknownFailure(t *testing.T, h *harness) {
 	ctx := t.Context()
 	name := "Nobody-" + NewUserID()
 	for i := 1; i <= MaxFailures+1; i++ {
@@ -839,8 +860,8 @@ func testRecordUnknownFailure(t *testing.T, h *harness) {
 		if i%2 == 0 {
 			u = "nobody-" + name[len("Nobody-"):]
 		}
-		r, err := h.s.RecordUnknownFailure(ctx, u, MaxFailures)
-		noErr(t, "RecordUnknownFailure", err)
+		r, err := h.unknownFailure(ctx, u)
+		noErr(t, "unknown failure", err)
 		want := store.FailureResult{AttemptsLeft: max(MaxFailures-i, 0), Locked: i >= MaxFailures}
 		if r != want {
 			t.Fatalf("failure %d: %+v, want %+v", i, r, want)
@@ -853,26 +874,26 @@ func testRecordUnknownFailure(t *testing.T, h *harness) {
 	}
 }
 
-func testRecordUnknownFailureParallel(t *testing.T, h *harness) {
+func testUnknownFailureParallel(t *testing.T, h *harness) {
 	name := "racer-" + NewUserID()
 	results := race(Racers, func(int) store.FailureResult {
-		r, err := h.s.RecordUnknownFailure(t.Context(), name, MaxFailures)
+		r, err := h.unknownFailure(t.Context(), name)
 		if err != nil {
-			t.Errorf("RecordUnknownFailure: %v", err)
+			t.Errorf("unknown failure: %v", err)
 		}
 		return r
 	})
 	checkParallelFailures(t, results, MaxFailures)
 }
 
-// testRecordUnknownFailurePersists: an unknown user ID's counter lives as long as a real
+// testUnknownFailurePersists: an unknown user ID's counter lives as long as a real
 // citizen's (no time resets either), so waiting between guesses tells nothing.
-func testRecordUnknownFailurePersists(t *testing.T, h *harness) {
+func testUnknownFailurePersists(t *testing.T, h *harness) {
 	ctx := t.Context()
 	name := "ttl-" + NewUserID()
 	for range MaxFailures {
-		_, err := h.s.RecordUnknownFailure(ctx, name, MaxFailures)
-		noErr(t, "RecordUnknownFailure", err)
+		_, err := h.unknownFailure(ctx, name)
+		noErr(t, "unknown failure", err)
 	}
 	h.b.Advance(t, h.b.TTL)
 	locked, err := h.s.UnknownLocked(ctx, name, MaxFailures)
@@ -880,8 +901,8 @@ func testRecordUnknownFailurePersists(t *testing.T, h *harness) {
 	if !locked {
 		t.Fatal("no longer locked after time passed: an unknown user ID would tell itself apart")
 	}
-	r, err := h.s.RecordUnknownFailure(ctx, name, MaxFailures)
-	noErr(t, "RecordUnknownFailure", err)
+	r, err := h.unknownFailure(ctx, name)
+	noErr(t, "unknown failure", err)
 	if !r.Locked || r.AttemptsLeft != 0 {
 		t.Fatalf("after time passed: %+v, want still locked", r)
 	}
@@ -1456,12 +1477,15 @@ func CheckUnavailable(t *testing.T, s *store.Store) {
 			_, _, err := s.UseCardKeyInFlow(ctx, "", NewUserID(), "G000000001", "0001", "h", MaxFailures)
 			return err
 		},
-		"PendingKey":           func() error { _, err := s.PendingKey(ctx, NewUserID(), "G000000001"); return err },
-		"RecordFailure":        func() error { _, err := s.RecordFailure(ctx, NewUserID(), MaxFailures); return err },
-		"RecordUnknownFailure": func() error { _, err := s.RecordUnknownFailure(ctx, "x", MaxFailures); return err },
-		"SaveFlow":             func() error { _, err := s.SaveFlow(ctx, "f", 0, []byte("x"), time.Hour, false); return err },
-		"LoadFlow":             func() error { _, err := s.LoadFlow(ctx, "f"); return err },
-		"LookupLogin":          func() error { _, _, err := s.LookupLogin(ctx, "f", "123456789", ""); return err },
+		"PendingKey":    func() error { _, err := s.PendingKey(ctx, NewUserID(), "G000000001"); return err },
+		"RecordFailure": func() error { _, err := s.RecordFailure(ctx, NewUserID(), MaxFailures); return err },
+		"BeginUnknownAttempt": func() error {
+			_, err := s.BeginUnknownAttempt(ctx, "x", MaxFailures, time.Now(), time.Minute)
+			return err
+		},
+		"SaveFlow":    func() error { _, err := s.SaveFlow(ctx, "f", 0, []byte("x"), time.Hour, false); return err },
+		"LoadFlow":    func() error { _, err := s.LoadFlow(ctx, "f"); return err },
+		"LookupLogin": func() error { _, _, err := s.LookupLogin(ctx, "f", "123456789", ""); return err },
 		"BeginAttempt": func() error {
 			_, err := s.BeginAttempt(ctx, NewUserID(), MaxFailures, time.Now(), time.Minute)
 			return err
