@@ -16,6 +16,8 @@ type Policy struct {
 	RequiresOCES bool
 	// AllowOnBehalfOf lets a guardian act for a ward at this client (the act_as step).
 	AllowOnBehalfOf bool
+	// Name is the client's display name (the key app shows it in its approval request).
+	Name string
 }
 
 // ClientPolicy tells the engine a client's policy. Implementations should answer from
@@ -56,7 +58,7 @@ type Principal struct {
 // client allows acting for others and the citizen has a current ward. A client without
 // allow_on_behalf_of costs no round trip.
 func (e *Engine) offerActAs(ctx context.Context, f *Flow) error {
-	if e.Policy == nil || f.Result == nil {
+	if e.Policy == nil || f.Result == nil || f.Purpose != "" {
 		return nil
 	}
 	p, err := e.Policy.Policy(ctx, f.ClientID)

@@ -22,6 +22,11 @@ const (
 	CodeNoKeysLeft         = "no_keys_left"
 	CodeTooManyAttempts    = "too_many_attempts" // this flow had max wrong answers
 	CodeThrottled          = "throttled"         // too many failed answers from one address
+	CodeKeyAppDenied       = "keyapp_denied"     // the citizen denied the request in the app: the login fails
+	CodeKeyAppTimeout      = "keyapp_timeout"    // the request ran out: send a new one or use the card
+	CodeKeyAppWrongCode    = "keyapp_wrong_code" // the app chose another binding code: the request is spent
+	CodeNoDevice           = "no_device"         // switching to the key app without an active device
+	CodeTooManyRequests    = "too_many_requests" // this login sent the most key-app requests it may
 )
 
 // Failed reports whether this error answered a failed guess: a wrong password or unknown user

@@ -27,6 +27,7 @@ const (
 	StepCodeCard    Step = "codecard"
 	StepNewPassword Step = "new_password"
 	StepActAs       Step = "act_as"
+	StepKeyApp      Step = "keyapp"
 	StepDone        Step = "done"
 	StepFailed      Step = "failed"
 )
@@ -36,7 +37,20 @@ const (
 	ACRSubstantial = "https://data.gov.dk/concept/core/nsis/Substantial"
 	AMRPassword    = "pwd"
 	AMROTP         = "otp"
+	// The key app: a software key held by the device (swk) and the citizen's swipe (user).
+	AMRSoftwareKey = "swk"
+	AMRUser        = "user"
 )
+
+// Second-factor methods, as POST /login/{flow}/method names them.
+const (
+	MethodCodeCard = "codecard"
+	MethodKeyApp   = "keyapp"
+)
+
+// PurposeActivation marks a flow that activates a key-app device: a password and a card key,
+// asked by the key-app API, never shown to a browser nor finished into a protocol answer.
+const PurposeActivation = "keyapp_activation"
 
 // Flow is one login in progress.
 type Flow struct {
@@ -58,12 +72,25 @@ type Flow struct {
 	SubjectSector string `json:"subject_sector,omitempty"`
 	Browser       string `json:"browser,omitempty"` // digest of the browser cookie the flow is bound to
 
+	// Purpose is "" for a login, PurposeActivation for a key-app activation.
+	Purpose string `json:"purpose,omitempty"`
+	// ClientName is the relying party's display name, read when the flow began.
+	ClientName string `json:"client_name,omitempty"`
+
 	Step       Step     `json:"step"`
 	CitizenID  string   `json:"citizen_id,omitempty"`
 	MustChange bool     `json:"must_change,omitempty"`
 	CardSerial string   `json:"card_serial,omitempty"`
 	KeyNumber  string   `json:"key_number,omitempty"`
 	Methods    []string `json:"methods,omitempty"`
+	// HasApp: the citizen had an active key-app device when the password was accepted.
+	HasApp bool `json:"has_app,omitempty"`
+	// Method is the second factor the login asks for now (MethodCodeCard or MethodKeyApp).
+	Method string `json:"method,omitempty"`
+	// Approval is the key-app request the keyapp step waits for.
+	Approval *PendingApproval `json:"approval,omitempty"`
+	// Requests counts the key-app requests this login has sent.
+	Requests int `json:"requests,omitempty"`
 	// RequiresOCES is the client's policy, read when the flow began (Engine.Policy).
 	RequiresOCES bool `json:"requires_oces,omitempty"`
 	// Cert is the citizen's certificate as the password step read it (see Certificate).
@@ -82,6 +109,11 @@ type Flow struct {
 
 	version int64
 	release bool // the next save gives back the attempt reserved for a right answer
+	// After the next save: the approval request to store (and wake the devices for), and a
+	// request of this flow to cancel. Done after the save so a retried change makes no stray
+	// request, and a device never sees a request its login does not know.
+	createApproval *PendingApproval
+	cancelApproval string
 }
 
 // Result is the authenticated subject of a finished flow.
@@ -144,6 +176,14 @@ type Engine struct {
 	Now   func() time.Time
 	// Policy tells what each client demands and allows (nil: nothing beyond a plain login).
 	Policy ClientPolicy
+	// KeyAppTTL is how long a key-app approval request waits for its decision (default 2
+	// minutes).
+	KeyAppTTL time.Duration
+	// Waiters wakes a long-poll of the keyapp step when the decision arrives, on any instance
+	// (nil: polls answer at once).
+	Waiters *store.Waiters
+	// OnKeyApp observes key-app request events ("created", "expired"), for metrics.
+	OnKeyApp func(event string)
 }
 
 func (e *Engine) now() time.Time {
@@ -188,7 +228,7 @@ func (e *Engine) Begin(ctx context.Context, s Start) (*Flow, error) {
 		if err != nil {
 			return nil, fmt.Errorf("flows: begin: client policy: %w", err)
 		}
-		f.RequiresOCES = p.RequiresOCES
+		f.RequiresOCES, f.ClientName = p.RequiresOCES, p.Name
 	}
 	if err := e.save(ctx, f); err != nil {
 		return nil, fmt.Errorf("flows: begin: %w", err)
@@ -255,12 +295,14 @@ func (e *Engine) save(ctx context.Context, f *Flow) error {
 			// Whether the save (and its release) happened is unknown: never give back twice.
 			f.release = false
 		}
+		f.createApproval, f.cancelApproval = nil, ""
 		return err
 	}
 	if f.release {
 		f.release, f.Failures = false, max(f.Failures-1, 0)
 	}
 	f.version = v
+	e.afterSave(ctx, f)
 	return nil
 }
 
@@ -280,7 +322,7 @@ func (e *Engine) update(ctx context.Context, f *Flow, change func(*Flow) error) 
 			return lerr
 		}
 		fresh.release = f.release
-		*f = *fresh
+		*f = *fresh // the change, applied again, decides any approval anew
 	}
 	return Errorf(CodeConflict, "This login changed in another window; reload the page.")
 }

@@ -20,6 +20,8 @@ type Answer struct {
 	Password    string `json:"password"`
 	Key         string `json:"key"`
 	NewPassword string `json:"new_password"`
+	// Method answers POST /login/{flow}/method: MethodCodeCard or MethodKeyApp.
+	Method string `json:"method"`
 	// Principal answers act_as: "self" or the ref of one of the offered wards.
 	Principal string `json:"principal"`
 }
@@ -81,7 +83,10 @@ func (e *Engine) next(f *Flow) Step {
 	switch {
 	case f.CitizenID == "":
 		return StepPassword
-	case !containsAll(f.Methods, AMRPassword, AMROTP):
+	case !f.secondFactor():
+		if f.Method == MethodKeyApp {
+			return StepKeyApp
+		}
 		return StepCodeCard
 	case f.MustChange:
 		return StepNewPassword
@@ -110,10 +115,18 @@ func (e *Engine) advance(ctx context.Context, f *Flow) error {
 		f.Result = &Result{CitizenID: f.CitizenID, AMR: append([]string(nil), f.Methods...),
 			ACR: ACRSubstantial, AuthTime: e.now().UTC(), SessionID: NewID(), Cert: f.Cert}
 		return e.offerActAs(ctx, f)
+	case StepKeyApp:
+		return e.newApproval(f)
 	case StepFailed:
 		f.Failure = ocesRequiredError()
 	}
 	return nil
+}
+
+// secondFactor reports whether the citizen proved the second factor: a card key, or the key
+// app's signed approval.
+func (f *Flow) secondFactor() bool {
+	return containsAll(f.Methods, AMRPassword, AMROTP) || containsAll(f.Methods, AMRPassword, AMRSoftwareKey, AMRUser)
 }
 
 // statusError is what a citizen who proved their password but may not log in is told.
@@ -237,12 +250,13 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		}
 		return flowFailure(e, f, n, credentialsError(res))
 	}
-	var number string
-	c.Status, c.BlockReason, number, err = e.Store.PasswordAccepted(settle, c.UserID, c.ActiveCard, att)
+	acc, err := e.Store.PasswordAccepted(settle, c.UserID, c.ActiveCard, att)
 	if err != nil {
 		release()
 		return fmt.Errorf("flows: password: %w", err)
 	}
+	c.Status, c.BlockReason = acc.Status, acc.BlockReason
+	number := acc.KeyNumber
 	if c.Status == store.StatusBlocked && c.BlockReason == store.BlockFailures {
 		release()
 		return credentialsError(store.FailureResult{Locked: true}) // a parallel guess locked it
@@ -251,7 +265,10 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		release()
 		return se
 	}
-	if c.ActiveCard == "" || number == "" {
+	// A citizen with the key app logs in with it (an activation always asks the card); without
+	// the app, a card with a key to ask is needed.
+	useApp := acc.Devices > 0 && f.Purpose == ""
+	if !useApp && (c.ActiveCard == "" || number == "") {
 		release()
 		if c.ActiveCard == "" {
 			return Errorf(CodeNoKeysLeft, "Your NemID has no usable code card. Contact NemID support.")
@@ -267,6 +284,10 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		f.Cert = CertificateOf(c)
 		f.Methods = []string{AMRPassword}
 		f.CardSerial, f.KeyNumber = c.ActiveCard, number
+		f.HasApp, f.Method = acc.Devices > 0, MethodCodeCard
+		if useApp {
+			f.Method = MethodKeyApp
+		}
 		return e.advance(settle, f)
 	})
 }

@@ -77,7 +77,7 @@ func securityHeaders(next http.Handler) http.Handler {
 		h := w.Header()
 		// form-action is left out on purpose: browsers apply it to the redirect that follows a
 		// form POST, which here ends at the relying party's redirect_uri.
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'")
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")

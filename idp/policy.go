@@ -20,5 +20,5 @@ func (p clientPolicy) Policy(ctx context.Context, clientID string) (flows.Policy
 	if err != nil {
 		return flows.Policy{}, fmt.Errorf("idp: client policy: %w", err)
 	}
-	return flows.Policy{RequiresOCES: c.RequiresOCES, AllowOnBehalfOf: c.AllowOnBehalfOf}, nil
+	return flows.Policy{RequiresOCES: c.RequiresOCES, AllowOnBehalfOf: c.AllowOnBehalfOf, Name: c.Name}, nil
 }

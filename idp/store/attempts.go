@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -133,23 +134,33 @@ if ARGV[2] == '1' then
     if number == '' then redis.call('HDEL', KEYS[3], 'pending') else redis.call('HSET', KEYS[3], 'pending', number) end
   end
 end
-return {redis.call('HGET', KEYS[1], 'status') or '', redis.call('HGET', KEYS[1], 'block_reason') or '', number}
+return {redis.call('HGET', KEYS[1], 'status') or '', redis.call('HGET', KEYS[1], 'block_reason') or '', number,
+  tostring(redis.call('SCARD', KEYS[5]))}
 `)
 
 // PasswordAccepted settles a reservation after a right password and returns the citizen's
 // status as it is now (a parallel wrong guess may have locked the NemID meanwhile) and, in
-// the same round trip, the card's pending key number ("" when the card has no unused keys).
-func (s *Store) PasswordAccepted(ctx context.Context, uid, serial string, a Attempt) (status, reason, number string, err error) {
+// the same round trip, the card's pending key number ("" when the card has no unused keys)
+// and how many key-app devices are active.
+func (s *Store) PasswordAccepted(ctx context.Context, uid, serial string, a Attempt) (Accepted, error) {
 	hasCard := "1"
 	if serial == "" {
 		serial, hasCard = "-", "0" // a placeholder in the citizen's slot, never read
 	}
-	keys := []string{s.citizenKey(uid), s.attemptsKey(uid), s.cardKey(uid, serial), s.unusedKey(uid, serial)}
+	keys := []string{s.citizenKey(uid), s.attemptsKey(uid), s.cardKey(uid, serial), s.unusedKey(uid, serial), s.devActKey(uid)}
 	res, err := okAttemptScript.Run(ctx, s.rdb, keys, a.ID, hasCard).StringSlice()
 	if err != nil {
-		return "", "", "", wrap("password accepted", err)
+		return Accepted{}, wrap("password accepted", err)
 	}
-	return res[0], res[1], res[2], nil
+	n, _ := strconv.Atoi(res[3])
+	return Accepted{Status: res[0], BlockReason: res[1], KeyNumber: res[2], Devices: n}, nil
+}
+
+// Accepted is the citizen's state after a right password.
+type Accepted struct {
+	Status, BlockReason string
+	KeyNumber           string // the card's pending key number ("" when none)
+	Devices             int    // active key-app devices
 }
 
 var recordFailureScript = redis.NewScript(`
