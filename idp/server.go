@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,7 @@ import (
 	"github.com/nemidp/nemidp/idp/admin"
 	"github.com/nemidp/nemidp/idp/claims"
 	"github.com/nemidp/nemidp/idp/issuance"
+	"github.com/nemidp/nemidp/idp/keyapp"
 	"github.com/nemidp/nemidp/idp/oidc"
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/idp/throttle"
@@ -55,7 +57,13 @@ type Server struct {
 	AdminHandler http.Handler
 	// Mux lets callers (demo mode) add routes before serving.
 	Mux *http.ServeMux
+	// Waiters wakes key-app long-polls; Close ends its subscription.
+	Waiters *store.Waiters
 }
+
+// Close ends what the server runs beside its handlers (the long-poll subscription); the
+// store is the caller's to close.
+func (s *Server) Close() error { return s.Waiters.Close() }
 
 // Options are what the caller decides beyond the configuration.
 type Options struct {
@@ -109,18 +117,23 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	}
 	failures := throttle.New(st.Redis(), cfg.RedisPrefix+"fail:ip:", cfg.Login.IPMaxFailures, cfg.Login.IPWindow.D())
 	pws := password.NewHasher(pp)
+	reg := prometheus.NewRegistry()
+	waiters := st.NewWaiters()
+	kaMetrics := keyapp.NewMetrics(reg)
 	engine := &flows.Engine{
 		Store: st, Passwords: pws, Cards: cards, MaxFailures: cfg.Login.MaxFailures,
 		FlowTTL: cfg.Login.FlowTTL.D(), SessionTTL: cfg.Login.SessionTTL.D(), Grace: time.Hour,
-		Policy: clientPolicy{st},
+		Policy: clientPolicy{st}, Waiters: waiters, OnKeyApp: kaMetrics.Event,
 	}
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nemidp_kdf_waiting",
 			Help: "Password hashes waiting for a KDF slot (past login.kdf_queue, answers are shed with 503)."},
-			func() float64 { return float64(pws.Waiting()) }))
+			func() float64 { return float64(pws.Waiting()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nemidp_longpolls_waiting",
+			Help: "Key-app long-polls (logins and devices) waiting on this instance."},
+			func() float64 { return float64(waiters.Waiting()) }))
 
-	s := &Server{Config: cfg, Store: st, Flows: engine, Keys: keys, Registry: reg,
+	s := &Server{Config: cfg, Store: st, Flows: engine, Keys: keys, Registry: reg, Waiters: waiters,
 		Issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards}}
 	s.Storage = &oidc.Storage{
 		Store: st, Flows: engine, Keys: keys,
@@ -171,6 +184,8 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	mux := http.NewServeMux()
 	s.Mux = mux
 	s.Web.Register(mux)
+	(&keyapp.API{Flows: engine, Store: st, Audience: strings.TrimSuffix(cfg.Issuer, "/") + "/keyapp", Metrics: kaMetrics,
+		Waiters: waiters, Throttle: s.Web.Throttle}).Register(mux)
 	adminMux := s.registerAdmin(mux, api)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

@@ -109,6 +109,7 @@ func serve(ctx context.Context, getenv func(string) string, out io.Writer) error
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
 	var info *demo.Info
 	if cfg.DemoMode() {
 		seeder := &demo.Seeder{Store: srv.Store, Issuer: srv.Issuer, Base: cfg.Issuer}
@@ -229,7 +230,7 @@ func operatorServer(ctx context.Context, getenv func(string) string) (*idp.Serve
 		st.Close()
 		return nil, nil, err
 	}
-	return srv, func() { st.Close() }, nil
+	return srv, func() { srv.Close(); st.Close() }, nil
 }
 
 type multi []string

@@ -51,6 +51,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST /admin/v1/citizens/{user_id}/renew", a.auth(a.renewCitizen))
 	mux.Handle("POST /admin/v1/citizens/{user_id}/oces", a.auth(a.attachOCES))
 	mux.Handle("GET /admin/v1/citizens/{user_id}/guardianships", a.auth(a.listGuardianships))
+	mux.Handle("GET /admin/v1/citizens/{user_id}/devices", a.auth(a.listDevices))
+	mux.Handle("DELETE /admin/v1/citizens/{user_id}/devices/{device_id}", a.auth(a.removeDevice))
 	mux.Handle("POST /admin/v1/guardianships", a.auth(a.createGuardianship))
 	mux.Handle("DELETE /admin/v1/guardianships/{id}", a.auth(a.endGuardianship))
 	mux.Handle("/admin/", a.auth(func(w http.ResponseWriter, r *http.Request) error {
@@ -356,6 +358,8 @@ type CitizenView struct {
 	YouthCert    bool       `json:"youth_certificate"`
 	CPR          string     `json:"cpr_masked"`
 	Cards        []CardView `json:"cards"`
+	// Devices are the citizen's key-app devices, active ones first.
+	Devices []DeviceView `json:"devices"`
 }
 
 // CardView is one card's state.
@@ -386,6 +390,11 @@ func (a *API) getCitizen(w http.ResponseWriter, r *http.Request) error {
 		}
 		v.Cards = append(v.Cards, CardView{Serial: c.ActiveCard, Status: st, KeysLeft: left})
 	}
+	ds, err := a.Store.Devices(ctx, c.UserID)
+	if err != nil {
+		return err
+	}
+	v.Devices = deviceViews(ds)
 	writeJSON(w, http.StatusOK, v)
 	return nil
 }

@@ -231,3 +231,26 @@ func (s *Store) Events(ctx context.Context, uid string, limit int) ([]Event, err
 	}
 	return out, nil
 }
+
+// ActivationState is what a key-app activation is judged by, read in one round trip.
+type ActivationState struct {
+	ExpiresAt string // the NemID's expiry (YYYY-MM-DD), "" when unknown
+	KeysLeft  int    // unused keys on the card
+	Devices   int    // active devices
+}
+
+// ActivationState reads the citizen's expiry, the card's unused keys and the active devices.
+func (s *Store) ActivationState(ctx context.Context, uid, serial string) (ActivationState, error) {
+	var exp *redis.StringCmd
+	var keys, devs *redis.IntCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		exp = p.HGet(ctx, s.citizenKey(uid), "expires_at")
+		keys = p.SCard(ctx, s.unusedKey(uid, serial))
+		devs = p.SCard(ctx, s.devActKey(uid))
+		return nil
+	})
+	if err != nil && err != redis.Nil {
+		return ActivationState{}, wrap("activation state", err)
+	}
+	return ActivationState{ExpiresAt: exp.Val(), KeysLeft: int(keys.Val()), Devices: int(devs.Val())}, nil
+}
