@@ -478,14 +478,17 @@ func (b *Browser) get(t *testing.T, rawURL string) *Resp {
 
 // View is the JSON answer of every login URL (DESIGN.md §5).
 type View struct {
-	Flow       string     `json:"flow"`
-	Step       string     `json:"step"`
-	KeyNumber  string     `json:"key_number"`
-	CardSerial string     `json:"card_serial"`
-	RedirectTo string     `json:"redirect_to"`
-	CSRFToken  string     `json:"csrf_token"`
-	Wards      []ViewWard `json:"wards"`
-	Error      *ViewError `json:"error"`
+	Flow       string `json:"flow"`
+	Step       string `json:"step"`
+	KeyNumber  string `json:"key_number"`
+	CardSerial string `json:"card_serial"`
+	// BindingCode is the code the keyapp step shows; Methods what the citizen may switch to.
+	BindingCode string     `json:"binding_code"`
+	Methods     []string   `json:"methods"`
+	RedirectTo  string     `json:"redirect_to"`
+	CSRFToken   string     `json:"csrf_token"`
+	Wards       []ViewWard `json:"wards"`
+	Error       *ViewError `json:"error"`
 }
 
 // ViewWard is a ward offered at the act_as step.
