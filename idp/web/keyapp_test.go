@@ -292,6 +292,13 @@ func TestKeyAppPollWokenByDecision(t *testing.T) {
 	if n := steps(t, f, "keyapp", "ok"); n != 2 {
 		t.Fatalf("keyapp ok answers counted %v, want 2", n)
 	}
+	// Logged out (the cookie gone), the finished login kept for the way back mints no new
+	// session: it was handed out once.
+	u, _ := url.Parse(f.srv.URL)
+	b.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1}})
+	if code, _, raw := f.poll(t, b, id, "", v.CSRFToken); code != 200 || ssoCookie(f, b) != "" {
+		t.Fatalf("poll after logout: %d %s, session %q; want no new session", code, raw, ssoCookie(f, b))
+	}
 }
 
 // TestKeyAppDecisions: what the browser's next look at the request answers once the app

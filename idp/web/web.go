@@ -444,28 +444,21 @@ func (h *Handler) keyAppAnswer(req *request, err error) error {
 	return h.render(req, http.StatusOK, nil)
 }
 
-// sessionHandout bounds how long after a key-app login completed its browser may still be
-// given the login's SSO session.
-const sessionHandout = 2 * time.Minute
-
-// keyAppSession starts the SSO session of a login the key app completed. The approval is
-// applied by whichever instance gets the device's decision, so the browser learns that its
-// login is done from the first look that follows, whichever that is (a poll, its page), and
-// maybe from more than one: the session is started when the browser does not hold this
-// login's session yet, and only shortly after the login completed, so a done flow kept for
-// the way back cannot mint new sessions long after (once the citizen logged out, say).
+// keyAppSession starts the SSO session of a login the key app completed, for the one look
+// that claims it (see flows.Engine.ClaimSessionHandout). A failure costs only SSO.
 func (h *Handler) keyAppSession(req *request) {
 	f := req.flow
-	if !f.Done() || f.Result.FromSession || !slices.Contains(f.Result.AMR, flows.AMRSoftwareKey) ||
-		h.Flows.Time().Sub(f.Result.AuthTime) > sessionHandout {
+	if !f.Done() || f.Result.FromSession || !slices.Contains(f.Result.AMR, flows.AMRSoftwareKey) {
 		return
 	}
-	if c := h.SessionCookie(req.r); c != "" {
-		if s, err := h.Flows.Session(req.r.Context(), c); err == nil && s != nil && s.SID != "" && s.SID == f.Result.SessionID {
-			return // given already, to an earlier look
-		}
+	ok, err := h.Flows.ClaimSessionHandout(req.r.Context(), f)
+	if err != nil {
+		slog.WarnContext(req.r.Context(), "sso session of a key-app login not handed out", "flow", f.ID, "err", err)
+		return
 	}
-	h.startSession(req)
+	if ok {
+		h.startSession(req)
+	}
 }
 
 // switchMethod answers POST /login/{flow}/method: the code card's key, or a new key-app
