@@ -488,8 +488,12 @@ func TestKeyAppActivationInvalidPublicKey(t *testing.T) {
 	a := beginActivation(t, d, c)
 	good := device.JWKOf(&d.Key.PublicKey)
 	other, _ := device.GenerateKey()
+	rawPriv, err := d.Key.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
 	priv := map[string]string{"kty": "EC", "crv": "P-256", "x": good.X, "y": good.Y,
-		"d": base64.RawURLEncoding.EncodeToString(d.Key.D.FillBytes(make([]byte, 32)))}
+		"d": base64.RawURLEncoding.EncodeToString(rawPriv)}
 	offCurve := good
 	y := new(big.Int).Add(d.Key.Y, big.NewInt(1))
 	offCurve.Y = base64.RawURLEncoding.EncodeToString(y.FillBytes(make([]byte, 32)))
@@ -618,5 +622,40 @@ func TestKeyAppActivationIDIsNoLoginFlow(t *testing.T) {
 	l.finish()
 	if tok := l.mustExchange(); !slices.Equal(tok.IDTokenClaims.AuthenticationMethodsReferences, []string{"pwd", "otp"}) {
 		t.Fatalf("amr %v", tok.IDTokenClaims.AuthenticationMethodsReferences)
+	}
+}
+
+// TestKeyAppActivationIsNoBrowserLogin: an activation belongs to the key-app API alone: a
+// browser given its id is answered 410 flow_expired (no step shown, nothing bound), its key
+// answer there is refused without being judged, no SSO session is started, and the device
+// then completes its activation with the key.
+func TestKeyAppActivationIsNoBrowserLogin(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	bank := p.relyingParty(t, p.registerClient(t, "openid"), "openid")
+	c := p.issueCitizen(t, freshCPR(), "Birk Browser")
+	p.activate(t, bank, c)
+	d := p.newDevice(t)
+	a := beginActivation(t, d, c)
+	before := p.citizen(t, c.UserID)
+
+	b := p.newBrowser(t)
+	r := b.get(t, "/login/"+a.ID)
+	if r.Status != http.StatusGone || errorCode(r) != "flow_expired" || strings.Contains(string(r.Body), a.KeyNumber) {
+		t.Fatalf("GET /login/{activation}: %s, want 410 flow_expired", r)
+	}
+	r = b.do(t, http.MethodPost, "/login/"+a.ID+"/codecard", strings.NewReader(`{"key":"`+c.Keys[a.KeyNumber]+`"}`),
+		map[string]string{"Content-Type": "application/json", "Accept": "application/json"})
+	if r.Status != http.StatusForbidden || errorCode(r) != "wrong_browser" {
+		t.Fatalf("POST /login/{activation}/codecard: %s, want 403 wrong_browser (no browser holds it)", r)
+	}
+	for _, ck := range r.Header.Values("Set-Cookie") {
+		if strings.Contains(ck, "nemidp_sso") {
+			t.Fatalf("an activation started an SSO session: %s", ck)
+		}
+	}
+	unchanged(t, p, c, before, "a browser on the activation")
+	if err := d.CompleteActivation(t.Context(), a, c.Keys[a.KeyNumber], "Birks telefon"); err != nil {
+		t.Fatalf("the device's activation after a browser tried it: %v", err)
 	}
 }
