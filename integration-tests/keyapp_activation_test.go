@@ -173,6 +173,17 @@ func TestKeyAppActivationFourthDevice(t *testing.T) {
 	apiErr(t, "begin a 4th device", err, http.StatusConflict, "too_many_devices")
 	unchanged(t, p, c, before, "begin a 4th device")
 
+	// Removing it under another citizen's id removes nothing.
+	other := p.issueCitizen(t, freshCPR(), "Otto Anden")
+	var refusal map[string]any
+	if code := p.admin(t, http.MethodDelete, "/admin/v1/citizens/"+other.UserID+"/devices/"+first.ID, nil, &refusal); code != http.StatusNotFound {
+		t.Fatalf("DELETE a device under another citizen: %d %v, want 404", code, refusal)
+	}
+	unchanged(t, p, c, before, "DELETE under another citizen")
+	if _, err := first.Requests(t.Context(), 0); err != nil {
+		t.Fatalf("the device after a DELETE under another citizen: %v", err)
+	}
+
 	// Removing one frees its place.
 	if code := p.admin(t, http.MethodDelete, "/admin/v1/citizens/"+c.UserID+"/devices/"+first.ID, nil, nil); code != http.StatusNoContent {
 		t.Fatalf("DELETE device: %d", code)
