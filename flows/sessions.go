@@ -74,3 +74,19 @@ func (e *Engine) sessionCitizen(ctx context.Context, f *Flow, s *SessionInfo) (*
 	}
 	return c, nil
 }
+
+// ClaimSessionHandout reports whether this caller is the one to give the browser the SSO
+// session of a done flow. A key-app login is completed by whichever instance got the device's
+// decision, and its browser learns that from the next look (a poll, a page view), maybe more
+// than one: exactly one of them starts the session, so a finished flow kept for the way back
+// never mints another one (after the citizen logged out, say).
+func (e *Engine) ClaimSessionHandout(ctx context.Context, f *Flow) (bool, error) {
+	if !f.Done() || f.Result.FromSession {
+		return false, nil
+	}
+	ok, err := e.Store.ClaimFlowMark(ctx, f.ID, "session")
+	if err != nil {
+		return false, fmt.Errorf("flows: session handout: %w", err)
+	}
+	return ok, nil
+}

@@ -147,9 +147,9 @@ func loginStatus(code string) int {
 	switch code {
 	case flows.CodeInvalidCredentials, flows.CodeWrongKey:
 		return http.StatusUnauthorized
-	case flows.CodeUsedKey, flows.CodeWrongStep, flows.CodeConflict:
+	case flows.CodeUsedKey, flows.CodeWrongStep, flows.CodeConflict, "too_few_keys", "too_many_devices":
 		return http.StatusConflict
-	case flows.CodeLocked, flows.CodeBlocked, flows.CodeExpired, flows.CodeNoKeysLeft, flows.CodeTooManyAttempts:
+	case flows.CodeLocked, flows.CodeBlocked, flows.CodeExpired, flows.CodeNoKeysLeft, flows.CodeTooManyAttempts, "activation_refused":
 		return http.StatusForbidden
 	case flows.CodeThrottled:
 		return http.StatusTooManyRequests

@@ -251,3 +251,15 @@ func (s *Store) GetOrCreateMeta(ctx context.Context, name string, value []byte) 
 	}
 	return raw, false, wrap("meta "+name, err)
 }
+
+// ClaimFlowMark sets a one-time mark on a flow (HSETNX beside its data): true for the one
+// caller that set it, false for every other, and false when the flow is gone.
+func (s *Store) ClaimFlowMark(ctx context.Context, id, mark string) (bool, error) {
+	ok, err := claimMarkScript.Run(ctx, s.rdb, []string{s.flowKey(id)}, "m:"+mark).Int()
+	return ok == 1, wrap("claim flow mark", err)
+}
+
+var claimMarkScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSETNX', KEYS[1], ARGV[1], '1')
+`)

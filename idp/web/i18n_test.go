@@ -129,3 +129,26 @@ func TestPagesLanguage(t *testing.T) {
 		})
 	}
 }
+
+// TestTextsBothLanguages: every page text is there in Danish and English, and every error text
+// in Danish (an English one may fall back to the engine's message, which is English).
+func TestTextsBothLanguages(tt *testing.T) {
+	tt.Parallel()
+	for key := range texts[langDA] {
+		if _, ok := texts[langEN][key]; !ok && !strings.HasPrefix(key, "err_") {
+			tt.Errorf("%q has no English text", key)
+		}
+	}
+	for key := range texts[langEN] {
+		if _, ok := texts[langDA][key]; !ok {
+			tt.Errorf("%q has no Danish text", key)
+		}
+	}
+	for _, code := range []string{"keyapp_denied", "keyapp_timeout", "keyapp_wrong_code", "no_device", "too_many_requests"} {
+		for _, lang := range []string{langDA, langEN} {
+			if t(lang, "err_"+code) == "" {
+				tt.Errorf("no %s text for error %s", lang, code)
+			}
+		}
+	}
+}

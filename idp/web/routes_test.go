@@ -34,6 +34,11 @@ func TestUnroutedLoginPaths(t *testing.T) {
 		{"POST", "/login/", 404, codeNotFound, ""},
 		{"GET", "/login/%2F", 410, flows.CodeFlowExpired, ""},
 		{"GET", "/login/" + id + "/password", 405, codeMethodNotAllowed, "POST"},
+		{"GET", "/login/" + id + "/keyapp", 405, codeMethodNotAllowed, "POST"},
+		{"PUT", "/login/" + id + "/method", 405, codeMethodNotAllowed, "POST"},
+		{"POST", "/login/" + id + "/keyapp/extra", 404, codeNotFound, ""},
+		{"POST", "/login/" + id + "/method/", 404, codeNotFound, ""},
+		{"POST", "/login/" + id + "/./keyapp", 404, codeNotFound, ""},
 		{"PUT", "/login/" + id + "/password", 405, codeMethodNotAllowed, "POST"},
 		{"POST", "/login/" + id, 405, codeMethodNotAllowed, "GET, HEAD"},
 		{"DELETE", "/login/" + id, 405, codeMethodNotAllowed, "GET, HEAD"},
@@ -95,7 +100,7 @@ func FuzzLoginPath(f *testing.F) {
 	fx := newFixture(f)
 	id := fx.flow(f)
 	methods := []string{"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"}
-	for _, seed := range []string{id, id + "/password", id + "/%2F", id + "//x", "./" + id, id + "/../..", "%2F", "", id + "?lang=en", id + "/codecard/x"} {
+	for _, seed := range []string{id, id + "/password", id + "/%2F", id + "//x", "./" + id, id + "/../..", "%2F", "", id + "?lang=en", id + "/codecard/x", id + "/keyapp?wait=x", id + "/method"} {
 		f.Add(uint8(0), seed)
 		f.Add(uint8(1), seed)
 	}

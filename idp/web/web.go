@@ -4,6 +4,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -18,6 +19,8 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,7 +39,14 @@ var staticFS embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"deref": func(p *int) int { return *p },
+	// methodForm is what the "method" template (a button that switches the second factor)
+	// needs.
+	"methodForm": func(v View, method, label string) methodForm {
+		return methodForm{Flow: v.Flow, CSRFToken: v.CSRFToken, Method: method, Label: label}
+	},
 }).ParseFS(templateFS, "templates/*.html"))
+
+type methodForm struct{ Flow, CSRFToken, Method, Label string }
 
 // Cookie names. With a https issuer the __Host- prefix pins them to our origin.
 const (
@@ -52,18 +62,23 @@ const (
 // binding to the browser cookie.
 const claimPrefix = "claim:"
 
-// View is the JSON answer of every login URL (DESIGN.md §5).
+// View is the JSON answer of every login URL (DESIGN.md §5). Two extensions serve the keyapp
+// step: keyapp_expires_at, when its request runs out, and methods (also at the codecard step),
+// the second factors the citizen may switch to with POST /login/{flow}/method ("keyapp" is
+// also how a new request is sent).
 type View struct {
-	Flow        string       `json:"flow"`
-	Step        flows.Step   `json:"step"`
-	KeyNumber   string       `json:"key_number,omitempty"`
-	CardSerial  string       `json:"card_serial,omitempty"`
-	BindingCode string       `json:"binding_code,omitempty"`
-	Wards       []Ward       `json:"wards,omitempty"`
-	RedirectTo  string       `json:"redirect_to,omitempty"`
-	CSRFToken   string       `json:"csrf_token,omitempty"`
-	Notice      *Notice      `json:"notice,omitempty"`
-	Error       *flows.Error `json:"error,omitempty"`
+	Flow            string       `json:"flow"`
+	Step            flows.Step   `json:"step"`
+	KeyNumber       string       `json:"key_number,omitempty"`
+	CardSerial      string       `json:"card_serial,omitempty"`
+	BindingCode     string       `json:"binding_code,omitempty"`
+	KeyAppExpiresAt *time.Time   `json:"keyapp_expires_at,omitempty"`
+	Methods         []string     `json:"methods,omitempty"`
+	Wards           []Ward       `json:"wards,omitempty"`
+	RedirectTo      string       `json:"redirect_to,omitempty"`
+	CSRFToken       string       `json:"csrf_token,omitempty"`
+	Notice          *Notice      `json:"notice,omitempty"`
+	Error           *flows.Error `json:"error,omitempty"`
 }
 
 // Ward is someone a guardian may act for.
@@ -126,6 +141,15 @@ var stepNames = map[string]flows.Step{
 	"codecard":     flows.StepCodeCard,
 	"new-password": flows.StepNewPassword,
 	"act-as":       flows.StepActAs,
+}
+
+// actions are the POSTs under /login/{flow}/ that answer no step: a look at the key-app
+// request (a long-poll) and the choice of second factor. They pass the same checks as a step's
+// answer (origin, browser binding, CSRF), and are neither throttled nor counted against the
+// client address: none of them is a guess at anything.
+var actions = map[string]func(*Handler, *request) error{
+	"keyapp": (*Handler).pollKeyApp,
+	"method": (*Handler).switchMethod,
 }
 
 // request carries what one login request works with.
@@ -210,6 +234,11 @@ func (h *Handler) load(req *request) error {
 	if err != nil {
 		return err
 	}
+	if f.Purpose != "" {
+		// A key-app activation belongs to the key-app API: a browser never sees it, not even
+		// that it exists.
+		return notFound()
+	}
 	req.flow = f
 	req.lang = chooseLang(req.r, f.Locales)
 	return nil
@@ -255,6 +284,15 @@ func (h *Handler) get(req *request) error {
 			return err
 		}
 	}
+	switch {
+	case f.Step == flows.StepKeyApp:
+		// A look at the request, as a poll that does not wait: the page shows it as it is
+		// (approved, denied, spent by a wrong code, run out), never a code the app can no
+		// longer choose.
+		return h.keyAppAnswer(req, h.Flows.PollKeyApp(ctx, f, 0))
+	case f.Done():
+		h.keyAppSession(req) // completed by the key app while no page of it looked
+	}
 	if err := h.Flows.Prepare(ctx, f); err != nil {
 		return err
 	}
@@ -290,8 +328,10 @@ const maxBody = 16 << 10
 
 func (h *Handler) post(req *request) error {
 	ctx := req.r.Context()
-	step, ok := stepNames[req.r.PathValue("step")]
-	if !ok {
+	name := req.r.PathValue("step")
+	step, isStep := stepNames[name]
+	action, isAction := actions[name]
+	if !isStep && !isAction {
 		return &httpError{status: http.StatusNotFound, err: flows.Errorf(flows.CodeWrongStep, "No such step.")}
 	}
 	if err := h.checkOrigin(req.r); err != nil {
@@ -318,6 +358,9 @@ func (h *Handler) post(req *request) error {
 	if !hmac.Equal([]byte(token), []byte(h.csrfToken(req.flow.ID, req.browser))) {
 		return &httpError{status: http.StatusForbidden, err: flows.Errorf("csrf", "Missing or wrong CSRF token; reload the page.")}
 	}
+	if isAction {
+		return action(h, req)
+	}
 	// An address past its limit of failed answers gets no answer judged (no Redis asked).
 	if wait, ok := h.Throttle.Throttled(req.r); ok && (step == flows.StepPassword || step == flows.StepCodeCard) {
 		h.count(string(step), flows.Errorf(flows.CodeThrottled, ""))
@@ -342,15 +385,99 @@ func (h *Handler) post(req *request) error {
 		return h.render(req, statusFor(fe.Code), fe)
 	}
 	if req.flow.Done() && !req.flow.Result.FromSession {
-		sid, err := h.Flows.StartSession(ctx, req.flow.Result)
-		if err != nil {
-			// The login itself succeeded; only SSO is lost. Say so in the log, go on.
-			slog.WarnContext(ctx, "sso session not stored", "flow", req.flow.ID, "err", err)
-		} else {
-			h.setCookie(req.w, sessionCookie, sid, int(h.Flows.SessionTTL.Seconds()))
-		}
+		h.startSession(req)
 	}
 	// No Prepare here: a step that succeeded has set up the next one itself.
+	return h.render(req, http.StatusOK, nil)
+}
+
+// startSession stores the SSO session of the login the request just completed and gives the
+// browser its cookie.
+func (h *Handler) startSession(req *request) {
+	ctx := req.r.Context()
+	sid, err := h.Flows.StartSession(ctx, req.flow.Result)
+	if err != nil {
+		// The login itself succeeded; only SSO is lost. Say so in the log, go on.
+		slog.WarnContext(ctx, "sso session not stored", "flow", req.flow.ID, "err", err)
+		return
+	}
+	h.setCookie(req.w, sessionCookie, sid, int(h.Flows.SessionTTL.Seconds()))
+}
+
+// pollKeyApp answers POST /login/{flow}/keyapp: the keyapp step as it is once its request is
+// decided or ?wait= seconds have passed (at most flows.MaxWait; none: at once).
+func (h *Handler) pollKeyApp(req *request) error {
+	wait, err := pollWait(req.r.URL.Query())
+	if err != nil {
+		return err
+	}
+	err = h.Flows.PollKeyApp(req.r.Context(), req.flow, wait)
+	h.count("keyapp", err)
+	return h.keyAppAnswer(req, err)
+}
+
+// pollWait reads the ?wait= of a poll: whole seconds, clamped to [0, flows.MaxWait].
+func pollWait(q url.Values) (time.Duration, error) {
+	if !q.Has("wait") {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(q.Get("wait"), 10, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) { // out of range: clamped as any other
+		return 0, &httpError{status: http.StatusBadRequest, err: flows.Errorf(flows.CodeInvalidRequest,
+			"wait is a whole number of seconds (at most %d).", int(flows.MaxWait/time.Second))}
+	}
+	return time.Duration(min(max(n, 0), int64(flows.MaxWait/time.Second))) * time.Second, nil
+}
+
+// keyAppAnswer answers a look at the key-app request (a poll, or the page of the keyapp step).
+// An approval moves the login on (to its next step, or done), here or on the instance that
+// got the device's decision; a denial ends it.
+func (h *Handler) keyAppAnswer(req *request, err error) error {
+	if err != nil {
+		var fe *flows.Error
+		if !errors.As(err, &fe) {
+			return err
+		}
+		return h.render(req, statusFor(fe.Code), fe)
+	}
+	h.keyAppSession(req)
+	return h.render(req, http.StatusOK, nil)
+}
+
+// keyAppSession starts the SSO session of a login the key app completed, for the one look
+// that claims it (see flows.Engine.ClaimSessionHandout). A failure costs only SSO.
+func (h *Handler) keyAppSession(req *request) {
+	f := req.flow
+	if !f.Done() || f.Result.FromSession || !slices.Contains(f.Result.AMR, flows.AMRSoftwareKey) {
+		return
+	}
+	ok, err := h.Flows.ClaimSessionHandout(req.r.Context(), f)
+	if err != nil {
+		slog.WarnContext(req.r.Context(), "sso session of a key-app login not handed out", "flow", f.ID, "err", err)
+		return
+	}
+	if ok {
+		h.startSession(req)
+	}
+}
+
+// switchMethod answers POST /login/{flow}/method: the code card's key, or a new key-app
+// request. A page's form is answered with a redirect to the login's page (a reload then
+// sends no second request).
+func (h *Handler) switchMethod(req *request) error {
+	err := h.Flows.SwitchMethod(req.r.Context(), req.flow, req.answer.Method)
+	h.count("method", err)
+	if err != nil {
+		var fe *flows.Error
+		if !errors.As(err, &fe) {
+			return err
+		}
+		return h.render(req, statusFor(fe.Code), fe)
+	}
+	if !req.json {
+		http.Redirect(req.w, req.r, "/login/"+url.PathEscape(req.flow.ID), http.StatusSeeOther)
+		return nil
+	}
 	return h.render(req, http.StatusOK, nil)
 }
 
@@ -429,7 +556,8 @@ func (h *Handler) decode(req *request) error {
 			return bad("Malformed form body.")
 		}
 		req.answer = flows.Answer{Username: r.PostFormValue("username"), Password: r.PostFormValue("password"),
-			Key: r.PostFormValue("key"), NewPassword: r.PostFormValue("new_password"), Principal: r.PostFormValue("principal")}
+			Key: r.PostFormValue("key"), NewPassword: r.PostFormValue("new_password"), Method: r.PostFormValue("method"),
+			Principal: r.PostFormValue("principal")}
 	default:
 		return &httpError{status: http.StatusUnsupportedMediaType, err: flows.Errorf(flows.CodeInvalidRequest,
 			"Send application/json or a form.")}
@@ -444,6 +572,16 @@ func (h *Handler) view(req *request) View {
 	switch f.Step {
 	case flows.StepCodeCard:
 		v.KeyNumber, v.CardSerial = f.KeyNumber, f.CardSerial
+		v.Methods = methods(f)
+	case flows.StepKeyApp:
+		if a := f.Approval; a != nil {
+			exp := a.ExpiresAt.UTC()
+			v.BindingCode, v.KeyAppExpiresAt = a.Code, &exp
+		}
+		v.Methods = methods(f)
+		if h.keyAppRanOut(f) {
+			v.Error = flows.Errorf(flows.CodeKeyAppTimeout, "The request in the key app ran out. Send a new request, or use your code card.")
+		}
 	case flows.StepActAs:
 		for _, w := range f.Wards {
 			v.Wards = append(v.Wards, Ward{Ref: w.Ref, Name: w.Name})
@@ -459,10 +597,31 @@ func (h *Handler) view(req *request) View {
 	return v
 }
 
+// methods lists the second factors the citizen may switch to (the one asked now included: to
+// the key app is also how a new request is sent).
+func methods(f *flows.Flow) []string {
+	var m []string
+	if f.HasApp && f.Purpose == "" {
+		m = append(m, flows.MethodKeyApp)
+	}
+	if f.CardSerial != "" {
+		m = append(m, flows.MethodCodeCard)
+	}
+	return m
+}
+
+// keyAppRanOut reports whether the key-app request of a flow at its keyapp step can no longer
+// be approved for lateness.
+func (h *Handler) keyAppRanOut(f *flows.Flow) bool {
+	return f.Approval == nil || !h.Flows.Time().Before(f.Approval.ExpiresAt)
+}
+
 func (h *Handler) render(req *request, status int, fe *flows.Error) error {
 	v := h.view(req)
 	if fe != nil {
 		v.Error = fe
+	} else if v.Step == flows.StepKeyApp && v.Error != nil && status == http.StatusOK {
+		status = statusFor(v.Error.Code) // the request ran out, though nobody said so yet
 	}
 	retryAfter(req.w, status)
 	if req.json {
@@ -477,8 +636,24 @@ func (h *Handler) render(req *request, status int, fe *flows.Error) error {
 	if username == "" && v.Step == flows.StepPassword {
 		username = req.flow.LoginHint // the relying party's login_hint prefills the user ID
 	}
-	return h.page(req, status, "login", pageData{View: v, Error: v.Error, ClientName: h.clientName(req),
-		Username: username})
+	d := pageData{View: v, Error: v.Error, ClientName: h.clientName(req), Username: username}
+	if v.Step == flows.StepKeyApp {
+		d.KeyApp = h.keyAppPage(req.flow, v, d.ClientName)
+	}
+	return h.page(req, status, "login", d)
+}
+
+// keyAppPage is what the page of the keyapp step shows besides the view.
+func (h *Handler) keyAppPage(f *flows.Flow, v View, clientName string) *keyAppPage {
+	p := &keyAppPage{RPName: cmp.Or(f.ClientName, clientName, "NemID")}
+	code := ""
+	if v.Error != nil {
+		code = v.Error.Code
+	}
+	spent := code == flows.CodeKeyAppTimeout || code == flows.CodeKeyAppWrongCode
+	p.Waiting = !spent && !h.keyAppRanOut(f)
+	p.Resend = !p.Waiting && code != flows.CodeTooManyRequests && slices.Contains(v.Methods, flows.MethodKeyApp)
+	return p
 }
 
 func (h *Handler) clientName(req *request) string {
@@ -498,12 +673,26 @@ type pageData struct {
 	Error      *flows.Error
 	ClientName string
 	Username   string
+	KeyApp     *keyAppPage
 	BackURL    string
 	RequestID  string
 	Params     url.Values // hidden fields carried through a form (logout confirmation)
 }
 
+// keyAppPage is the state of the keyapp step's page.
+type keyAppPage struct {
+	// RPName is the relying party the app's request names.
+	RPName string
+	// Waiting: the request can still be approved; the page shows its code and polls.
+	Waiting bool
+	// Resend: the request is spent, and a new one may be sent.
+	Resend bool
+}
+
 func (p pageData) T(key string) string { return t(p.Lang, key) }
+
+// Can reports whether the citizen may switch to method here.
+func (p pageData) Can(method string) bool { return slices.Contains(p.View.Methods, method) }
 
 // ErrorText is the citizen-facing text of the error, in the page's language.
 func (p pageData) ErrorText() string {
@@ -595,12 +784,16 @@ func statusFor(code string) int {
 	switch code {
 	case flows.CodeInvalidCredentials, flows.CodeWrongKey:
 		return http.StatusUnauthorized
-	case flows.CodeUsedKey, flows.CodeWrongStep, flows.CodeConflict:
+	case flows.CodeUsedKey, flows.CodeWrongStep, flows.CodeConflict,
+		flows.CodeKeyAppTimeout, flows.CodeKeyAppWrongCode, flows.CodeNoDevice:
 		return http.StatusConflict
 	case flows.CodeLocked, flows.CodeBlocked, flows.CodeExpired, flows.CodeOCESRequired, flows.CodeWrongBrowser,
-		flows.CodeNoKeysLeft, "csrf", flows.CodeLoginRequired, flows.CodeTooManyAttempts:
+		flows.CodeNoKeysLeft, "csrf", flows.CodeLoginRequired, flows.CodeTooManyAttempts, flows.CodeKeyAppDenied:
 		return http.StatusForbidden
 	case flows.CodeThrottled:
+		return http.StatusTooManyRequests
+	case flows.CodeTooManyRequests:
+		// No Retry-After: the limit is the login's, and waiting does not lift it.
 		return http.StatusTooManyRequests
 	case flows.CodeFlowExpired:
 		return http.StatusGone

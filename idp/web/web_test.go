@@ -10,39 +10,68 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/nemidp/nemidp/flows"
 	"github.com/nemidp/nemidp/idp/issuance"
+	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/idp/store/storetest"
+	"github.com/nemidp/nemidp/idp/throttle"
 	"github.com/nemidp/nemidp/keys/codecard"
 	"github.com/nemidp/nemidp/keys/password"
 )
 
 type fixture struct {
 	srv    *httptest.Server
+	h      *Handler
 	engine *flows.Engine
 	issuer *issuance.Issuer
+	st     *store.Store
+	// skew moves the engine's clock (nanoseconds ahead of the real one), race-free.
+	skew *atomic.Int64
+}
+
+// fixtureConfig is what a test may change in its fixture before its server starts.
+type fixtureConfig struct {
+	// throttle is the failed answers an address may give per minute (0: no address limit).
+	throttle int
 }
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	st := storetest.NewStore(t, storetest.Real().Client(t))
+	return newFixtureWith(t, fixtureConfig{})
+}
+
+func newFixtureWith(t testing.TB, cfg fixtureConfig) *fixture {
+	t.Helper()
+	rdb := storetest.Real().Client(t)
+	st, prefix := storetest.NewStorePrefixed(t, rdb)
 	cards, err := codecard.NewHasher([]byte("card-secret-0123456789"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pws := password.NewHasher(password.TestParams)
+	skew := new(atomic.Int64)
+	waiters := st.NewWaiters()
+	t.Cleanup(func() { _ = waiters.Close() }) // before the client closes (cleanups run last first)
 	e := &flows.Engine{Store: st, Passwords: pws, Cards: cards, MaxFailures: 5, FlowTTL: time.Minute,
-		SessionTTL: time.Hour, Grace: time.Hour}
-	h := &Handler{Flows: e, CSRFKey: []byte("csrf-key-0123456789"), Origin: "http://example.invalid"}
+		SessionTTL: time.Hour, Grace: time.Hour, KeyAppTTL: 20 * time.Second, Waiters: waiters,
+		Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }}
+	h := &Handler{Flows: e, CSRFKey: []byte("csrf-key-0123456789"), Origin: "http://example.invalid",
+		Metrics: NewMetrics(prometheus.NewRegistry())}
+	if cfg.throttle > 0 {
+		h.Throttle = &throttle.Guard{Limiter: throttle.New(rdb, prefix+"throttle:", cfg.throttle, time.Minute), Purpose: "login"}
+	}
 	mux := http.NewServeMux()
 	h.Register(mux)
 	srv := httptest.NewServer(h.CleanPaths(mux))
 	h.Origin = srv.URL
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, engine: e, issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards}}
+	return &fixture{srv: srv, h: h, engine: e, st: st, skew: skew, issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards}}
 }
 
 func (f *fixture) flow(t testing.TB) string {
@@ -258,6 +287,9 @@ func FuzzLoginPost(f *testing.F) {
 	f.Add("new-password", "application/x-www-form-urlencoded", "password=%zz")
 	f.Add("nope", "multipart/form-data; boundary=x", "--x\r\n")
 	f.Add("password", "application/json", `[1,2,3]`)
+	f.Add("keyapp", "application/json", `{}`)
+	f.Add("method", "application/json", `{"method":"keyapp"}`)
+	f.Add("method", "application/x-www-form-urlencoded", "method=codecard")
 	f.Add("password", "application/json", `{"username":"\u0000","password":"`+strings.Repeat("9", 300)+`"}`)
 	f.Fuzz(func(t *testing.T, step, ctype, body string) {
 		if step == "" || strings.IndexFunc(ctype, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {

@@ -14,7 +14,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -80,12 +79,12 @@ func (j JWK) Public() (*ecdsa.PublicKey, error) {
 	if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 {
 		return nil, fmt.Errorf("%w: x and y must be 32 bytes, base64url", ErrInvalidKey)
 	}
-	// The uncompressed point form lets crypto/ecdh check the point is on the curve.
-	point := append(append([]byte{4}, x...), y...)
-	if _, err := ecdhP256(point); err != nil {
+	// The uncompressed point form; parsing it checks the point is on the curve.
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+	if err != nil {
 		return nil, fmt.Errorf("%w: point not on the curve", ErrInvalidKey)
 	}
-	return &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}, nil
+	return pub, nil
 }
 
 // Thumbprint is the RFC 7638 SHA-256 thumbprint of the key, base64url.
@@ -98,10 +97,11 @@ func (j JWK) Thumbprint() string {
 
 // JWKOf is the public JWK of a key (the device side).
 func JWKOf(pub *ecdsa.PublicKey) JWK {
-	var x, y [32]byte
-	pub.X.FillBytes(x[:])
-	pub.Y.FillBytes(y[:])
-	return JWK{Kty: "EC", Crv: "P-256", X: base64.RawURLEncoding.EncodeToString(x[:]), Y: base64.RawURLEncoding.EncodeToString(y[:])}
+	b, err := pub.Bytes() // 0x04 || x || y
+	if err != nil || len(b) != 65 {
+		return JWK{}
+	}
+	return JWK{Kty: "EC", Crv: "P-256", X: base64.RawURLEncoding.EncodeToString(b[1:33]), Y: base64.RawURLEncoding.EncodeToString(b[33:])}
 }
 
 // GenerateKey makes a device key.
