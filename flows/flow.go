@@ -327,21 +327,8 @@ func (e *Engine) update(ctx context.Context, f *Flow, change func(*Flow) error) 
 	return Errorf(CodeConflict, "This login changed in another window; reload the page.")
 }
 
-// notForBrowsers refuses a flow no browser may take up: a key-app activation is the key-app
-// API's alone (never shown to a browser, never finished into a login), so to a browser it
-// does not exist.
-func notForBrowsers(f *Flow) error {
-	if f.Purpose != "" {
-		return Errorf(CodeFlowExpired, "This login does not exist or has expired.")
-	}
-	return nil
-}
-
 // Bind ties the flow to the browser that first opens it; other browsers are refused.
 func (e *Engine) Bind(ctx context.Context, f *Flow, browser string) error {
-	if err := notForBrowsers(f); err != nil {
-		return err
-	}
 	if f.Browser == browser {
 		return nil
 	}
@@ -359,9 +346,6 @@ func (e *Engine) Bind(ctx context.Context, f *Flow, browser string) error {
 
 // Claim moves a flow bound to a one-login claim to the browser that proved it holds the claim.
 func (e *Engine) Claim(ctx context.Context, f *Flow, claim, browser string) error {
-	if err := notForBrowsers(f); err != nil {
-		return err
-	}
 	return e.update(ctx, f, func(f *Flow) error {
 		if f.Browser != claim && f.Browser != browser {
 			return Errorf(CodeWrongBrowser, "This login was started in another browser.")

@@ -637,9 +637,9 @@ func TestKeyAppActivationIDIsNoLoginFlow(t *testing.T) {
 }
 
 // TestKeyAppActivationIsNoBrowserLogin: an activation belongs to the key-app API alone: a
-// browser given its id is answered 410 flow_expired (no step shown, nothing bound), its key
-// answer there is refused without being judged, no SSO session is started, and the device
-// then completes its activation with the key.
+// browser given its id is answered 404 not_found (no step shown, nothing bound), its key
+// answer there too, without being judged; no SSO session is started, and the device then
+// completes its activation with the key.
 func TestKeyAppActivationIsNoBrowserLogin(t *testing.T) {
 	t.Parallel()
 	p := startIdP(t)
@@ -652,13 +652,13 @@ func TestKeyAppActivationIsNoBrowserLogin(t *testing.T) {
 
 	b := p.newBrowser(t)
 	r := b.get(t, "/login/"+a.ID)
-	if r.Status != http.StatusGone || errorCode(r) != "flow_expired" || strings.Contains(string(r.Body), a.KeyNumber) {
-		t.Fatalf("GET /login/{activation}: %s, want 410 flow_expired", r)
+	if r.Status != http.StatusNotFound || errorCode(r) != "not_found" || strings.Contains(string(r.Body), a.KeyNumber) {
+		t.Fatalf("GET /login/{activation}: %s, want 404 not_found", r)
 	}
 	r = b.do(t, http.MethodPost, "/login/"+a.ID+"/codecard", strings.NewReader(`{"key":"`+c.Keys[a.KeyNumber]+`"}`),
 		map[string]string{"Content-Type": "application/json", "Accept": "application/json"})
-	if r.Status != http.StatusForbidden || errorCode(r) != "wrong_browser" {
-		t.Fatalf("POST /login/{activation}/codecard: %s, want 403 wrong_browser (no browser holds it)", r)
+	if r.Status != http.StatusNotFound || errorCode(r) != "not_found" {
+		t.Fatalf("POST /login/{activation}/codecard: %s, want 404 not_found", r)
 	}
 	for _, ck := range r.Header.Values("Set-Cookie") {
 		if strings.Contains(ck, "nemidp_sso") {
