@@ -228,7 +228,7 @@ func TestKeyAppDecisionAfterExpiry(t *testing.T) {
 			t.Fatalf("expired %v → %v, want one more", before, got)
 		}
 		// A new request.
-		if status, v := l.method("keyapp"); v.Step != "keyapp" || v.Error != nil || (status != 0 && status != http.StatusOK) {
+		if status, v := l.method("keyapp"); v.Step != "keyapp" || v.Error != nil || status != http.StatusOK {
 			t.Fatalf("a new request: %d %+v %s", status, v, v.Error)
 		}
 		fresh := onlyRequest(t, d)

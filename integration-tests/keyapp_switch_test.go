@@ -12,7 +12,7 @@ import (
 func (l *Login) wantMethod(m, step string) View {
 	l.t.Helper()
 	status, v := l.method(m)
-	if v.Step != step || v.Error != nil || (status != 0 && status != http.StatusOK) {
+	if v.Step != step || v.Error != nil || status != http.StatusOK {
 		l.t.Fatalf("switch to %s: %d %+v %s, want step %s", m, status, v, v.Error, step)
 	}
 	return v
@@ -31,10 +31,13 @@ func TestKeyAppSwitchMethods(t *testing.T) {
 	t.Run("app, card, app, card", func(t *testing.T) {
 		l := p.newBrowser(t).authorize(t, bank)
 		l.passwordToApp(c)
+		if !slices.Equal(l.View.Methods, []string{"keyapp", "codecard"}) {
+			t.Fatalf("the keyapp step offers %v, want keyapp and codecard", l.View.Methods)
+		}
 		first := onlyRequest(t, d)
 		code := l.bindingCode()
 		v := l.wantMethod("codecard", "codecard")
-		if v.KeyNumber == "" || v.BindingCode != "" {
+		if v.KeyNumber == "" || v.BindingCode != "" || !slices.Equal(v.Methods, []string{"keyapp", "codecard"}) {
 			t.Fatalf("the codecard step after the app: %+v", v)
 		}
 		if reqs := pending(t, d); len(reqs) != 0 {
@@ -82,8 +85,8 @@ func TestKeyAppSwitchMethods(t *testing.T) {
 		}
 		last := onlyRequest(t, d) // one request of one login at a time
 		status, v := l.method("keyapp")
-		if codeOf(v.Error) != "too_many_requests" || (status != 0 && status/100 != 4) {
-			t.Fatalf("a 6th request: %d %+v %s, want too_many_requests", status, v, v.Error)
+		if codeOf(v.Error) != "too_many_requests" || status != http.StatusTooManyRequests || v.Step != "keyapp" {
+			t.Fatalf("a 6th request: %d %+v %s, want 429 too_many_requests at the keyapp step", status, v, v.Error)
 		}
 		if again := onlyRequest(t, d); again.ID != last.ID {
 			t.Fatalf("the refused 6th request changed the pending one: %+v", again)
@@ -107,7 +110,7 @@ func TestKeyAppSwitchWithoutDevice(t *testing.T) {
 		t.Helper()
 		number := l.View.KeyNumber
 		status, v := l.method("keyapp")
-		if codeOf(v.Error) != "no_device" || (status != 0 && status != http.StatusConflict) {
+		if codeOf(v.Error) != "no_device" || status != http.StatusConflict || v.Step != "codecard" {
 			t.Fatalf("switch to keyapp without a device: %d %+v %s, want 409 no_device", status, v, v.Error)
 		}
 		if f := l.flow(); f.Step != "codecard" || f.KeyNumber != number || f.Approval != nil {
@@ -124,8 +127,8 @@ func TestKeyAppSwitchWithoutDevice(t *testing.T) {
 		c := p.issueCitizen(t, freshCPR(), "Karl Kortmand")
 		p.activate(t, bank, c)
 		l := p.newBrowser(t).authorize(t, bank)
-		if code, v := l.password(c, c.Password); code != http.StatusOK || v.Step != "codecard" {
-			t.Fatalf("password: %d %+v", code, v)
+		if code, v := l.password(c, c.Password); code != http.StatusOK || v.Step != "codecard" || !slices.Equal(v.Methods, []string{"codecard"}) {
+			t.Fatalf("password: %d %+v, want the codecard step offering only the card", code, v)
 		}
 		refused(t, l, c)
 	})

@@ -2,7 +2,6 @@ package integrationtests
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"encoding/json"
 	"fmt"
@@ -303,13 +302,6 @@ func refused(reason string) string {
 func (l *Login) bindingCode() string {
 	l.t.Helper()
 	l.requireStep("keyapp")
-	if l.View.BindingCode == "" { // TEMP until the web view carries it (h-web)
-		f, err := l.b.idp.Server.Flows.Load(l.t.Context(), l.View.Flow)
-		if err != nil || f.Approval == nil {
-			l.t.Fatalf("flow at keyapp without a request: %v", err)
-		}
-		l.View.BindingCode = f.Approval.Code
-	}
 	if len(l.View.BindingCode) != 2 {
 		l.t.Fatalf("binding code %q", l.View.BindingCode)
 	}
@@ -323,57 +315,26 @@ func (l *Login) poll(wait int) (int, View) {
 	if wait > 0 {
 		step += "?wait=" + strconv.Itoa(wait)
 	}
-	r := l.postRaw(step, map[string]string{})
-	if r.Status == http.StatusNotFound && errorCode(r) == "wrong_step" {
-		return 0, l.enginePoll(time.Duration(wait) * time.Second) // TEMP until h-web's route is merged
-	}
-	v := r.View(l.t)
-	if v.Step != "" {
-		l.View = v
-	}
-	if v.CSRFToken != "" {
-		l.csrf = v.CSRFToken
-	}
-	return r.Status, v
+	return l.post(step, map[string]string{})
 }
 
-// enginePoll is TEMP: the poll through the engine, while the web route is missing. Status 0
-// from poll means no HTTP status was there to check.
-func (l *Login) enginePoll(wait time.Duration) View {
-	l.t.Helper()
-	f := l.flow()
-	err := l.b.idp.Server.Flows.PollKeyApp(l.t.Context(), f, wait)
-	v := View{Flow: f.ID, Step: string(f.Step)}
-	if fe, ok := err.(*flows.Error); ok {
-		v.Error = &ViewError{Code: fe.Code, Message: fe.Message}
-	} else if err != nil {
-		l.t.Fatalf("poll: %v", err)
-	}
-	if f.Step == flows.StepDone || f.Step == flows.StepFailed {
-		v.RedirectTo = f.ReturnURL
-	}
-	if f.Approval != nil {
-		v.BindingCode = f.Approval.Code
-	}
-	if g := l.b.get(l.t, "/login/"+f.ID).View(l.t); g.Step != v.Step {
-		l.t.Fatalf("poll says %s, the page %s", v.Step, g.Step)
-	}
-	l.View = v
-	return v
+// keyAppStatus is the status a keyapp poll or method switch answers with for an error code.
+var keyAppStatus = map[string]int{
+	"": http.StatusOK, "keyapp_wrong_code": http.StatusConflict, "keyapp_timeout": http.StatusConflict,
+	"no_device": http.StatusConflict, "keyapp_denied": http.StatusForbidden, "too_many_requests": http.StatusTooManyRequests,
 }
 
-// wantPoll polls once (no wait) and requires the step and error code ("" for none).
+// wantPoll polls once (no wait) and requires the step, the error code ("" for none) and the
+// status that goes with it.
 func (l *Login) wantPoll(step, code string) View {
 	l.t.Helper()
 	status, v := l.poll(0)
-	if v.Step != step || codeOf(v.Error) != code {
-		l.t.Fatalf("poll: %d %+v %s, want step %s, error %q", status, v, v.Error, step, code)
+	want, ok := keyAppStatus[code]
+	if !ok {
+		l.t.Fatalf("no status known for %q", code)
 	}
-	if want := http.StatusOK; code == "" && status != 0 && status != want {
-		l.t.Fatalf("poll: %d, want %d", status, want)
-	}
-	if code != "" && status != 0 && status/100 != 4 {
-		l.t.Fatalf("poll with error %s: status %d, want 4xx", code, status)
+	if v.Step != step || codeOf(v.Error) != code || status != want {
+		l.t.Fatalf("poll: %d %+v %s, want %d, step %s, error %q", status, v, v.Error, want, step, code)
 	}
 	return v
 }
@@ -381,39 +342,7 @@ func (l *Login) wantPoll(step, code string) View {
 // method is POST /login/{flow}/method {method}.
 func (l *Login) method(m string) (int, View) {
 	l.t.Helper()
-	r := l.postRaw("method", map[string]string{"method": m})
-	if r.Status == http.StatusNotFound && errorCode(r) == "wrong_step" {
-		return 0, l.engineMethod(m) // TEMP until h-web's route is merged
-	}
-	v := r.View(l.t)
-	if v.Step != "" {
-		l.View = v
-	}
-	if v.CSRFToken != "" {
-		l.csrf = v.CSRFToken
-	}
-	return r.Status, v
-}
-
-// engineMethod is TEMP: the method switch through the engine, while the web route is missing.
-func (l *Login) engineMethod(m string) View {
-	l.t.Helper()
-	f := l.flow()
-	err := l.b.idp.Server.Flows.SwitchMethod(l.t.Context(), f, m)
-	v := View{Flow: f.ID, Step: string(f.Step), KeyNumber: f.KeyNumber, CSRFToken: l.csrf}
-	if f.Step == flows.StepCodeCard {
-		v.CardSerial = f.CardSerial
-	}
-	if fe, ok := err.(*flows.Error); ok {
-		v.Error = &ViewError{Code: fe.Code, Message: fe.Message}
-	} else if err != nil {
-		l.t.Fatalf("switch method: %v", err)
-	}
-	if f.Approval != nil {
-		v.BindingCode = f.Approval.Code
-	}
-	l.View = v
-	return v
+	return l.post("method", map[string]string{"method": m})
 }
 
 // passwordToApp answers the password of a citizen with the key app: the login waits at the
@@ -457,8 +386,6 @@ func barrier[T any](n int, fn func(i int) T) []T {
 	return out
 }
 
-var _ = context.Background
-
 // TestKeyAppLoginHappyPath: a citizen with an activated device logs in through zitadel's rp
 // with the key app: password, then the device approves with the browser's binding code; the
 // ID token verifies and says amr pwd, swk, user.
@@ -481,10 +408,7 @@ func TestKeyAppLoginHappyPath(t *testing.T) {
 	if err := d.Decide(t.Context(), reqs[0].ID, device.Approve, code); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
-	v := l.reload() // TEMP: poll when the web route lands
-	if v.Step != "done" {
-		t.Fatalf("after approval: %+v", v)
-	}
+	l.wantPoll("done", "")
 	l.finish()
 	tok := l.mustExchange()
 	if got := tok.IDTokenClaims.AuthenticationMethodsReferences; !slices.Equal(got, []string{"pwd", "swk", "user"}) {

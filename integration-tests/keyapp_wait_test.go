@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nemidp/nemidp/flows"
 	"github.com/nemidp/nemidp/idp/keyapp/deviceclient"
 	"github.com/nemidp/nemidp/keys/device"
 )
@@ -34,10 +33,6 @@ func (l *Login) pollAsync(ctx context.Context, wait int) <-chan pollResult {
 			out <- pollResult{err: err}
 			return
 		}
-		if r.Status == http.StatusNotFound && errorCode(r) == "wrong_step" { // TEMP until h-web's route is merged
-			out <- enginePollAsync(ctx, l.b.idp, flow, time.Duration(wait)*time.Second)
-			return
-		}
 		var v View
 		if err := json.Unmarshal(r.Body, &v); err != nil {
 			out <- pollResult{status: r.Status, err: fmt.Errorf("not a view: %s", r)}
@@ -46,25 +41,6 @@ func (l *Login) pollAsync(ctx context.Context, wait int) <-chan pollResult {
 		out <- pollResult{status: r.Status, view: v}
 	}()
 	return out
-}
-
-// enginePollAsync is TEMP: the long-poll through p's engine, while the web route is missing.
-func enginePollAsync(ctx context.Context, p *IdP, flow string, wait time.Duration) pollResult {
-	f, err := p.Server.Flows.Load(ctx, flow)
-	if err != nil {
-		return pollResult{err: err}
-	}
-	err = p.Server.Flows.PollKeyApp(ctx, f, wait)
-	v := View{Flow: f.ID, Step: string(f.Step)}
-	if fe, ok := err.(*flows.Error); ok {
-		v.Error = &ViewError{Code: fe.Code, Message: fe.Message}
-	} else if err != nil {
-		return pollResult{err: err}
-	}
-	if f.Step == flows.StepDone || f.Step == flows.StepFailed {
-		v.RedirectTo = f.ReturnURL
-	}
-	return pollResult{view: v}
 }
 
 // requestsAsync starts the device's long-poll (GET /keyapp/v1/requests?wait=N).
@@ -154,7 +130,7 @@ func TestKeyAppTwoInstances(t *testing.T) {
 	}
 	select {
 	case res := <-browserPoll:
-		if res.err != nil || res.view.Step != "done" || res.view.Error != nil || (res.status != 0 && res.status != http.StatusOK) {
+		if res.err != nil || res.view.Step != "done" || res.view.Error != nil || res.status != http.StatusOK {
 			t.Fatalf("the browser's long-poll on A: %d %+v %v", res.status, res.view, res.err)
 		}
 		l.View = res.view
@@ -180,7 +156,7 @@ func TestKeyAppBrowserLongPollPending(t *testing.T) {
 	start := time.Now()
 	select {
 	case res := <-l.pollAsync(t.Context(), 1):
-		if res.err != nil || res.view.Step != "keyapp" || res.view.Error != nil {
+		if res.err != nil || res.view.Step != "keyapp" || res.view.Error != nil || res.status != http.StatusOK {
 			t.Fatalf("the poll: %d %+v %v", res.status, res.view, res.err)
 		}
 		if time.Since(start) < 900*time.Millisecond {
