@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -121,10 +122,16 @@ if st == 'mismatch' then return {'mismatch', st, r[4]} end
 return {'ok', st, r[4]}
 `)
 
-// Decide applies a device's decision to a pending request, in one atomic step, and wakes the
-// login waiting for it (on any instance). It returns the outcome, the request's state after
-// it and the flow it belongs to.
+// Decide applies a device's decision (ApprovalApproved or ApprovalDenied) to a pending
+// request, in one atomic step. It returns the outcome, the request's state after it and the
+// flow it belongs to; the caller moves that flow on and wakes the login waiting for it (on any
+// instance: flows.Engine.ApplyDecision).
 func (s *Store) Decide(ctx context.Context, uid, id, decision, code, deviceID string, now time.Time) (outcome, state, flow string, err error) {
+	// The script stores the decision as the request's state: anything but the two decisions
+	// would leave a state that is no end ("" or "pending", decidable again) or fake one.
+	if decision != ApprovalApproved && decision != ApprovalDenied {
+		return "", "", "", fmt.Errorf("store: decide approval: decision %q is not %q or %q", decision, ApprovalApproved, ApprovalDenied)
+	}
 	return s.decide(ctx, uid, id, decision, code, deviceID, now)
 }
 

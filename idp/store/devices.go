@@ -105,21 +105,30 @@ func (s *Store) AddDevice(ctx context.Context, uid string, d Device, max int) er
 
 // Device returns one device of a citizen (active or removed); ErrNotFound when there is none.
 func (s *Store) Device(ctx context.Context, uid, id string) (*Device, error) {
-	var rec *redis.StringCmd
+	var rec *redis.SliceCmd
 	var act *redis.BoolCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		rec = p.HGet(ctx, s.devicesKey(uid), id)
+		// The record and its removal time (as Devices reads them).
+		rec = p.HMGet(ctx, s.devicesKey(uid), id, id+":removed")
 		act = p.SIsMember(ctx, s.devActKey(uid), id)
 		return nil
 	})
 	if err != nil {
 		return nil, wrap("device", err)
 	}
+	raw, ok := rec.Val()[0].(string)
+	if !ok {
+		return nil, fmt.Errorf("store: device %s: %w", id, ErrNotFound)
+	}
 	var d Device
-	if err := json.Unmarshal([]byte(rec.Val()), &d); err != nil {
+	if err := json.Unmarshal([]byte(raw), &d); err != nil {
 		return nil, fmt.Errorf("store: device %s: decode: %w", id, err)
 	}
 	d.Active = act.Val()
+	if removed, ok := rec.Val()[1].(string); ok && !d.Active {
+		t, _ := time.Parse(time.RFC3339, removed)
+		d.RemovedAt = &t
+	}
 	return &d, nil
 }
 

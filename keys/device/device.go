@@ -76,7 +76,11 @@ func ParseJWK(raw json.RawMessage) (*ecdsa.PublicKey, JWK, error) {
 func (j JWK) Public() (*ecdsa.PublicKey, error) {
 	x, errX := base64.RawURLEncoding.DecodeString(j.X)
 	y, errY := base64.RawURLEncoding.DecodeString(j.Y)
-	if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 {
+	// The decoder skips line breaks and ignores the unused bits of the last character, so a
+	// key has several spellings; only its canonical one (as JWKOf writes it) is accepted, so
+	// that the stored JWK and its Thumbprint name the key.
+	if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 ||
+		base64.RawURLEncoding.EncodeToString(x) != j.X || base64.RawURLEncoding.EncodeToString(y) != j.Y {
 		return nil, fmt.Errorf("%w: x and y must be 32 bytes, base64url", ErrInvalidKey)
 	}
 	// The uncompressed point form; parsing it checks the point is on the curve.
@@ -95,7 +99,8 @@ func (j JWK) Thumbprint() string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// JWKOf is the public JWK of a key (the device side).
+// JWKOf is the public JWK of a P-256 key (the device side); the zero JWK, which ParseJWK
+// refuses, for any other.
 func JWKOf(pub *ecdsa.PublicKey) JWK {
 	b, err := pub.Bytes() // 0x04 || x || y
 	if err != nil || len(b) != 65 {
@@ -170,8 +175,8 @@ func Issuer(token string) (string, error) {
 }
 
 // Verify checks a device JWT: ES256 by pub, iss = deviceID, aud = audience, an iat not in the
-// future, an exp not passed and at most MaxLifetime after iat, and a jti. It returns the
-// claims; the caller refuses a jti it has seen (for the token's lifetime).
+// future (beyond Skew), an exp not passed (by our clock, no Skew) and at most MaxLifetime after
+// iat, and a jti. It returns the claims; the caller refuses a jti it has seen (until exp).
 func Verify(token string, pub *ecdsa.PublicKey, deviceID, audience string, now time.Time) (*Claims, error) {
 	var c Claims
 	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return pub, nil },
@@ -179,6 +184,11 @@ func Verify(token string, pub *ecdsa.PublicKey, deviceID, audience string, now t
 		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(Skew), jwt.WithTimeFunc(func() time.Time { return now }))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	// The leeway is for a device clock running ahead (iat, nbf); exp is judged by our clock
+	// alone, so a caller that remembers a jti until exp refuses every replay.
+	if !now.Before(c.ExpiresAt.Time) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenExpired)
 	}
 	if c.IssuedAt == nil || c.ID == "" || len(c.ID) > 128 {
 		return nil, fmt.Errorf("%w: iat and a jti of at most 128 characters are required", ErrInvalidToken)
