@@ -98,7 +98,10 @@ func randHex(n int) string {
 
 // IdP is one running nemidp server with its own Redis key prefix.
 type IdP struct {
-	Issuer     string
+	Issuer string
+	// URL is where this instance listens: its Issuer, except for a second instance behind the
+	// same issuer (startSecondInstance), reached at its own address as a load balancer would.
+	URL        string
 	AdminToken string
 	Server     *idp.Server
 	Store      *store.Store
@@ -141,7 +144,14 @@ func startIdPOn(t *testing.T, redisURL string, mods ...func(*config.Config)) *Id
 	for _, m := range mods {
 		m(&cfg)
 	}
+	return serveIdP(t, ln, cfg, st)
+}
+
+// serveIdP validates cfg, assembles the server on st and serves it on ln until the test ends.
+func serveIdP(t *testing.T, ln net.Listener, cfg config.Config, st *store.Store) *IdP {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
+		_ = ln.Close()
 		t.Fatalf("config: %v", err)
 	}
 	quiet := slog.Default()
@@ -159,9 +169,61 @@ func startIdPOn(t *testing.T, redisURL string, mods ...func(*config.Config)) *Id
 	t.Cleanup(func() {
 		_ = hs.Close()
 		<-served
+		_ = srv.Close()
 	})
-	return &IdP{Issuer: cfg.Issuer, AdminToken: cfg.AdminToken, Server: srv, Store: st, Prefix: prefix,
-		http: &http.Client{Timeout: 30 * time.Second}}
+	return &IdP{Issuer: cfg.Issuer, URL: "http://" + ln.Addr().String(), AdminToken: cfg.AdminToken, Server: srv,
+		Store: st, Prefix: cfg.RedisPrefix, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// startSecondInstance starts another server behind p's issuer: the same Redis, key prefix,
+// secret and operator token, p's Issuer in its configuration, listening on its own address
+// (its URL). Browsers and devices that talk to it reach it at URL; tokens, audiences and
+// redirects still name the one issuer, as behind a load balancer.
+func startSecondInstance(t *testing.T, p *IdP) *IdP {
+	t.Helper()
+	cfg := p.Server.Config
+	st, err := store.Open(cfg.RedisURL, cfg.RedisPrefix)
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() }) // the prefix is p's to delete
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	cfg.Addr = ln.Addr().String() // cfg.Issuer stays p's
+	q := serveIdP(t, ln, cfg, st)
+	if q.Issuer != p.Issuer || q.URL == p.URL {
+		t.Fatalf("second instance: issuer %s at %s, first %s at %s", q.Issuer, q.URL, p.Issuer, p.URL)
+	}
+	return q
+}
+
+// routeTo is a transport that sends every request to the instance at base (scheme and host),
+// keeping its path: a load balancer that routes one client to one instance.
+type routeTo struct {
+	base *url.URL
+	next http.RoundTripper
+}
+
+func (r routeTo) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.URL.Scheme, req.URL.Host = r.base.Scheme, r.base.Host
+	req.Host = r.base.Host
+	return r.next.RoundTrip(req)
+}
+
+// transport is how a client reaches this instance: directly, or, for a second instance, by
+// routing requests for the issuer to its URL.
+func (p *IdP) transport() http.RoundTripper {
+	if p.URL == p.Issuer {
+		return http.DefaultTransport
+	}
+	u, err := url.Parse(p.URL)
+	if err != nil {
+		panic(err)
+	}
+	return routeTo{base: u, next: http.DefaultTransport}
 }
 
 // deletePrefix removes what a test server left in Redis.
@@ -195,7 +257,7 @@ func (p *IdP) admin(t *testing.T, method, path string, body, out any) int {
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequestWithContext(t.Context(), method, p.Issuer+path, rd)
+	req, err := http.NewRequestWithContext(t.Context(), method, p.URL+path, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +453,7 @@ func (p *IdP) newBrowser(t *testing.T) *Browser {
 		t.Fatal(err)
 	}
 	return &Browser{idp: p, Accept: "application/json", http: &http.Client{
-		Jar: jar, Timeout: 30 * time.Second,
+		Jar: jar, Timeout: 30 * time.Second, Transport: p.transport(),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
 }
