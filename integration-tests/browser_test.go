@@ -40,45 +40,12 @@ const chromiumPath = "/usr/bin/chromium"
 // the other tests cannot show: the CSP, the cookies, the CSRF form fields and the redirects as
 // a browser applies them.
 func TestBrowserLogin(t *testing.T) {
-	driverPath := findChromedriver()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		unavailable(t, "no browser: %v (scripts/test.sh installs Debian's chromium and chromium-driver)", err)
-	}
-	if driverPath == "" {
-		unavailable(t, "no chromedriver on PATH or at /usr/bin/chromedriver (scripts/test.sh installs Debian's chromium-driver)")
-	}
+	driverPath := needBrowser(t)
 	start := time.Now()
 
 	p := startIdP(t)
 	karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
-
-	// The relying party: a real server on 127.0.0.1, which the browser calls localhost.
-	mux := http.NewServeMux()
-	rpSrv := httptest.NewUnstartedServer(mux)
-	_, port, err := net.SplitHostPort(rpSrv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rpURL := "http://localhost:" + port
-	client := Client{ID: "web-" + randHex(4), Secret: randHex(16), Scopes: []string{"openid", "profile"}}
-	p.mustRegister(t, map[string]any{"client_id": client.ID, "name": "Browser Bank",
-		"redirect_uris": []string{rpURL + "/cb"}, "secret": client.Secret, "scopes": client.Scopes})
-	cookies := httphelper.NewCookieHandler([]byte(randHex(16)), []byte(randHex(16)), httphelper.WithUnsecure())
-	relying, err := rp.NewRelyingPartyOIDC(t.Context(), p.Issuer, client.ID, client.Secret, rpURL+"/cb",
-		client.Scopes, rp.WithPKCE(cookies), rp.WithSigningAlgsFromDiscovery())
-	if err != nil {
-		t.Fatalf("rp.NewRelyingPartyOIDC: %v", err)
-	}
-	mux.Handle("GET /login", rp.AuthURLHandler(func() string { return randHex(8) }, relying))
-	mux.Handle("GET /cb", rp.CodeExchangeHandler(func(w http.ResponseWriter, _ *http.Request,
-		tok *oidc.Tokens[*oidc.IDTokenClaims], _ string, _ rp.RelyingParty) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, "<!doctype html><title>Browser Bank</title><p id=\"who\">%s</p><p id=\"amr\">%s</p>",
-			html.EscapeString(tok.IDTokenClaims.Name),
-			html.EscapeString(strings.Join(tok.IDTokenClaims.AuthenticationMethodsReferences, " ")))
-	}, relying))
-	rpSrv.Start()
-	t.Cleanup(rpSrv.Close)
+	rpURL := startBrowserRP(t, p)
 	t.Logf("IdP %s, relying party %s (setup %v)", p.Issuer, rpURL, time.Since(start).Round(time.Millisecond))
 
 	wd := startWebDriver(t, driverPath)
@@ -136,6 +103,58 @@ func TestBrowserLogin(t *testing.T) {
 		wd.fatalf("second visit: ID token name = %q, want Karen Jensen", who)
 	}
 	t.Logf("SSO login took %v; whole test %v", time.Since(second).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// needBrowser returns the chromedriver to use, or skips (fails on CI) when chromium or
+// chromedriver is missing.
+func needBrowser(t *testing.T) string {
+	t.Helper()
+	driverPath := findChromedriver()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		unavailable(t, "no browser: %v (scripts/test.sh installs Debian's chromium and chromium-driver)", err)
+	}
+	if driverPath == "" {
+		unavailable(t, "no chromedriver on PATH or at /usr/bin/chromedriver (scripts/test.sh installs Debian's chromium-driver)")
+	}
+	return driverPath
+}
+
+// startBrowserRP serves a relying party (zitadel's rp, client "Browser Bank", scopes openid
+// and profile) on 127.0.0.1 and returns its base URL, which names it localhost. GET /login
+// starts a login, GET /login/again one with prompt=login; /cb shows the ID token's name
+// (#who) and amr (#amr, space-separated).
+func startBrowserRP(t *testing.T, p *IdP) string {
+	t.Helper()
+	// The relying party: a real server on 127.0.0.1, which the browser calls localhost.
+	mux := http.NewServeMux()
+	rpSrv := httptest.NewUnstartedServer(mux)
+	_, port, err := net.SplitHostPort(rpSrv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpURL := "http://localhost:" + port
+	client := Client{ID: "web-" + randHex(4), Secret: randHex(16), Scopes: []string{"openid", "profile"}}
+	p.mustRegister(t, map[string]any{"client_id": client.ID, "name": "Browser Bank",
+		"redirect_uris": []string{rpURL + "/cb"}, "secret": client.Secret, "scopes": client.Scopes})
+	cookies := httphelper.NewCookieHandler([]byte(randHex(16)), []byte(randHex(16)), httphelper.WithUnsecure())
+	relying, err := rp.NewRelyingPartyOIDC(t.Context(), p.Issuer, client.ID, client.Secret, rpURL+"/cb",
+		client.Scopes, rp.WithPKCE(cookies), rp.WithSigningAlgsFromDiscovery())
+	if err != nil {
+		t.Fatalf("rp.NewRelyingPartyOIDC: %v", err)
+	}
+	mux.Handle("GET /login", rp.AuthURLHandler(func() string { return randHex(8) }, relying))
+	mux.Handle("GET /login/again", rp.AuthURLHandler(func() string { return randHex(8) }, relying,
+		rp.WithPromptURLParam(oidc.PromptLogin)))
+	mux.Handle("GET /cb", rp.CodeExchangeHandler(func(w http.ResponseWriter, _ *http.Request,
+		tok *oidc.Tokens[*oidc.IDTokenClaims], _ string, _ rp.RelyingParty) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, "<!doctype html><title>Browser Bank</title><p id=\"who\">%s</p><p id=\"amr\">%s</p>",
+			html.EscapeString(tok.IDTokenClaims.Name),
+			html.EscapeString(strings.Join(tok.IDTokenClaims.AuthenticationMethodsReferences, " ")))
+	}, relying))
+	rpSrv.Start()
+	t.Cleanup(rpSrv.Close)
+	return rpURL
 }
 
 // findChromedriver returns chromedriver from PATH or Debian's place, or "".
