@@ -132,6 +132,7 @@ func (actAsStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) error 
 		}
 		f.Result.OnBehalfOf = who
 		f.Step, f.Wards = StepDone, nil
+		f.Result.Deferred = false // this answer completes the login, and gets its session
 		return nil
 	})
 }

@@ -135,6 +135,11 @@ type Result struct {
 	// themselves. CitizenID stays the guardian: the one who authenticated and whose SSO
 	// session this is.
 	OnBehalfOf *Principal `json:"on_behalf_of,omitempty"`
+	// Deferred: the login was completed by a key-app decision, applied by whichever instance
+	// received it, not by an answer of the browser; the browser's first look that follows gets
+	// the SSO session (ClaimSessionHandout). A login completed by a browser's answer gets its
+	// session in that answer, and never from a later look.
+	Deferred bool `json:"deferred,omitempty"`
 }
 
 // Done reports whether the flow ended with an authenticated subject.

@@ -33,6 +33,10 @@ const maxRequests = 5
 // MaxWait bounds one long-poll.
 const MaxWait = 30 * time.Second
 
+// noWakeWait is how long a long-poll waits when it cannot be woken (the pub/sub subscription
+// is down): it looks again after this, instead of at once.
+const noWakeWait = 2 * time.Second
+
 func (e *Engine) keyAppTTL() time.Duration {
 	if e.KeyAppTTL > 0 {
 		return e.KeyAppTTL
@@ -172,14 +176,17 @@ func (e *Engine) PollKeyApp(ctx context.Context, f *Flow, wait time.Duration) er
 	// it is seen by it.
 	woken, stop, werr := e.Waiters.Watch(ctx, store.TopicFlow(f.ID))
 	if werr != nil {
-		slog.WarnContext(ctx, "key-app poll cannot wait", "flow", f.ID, "err", werr)
-		return nil
+		// No wake-ups (the subscription is down): wait a little and look again, so a client
+		// polling in a loop does not spin.
+		slog.WarnContext(ctx, "key-app poll cannot be woken; looking again shortly", "flow", f.ID, "err", werr)
+		woken, stop = nil, func() {}
+		wait = min(wait, noWakeWait)
 	}
 	defer stop()
 	if pending, err = e.reloadAndSettle(ctx, f); !pending {
 		return err
 	}
-	wait = min(wait, MaxWait, time.Until(f.Approval.ExpiresAt)+50*time.Millisecond)
+	wait = min(wait, MaxWait, f.Approval.ExpiresAt.Sub(e.now())+50*time.Millisecond)
 	t := time.NewTimer(max(wait, 0))
 	defer t.Stop()
 	select {
@@ -242,7 +249,13 @@ func (e *Engine) apply(ctx context.Context, f *Flow, id, state string) (bool, er
 			}
 			f.Methods = append(f.Methods, AMRSoftwareKey, AMRUser)
 			f.Approval = nil
-			return e.advance(ctx, f)
+			if err := e.advance(ctx, f); err != nil {
+				return err
+			}
+			if f.Result != nil {
+				f.Result.Deferred = true
+			}
+			return nil
 		})
 		if err != nil {
 			return false, err

@@ -81,7 +81,7 @@ func (e *Engine) sessionCitizen(ctx context.Context, f *Flow, s *SessionInfo) (*
 // than one: exactly one of them starts the session, so a finished flow kept for the way back
 // never mints another one (after the citizen logged out, say).
 func (e *Engine) ClaimSessionHandout(ctx context.Context, f *Flow) (bool, error) {
-	if !f.Done() || f.Result.FromSession {
+	if !f.Done() || f.Result.FromSession || !f.Result.Deferred {
 		return false, nil
 	}
 	ok, err := e.Store.ClaimFlowMark(ctx, f.ID, "session")

@@ -1,6 +1,7 @@
 package integrationtests
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -107,6 +108,38 @@ func TestKeyAppWrongBindingCode(t *testing.T) {
 	l.wantPoll("keyapp", "keyapp_wrong_code")
 	if f := l.flow(); f.Step != "keyapp" || slices.Contains(f.Methods, "swk") {
 		t.Fatalf("after a wrong code the login is at %s with %v", f.Step, f.Methods)
+	}
+	// The wrong code counts toward the lockout like a wrong key; an approval resets it.
+	if v := p.citizen(t, c.UserID); v.Failures != 1 || v.Status != "active" {
+		t.Fatalf("after a wrong binding code: failures %d status %s, want 1 active", v.Failures, v.Status)
+	}
+	l.mustPost("method", map[string]string{"method": "keyapp"})
+	next := onlyRequest(t, d)
+	wantAnswer(t, "approve the new request", decide(t, p, d, next.ID, decision(t, d, next.ID, device.Approve, l.bindingCode())), http.StatusOK, "")
+	if v := p.citizen(t, c.UserID); v.Failures != 0 {
+		t.Fatalf("after an approval: failures %d, want 0", v.Failures)
+	}
+}
+
+// TestKeyAppWrongCodesLock: someone holding the password who keeps pushing until the citizen
+// picks a code at random gets max_failures wrong codes, then the NemID is locked.
+func TestKeyAppWrongCodesLock(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	bank := p.relyingParty(t, p.registerClient(t, "openid"), "openid")
+	c, d := p.appCitizen(t, bank, "Trætte Træls")
+	for i := range 5 {
+		l := p.newBrowser(t).authorize(t, bank)
+		l.passwordToApp(c) // the right password: the lockout is not reached before the codes
+		req := onlyRequest(t, d)
+		wantAnswer(t, fmt.Sprintf("wrong code %d", i+1), decide(t, p, d, req.ID, decision(t, d, req.ID, device.Approve, otherCode(t, req, l.bindingCode()))), http.StatusConflict, "wrong_binding_code")
+	}
+	if v := p.citizen(t, c.UserID); v.Status != "blocked" || v.BlockReason != "failures" {
+		t.Fatalf("after 5 wrong codes: %s %s, want blocked for failures", v.Status, v.BlockReason)
+	}
+	l := p.newBrowser(t).authorize(t, bank)
+	if code, v := l.password(c, c.Password); code != http.StatusForbidden || codeOf(v.Error) != "locked" {
+		t.Fatalf("password after the lockout: %d %s, want 403 locked", code, v.Error)
 	}
 }
 

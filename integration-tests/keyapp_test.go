@@ -103,7 +103,9 @@ func (p *IdP) keyapp(t *testing.T, method, path, token string, body any) *Resp {
 	}
 	resp, err := p.http.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		// Errorf, not Fatalf: racers call this off the test's goroutine.
+		t.Errorf("%s %s: %v", method, path, err)
+		return &Resp{Header: http.Header{}, Body: []byte(err.Error())}
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)

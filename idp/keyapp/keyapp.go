@@ -410,9 +410,6 @@ func (a *API) device(fn func(http.ResponseWriter, *http.Request, *authed) error)
 		if err != nil {
 			return err
 		}
-		if !d.Active {
-			return refuse("device_deactivated", "device_deactivated", "This device has been removed from the NemID; activate it again.")
-		}
 		var jwk device.JWK
 		if err := json.Unmarshal(d.PublicKey, &jwk); err != nil {
 			return fmt.Errorf("keyapp: device %s: stored key: %w", d.ID, err)
@@ -426,6 +423,10 @@ func (a *API) device(fn func(http.ResponseWriter, *http.Request, *authed) error)
 		if err != nil {
 			reason, msg := tokenRefusal(err)
 			return refuse("invalid_token", reason, msg)
+		}
+		// Only a token the device's key signed learns that the device was removed.
+		if !d.Active {
+			return refuse("device_deactivated", "device_deactivated", "This device has been removed from the NemID; activate it again.")
 		}
 		fresh, err := a.Store.UseJTI(ctx, uid, c.ID, c.ExpiresAt.Sub(now)+device.Skew)
 		if err != nil {
@@ -477,26 +478,28 @@ func (a *API) listRequests(w http.ResponseWriter, r *http.Request, d *authed) er
 	if len(list) == 0 && wait > 0 && a.Waiters != nil {
 		// Watch before looking again: a request made after that look wakes this poll.
 		woken, stop, werr := a.Waiters.Watch(ctx, store.TopicCitizen(d.citizen))
-		if werr == nil {
-			defer stop()
+		if werr != nil {
+			// No wake-ups (the subscription is down): wait a little, then look again, so a
+			// device polling in a loop does not spin.
+			slog.WarnContext(ctx, "device poll cannot be woken; looking again shortly", "err", werr)
+			woken, stop, wait = nil, func() {}, min(wait, 2*time.Second)
+		}
+		defer stop()
+		if list, err = a.Store.PendingApprovals(ctx, d.citizen, a.Flows.Time()); err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-woken:
+			case <-t.C:
+			case <-ctx.Done():
+				return nil
+			}
 			if list, err = a.Store.PendingApprovals(ctx, d.citizen, a.Flows.Time()); err != nil {
 				return err
 			}
-			if len(list) == 0 {
-				t := time.NewTimer(wait)
-				defer t.Stop()
-				select {
-				case <-woken:
-				case <-t.C:
-				case <-ctx.Done():
-					return nil
-				}
-				if list, err = a.Store.PendingApprovals(ctx, d.citizen, a.Flows.Time()); err != nil {
-					return err
-				}
-			}
-		} else {
-			slog.WarnContext(ctx, "device poll cannot wait", "err", werr)
 		}
 	}
 	out := make([]RequestView, 0, len(list))
@@ -513,11 +516,14 @@ func waitParam(r *http.Request) (time.Duration, error) {
 	if v == "" {
 		return 0, nil
 	}
-	n, err := strconv.Atoi(v)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(v, "-") {
+		return flows.MaxWait, nil // clamped as any other long wait
+	}
 	if err != nil || n < 0 {
 		return 0, &apiError{status: http.StatusBadRequest, code: "invalid_request", message: "wait must be a whole number of seconds."}
 	}
-	return min(time.Duration(n)*time.Second, flows.MaxWait), nil
+	return time.Duration(min(n, int64(flows.MaxWait/time.Second))) * time.Second, nil
 }
 
 type decisionRequest struct {
@@ -549,6 +555,17 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request, d *authed) error {
 			message: "This request was decided already (" + state + ")."}
 	case store.DecideNotActive:
 		return &apiError{status: http.StatusForbidden, code: flows.CodeBlocked, reason: "blocked", message: "The NemID is blocked; nothing can be approved."}
+	case store.DecideDeviceInactive:
+		return &apiError{status: http.StatusUnauthorized, code: "device_deactivated", reason: "device_deactivated",
+			message: "This device has been removed from the NemID; activate it again."}
+	}
+	if outcome == store.DecideMismatch {
+		// A wrong code is what a citizen approving a push they did not start does: it counts
+		// toward the lockout like a wrong key, so pushes from someone holding the password
+		// cannot be retried until one is approved by chance.
+		if _, err := a.Store.RecordFailure(context.WithoutCancel(ctx), d.citizen, a.Flows.MaxFailures); err != nil {
+			slog.WarnContext(ctx, "wrong binding code not counted toward the lockout", "user_id", d.citizen, "err", err)
+		}
 	}
 	// The decision is recorded; moving the login on is the next step, and a failure there is
 	// made good by the login's own poll, which reads the same record.

@@ -52,6 +52,7 @@ func (s *Store) approvalKey(uid, id string) string { return s.key("{c:"+uid+"}",
 func (s *Store) approvalsKey(uid string) string    { return s.key("{c:"+uid+"}", "kreqs") }
 
 var createApprovalScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'flow', ARGV[1], 'client', ARGV[2], 'text', ARGV[3], 'code', ARGV[4], 'codes', ARGV[5],
   'created', ARGV[6], 'expires', ARGV[7], 'status', 'pending')
 redis.call('PEXPIRE', KEYS[1], ARGV[8])
@@ -97,6 +98,9 @@ const (
 	// DecideNotActive: the NemID was blocked (or expired) since the request was made; the
 	// request stays pending and runs out.
 	DecideNotActive = "not_active"
+	// DecideDeviceInactive: the deciding device was removed (checked in the same step as the
+	// decision, so a device removed by an operator a moment before decides nothing).
+	DecideDeviceInactive = "device_inactive"
 )
 
 // decideScript ends a pending request: ARGV[1] the decision ("approve", "deny", or "expire"
@@ -106,20 +110,23 @@ const (
 var decideScript = redis.NewScript(`
 local r = redis.call('HMGET', KEYS[1], 'status', 'expires', 'code', 'flow')
 if not r[1] then return {'not_found', '', ''} end
-if r[1] ~= 'pending' then return {'decided', r[1], r[4]} end
-if tonumber(ARGV[3]) >= tonumber(r[2]) then
+local flow = r[4] or ''
+if r[1] ~= 'pending' then return {'decided', r[1], flow} end
+if tonumber(ARGV[3]) >= (tonumber(r[2]) or 0) then
   redis.call('HSET', KEYS[1], 'status', 'expired')
   redis.call('ZREM', KEYS[2], ARGV[5])
-  return {'expired', 'expired', r[4]}
+  return {'expired', 'expired', flow}
 end
-if ARGV[1] == 'expire' then return {'decided', 'pending', r[4]} end
-if redis.call('HGET', KEYS[3], 'status') ~= 'active' then return {'not_active', r[1], r[4]} end
+if ARGV[1] == 'expire' then return {'decided', 'pending', flow} end
+if redis.call('HGET', KEYS[3], 'status') ~= 'active' then return {'not_active', r[1], flow} end
+if redis.call('SISMEMBER', KEYS[4], ARGV[4]) == 0 then return {'device_inactive', r[1], flow} end
 local st = ARGV[1]
 if ARGV[1] == 'approve' and ARGV[2] ~= r[3] then st = 'mismatch' end
 redis.call('HSET', KEYS[1], 'status', st, 'device', ARGV[4], 'decided', ARGV[3])
 redis.call('ZREM', KEYS[2], ARGV[5])
-if st == 'mismatch' then return {'mismatch', st, r[4]} end
-return {'ok', st, r[4]}
+if st == 'mismatch' then return {'mismatch', st, flow} end
+if st == 'approve' then redis.call('HSET', KEYS[3], 'failures', 0) end
+return {'ok', st, flow}
 `)
 
 // Decide applies a device's decision (ApprovalApproved or ApprovalDenied) to a pending
@@ -143,7 +150,7 @@ func (s *Store) ExpireApproval(ctx context.Context, uid, id string, now time.Tim
 }
 
 func (s *Store) decide(ctx context.Context, uid, id, decision, code, deviceID string, now time.Time) (string, string, string, error) {
-	keys := []string{s.approvalKey(uid, id), s.approvalsKey(uid), s.citizenKey(uid)}
+	keys := []string{s.approvalKey(uid, id), s.approvalsKey(uid), s.citizenKey(uid), s.devActKey(uid)}
 	var call *scriptCall
 	err := s.pipelined(ctx, func(p redis.Pipeliner) []*scriptCall {
 		call = queueScript(ctx, p, decideScript, keys, decision, code, now.UnixMilli(), deviceID, id)
@@ -161,13 +168,18 @@ func (s *Store) decide(ctx context.Context, uid, id, decision, code, deviceID st
 
 // CancelApproval ends a pending request (the login switched to the card or ended).
 func (s *Store) CancelApproval(ctx context.Context, uid, id string) error {
-	err := cancelApprovalScript.Run(ctx, s.rdb, []string{s.approvalKey(uid, id), s.approvalsKey(uid)}, id).Err()
+	err := cancelApprovalScript.Run(ctx, s.rdb, []string{s.approvalKey(uid, id), s.approvalsKey(uid)}, id, approvalKeep.Milliseconds()).Err()
 	return wrap("cancel approval", err)
 }
 
 var cancelApprovalScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'status') == 'pending' then
+local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'pending' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled')
+elseif not st then
+  -- Not stored yet (its create is still on the way): a tombstone it will find.
+  redis.call('HSET', KEYS[1], 'status', 'cancelled')
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1

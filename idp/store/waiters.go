@@ -16,6 +16,8 @@ import (
 type Waiters struct {
 	st *Store
 
+	subMu sync.Mutex // held while subscribing (network I/O), never with mu waiting on it
+
 	mu      sync.Mutex
 	ps      *redis.PubSub
 	waiting map[string]map[chan struct{}]struct{}
@@ -57,14 +59,25 @@ func (w *Waiters) Watch(ctx context.Context, topic string) (<-chan struct{}, fun
 }
 
 // subscribe starts the one subscription, confirmed by Redis before any waiter relies on it.
+// The waiters' own lock is not held while Redis is asked, so a slow or failing subscribe never
+// holds up wakes, stops or the gauge.
 func (w *Waiters) subscribe(ctx context.Context) error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ps != nil {
+	ready, closed := w.ps != nil, w.closed
+	w.mu.Unlock()
+	if ready {
 		return nil
 	}
-	if w.closed {
+	if closed {
 		return wrap("waiters", redis.ErrClosed)
+	}
+	w.subMu.Lock()
+	defer w.subMu.Unlock()
+	w.mu.Lock()
+	ready = w.ps != nil
+	w.mu.Unlock()
+	if ready {
+		return nil // another caller subscribed meanwhile
 	}
 	ps := w.st.rdb.Subscribe(context.WithoutCancel(ctx), w.st.eventsChannel())
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -72,6 +85,12 @@ func (w *Waiters) subscribe(ctx context.Context) error {
 	if _, err := ps.Receive(cctx); err != nil {
 		_ = ps.Close()
 		return wrap("waiters: subscribe", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		_ = ps.Close()
+		return wrap("waiters", redis.ErrClosed)
 	}
 	w.ps = ps
 	go w.run(ps.Channel())

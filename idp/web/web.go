@@ -384,8 +384,8 @@ func (h *Handler) post(req *request) error {
 		}
 		return h.render(req, statusFor(fe.Code), fe)
 	}
-	if req.flow.Done() && !req.flow.Result.FromSession {
-		h.startSession(req)
+	if req.flow.Done() && !req.flow.Result.FromSession && !req.flow.Result.Deferred {
+		h.startSession(req) // completed by this very answer
 	}
 	// No Prepare here: a step that succeeded has set up the next one itself.
 	return h.render(req, http.StatusOK, nil)
@@ -448,7 +448,7 @@ func (h *Handler) keyAppAnswer(req *request, err error) error {
 // that claims it (see flows.Engine.ClaimSessionHandout). A failure costs only SSO.
 func (h *Handler) keyAppSession(req *request) {
 	f := req.flow
-	if !f.Done() || f.Result.FromSession || !slices.Contains(f.Result.AMR, flows.AMRSoftwareKey) {
+	if !f.Done() || f.Result.FromSession || !f.Result.Deferred {
 		return
 	}
 	ok, err := h.Flows.ClaimSessionHandout(req.r.Context(), f)

@@ -434,6 +434,19 @@ func newApproval(uid string, now time.Time, d time.Duration) *store.Approval {
 func (h *harness) createApproval(t *testing.T, a *store.Approval, replaces string) {
 	t.Helper()
 	noErr(t, "CreateApproval", h.s.CreateApproval(t.Context(), a, replaces))
+	h.activeDevices(t, a.CitizenID)
+}
+
+// activeDevices marks the device ids the approval tests decide with ("device-1" and the
+// racers' "device-<i>") active for uid, past the cap: a decision is only taken from an active
+// device, and the cap is not what these tests are about.
+func (h *harness) activeDevices(t *testing.T, uid string) {
+	t.Helper()
+	ids := []any{"device-1"}
+	for i := range Racers {
+		ids = append(ids, fmt.Sprint("device-", i))
+	}
+	noErr(t, "SADD devact", h.s.Redis().SAdd(t.Context(), CitizenKey(h.prefix, uid)+":devact", ids...).Err())
 }
 
 type decision struct{ outcome, state, flow string }
@@ -715,6 +728,40 @@ func testApprovalsNotActive(t *testing.T, h *harness) {
 	}
 }
 
+// testApprovalsCancelBeforeCreate: a cancel that overtakes its request's create (two
+// instances switching one login's method at once) wins: the create finds the tombstone and
+// stores nothing, so no device ever offers a request its login no longer waits for.
+func testApprovalsCancelBeforeCreate(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, _ := h.citizen(t, 1)
+	now := time.Now()
+	a := newApproval(c.UserID, now, 2*time.Minute)
+	noErr(t, "CancelApproval", h.s.CancelApproval(ctx, c.UserID, a.ID))
+	h.createApproval(t, a, "")
+	h.wantState(t, c.UserID, a.ID, store.ApprovalCancelled)
+	if ids := h.pendingIDs(t, c.UserID, now); len(ids) != 0 {
+		t.Fatalf("a cancelled request is offered: %v", ids)
+	}
+	if got := h.decide(t, c.UserID, a, store.ApprovalApproved, "47", now); got.outcome != store.DecideDecided {
+		t.Fatalf("deciding a cancelled request = %+v, want decided", got)
+	}
+}
+
+// testApprovalsInactiveDevice: a device removed before its decision lands decides nothing,
+// checked in the decision's own step.
+func testApprovalsInactiveDevice(t *testing.T, h *harness) {
+	c, _ := h.citizen(t, 1)
+	now := time.Now()
+	a := newApproval(c.UserID, now, 2*time.Minute)
+	h.createApproval(t, a, "")
+	o, _, _, err := h.s.Decide(t.Context(), c.UserID, a.ID, store.ApprovalApproved, "47", c.UserID+".not-a-device", now)
+	noErr(t, "Decide", err)
+	if o != store.DecideDeviceInactive {
+		t.Fatalf("Decide by a device not active = %s, want %s", o, store.DecideDeviceInactive)
+	}
+	h.wantState(t, c.UserID, a.ID, store.ApprovalPending)
+}
+
 // testApprovalsOtherCitizen: a device decides only its own citizen's requests.
 func testApprovalsOtherCitizen(t *testing.T, h *harness) {
 	ctx := t.Context()
@@ -730,7 +777,9 @@ func testApprovalsOtherCitizen(t *testing.T, h *harness) {
 		t.Fatalf("ExpireApproval under another citizen = %s %v, want not_found", o, err)
 	}
 	noErr(t, "CancelApproval(other citizen)", h.s.CancelApproval(ctx, other.UserID, a.ID))
-	h.wantState(t, other.UserID, a.ID, "")
+	// A cancel of an unknown request leaves a tombstone under the canceller's own slot (see
+	// testApprovalsCancelBeforeCreate); the owner's request is untouched.
+	h.wantState(t, other.UserID, a.ID, store.ApprovalCancelled)
 	h.wantState(t, c.UserID, a.ID, store.ApprovalPending)
 	if ids := h.pendingIDs(t, other.UserID, now); len(ids) != 0 {
 		t.Fatalf("another citizen's device lists %v", ids)

@@ -95,6 +95,8 @@ func Run(t *testing.T, b Backend) {
 		{"Approvals/Replace", testApprovalsReplace},
 		{"Approvals/NotActive", testApprovalsNotActive},
 		{"Approvals/OtherCitizen", testApprovalsOtherCitizen},
+		{"Approvals/CancelBeforeCreate", testApprovalsCancelBeforeCreate},
+		{"Approvals/InactiveDevice", testApprovalsInactiveDevice},
 		{"Waiters/Wake", testWaitersWake},
 		{"PasswordAccepted/Devices", testPasswordAcceptedDevices},
 		{"Unavailable/ClosedClient", testClosedClient},
