@@ -512,10 +512,11 @@ func (a *API) listRequests(w http.ResponseWriter, r *http.Request, d *authed) er
 }
 
 func waitParam(r *http.Request) (time.Duration, error) {
-	v := r.URL.Query().Get("wait")
-	if v == "" {
+	q := r.URL.Query()
+	if !q.Has("wait") {
 		return 0, nil
 	}
+	v := q.Get("wait")
 	n, err := strconv.ParseInt(v, 10, 64)
 	if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(v, "-") {
 		return flows.MaxWait, nil // clamped as any other long wait
