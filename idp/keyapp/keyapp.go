@@ -27,6 +27,7 @@ import (
 	"github.com/nemidp/nemidp/flows"
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/idp/throttle"
+	"github.com/nemidp/nemidp/idp/web"
 	"github.com/nemidp/nemidp/keys/device"
 )
 
@@ -142,23 +143,16 @@ func (a *API) handle(fn func(http.ResponseWriter, *http.Request) error) http.Han
 	})
 }
 
-// loginStatus is the status of a login error met during an activation.
+// loginStatus is the status of a login error met during an activation: the login's own, and
+// the activation's refusals (kept in the flow, so a replayed activation answers the same).
 func loginStatus(code string) int {
 	switch code {
-	case flows.CodeInvalidCredentials, flows.CodeWrongKey:
-		return http.StatusUnauthorized
-	case flows.CodeUsedKey, flows.CodeWrongStep, flows.CodeConflict, "too_few_keys", "too_many_devices":
+	case "too_few_keys", "too_many_devices":
 		return http.StatusConflict
-	case flows.CodeLocked, flows.CodeBlocked, flows.CodeExpired, flows.CodeNoKeysLeft, flows.CodeTooManyAttempts, "activation_refused":
+	case "activation_refused":
 		return http.StatusForbidden
-	case flows.CodeThrottled:
-		return http.StatusTooManyRequests
-	case flows.CodeFlowExpired:
-		return http.StatusGone
-	case flows.CodeUnavailable:
-		return http.StatusServiceUnavailable
 	}
-	return http.StatusBadRequest
+	return web.StatusFor(code)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

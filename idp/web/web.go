@@ -779,6 +779,10 @@ func retryAfter(w http.ResponseWriter, status int) {
 	}
 }
 
+// StatusFor is the HTTP status of a login error code (the key-app API answers the login
+// errors of an activation with the same statuses).
+func StatusFor(code string) int { return statusFor(code) }
+
 // statusFor maps login error codes to HTTP statuses.
 func statusFor(code string) int {
 	switch code {
