@@ -67,7 +67,7 @@ type worker struct {
 	e       *env
 	cits    []*citizen
 	next    int
-	cur     *citizen // the citizen of the next operation (login, keyapp)
+	cur     *citizen     // the citizen of the next operation (login, keyapp)
 	b       *http.Client // sso: the browser holding the SSO session
 	refresh string       // refresh: the newest refresh token
 	access  string       // userinfo: an access token

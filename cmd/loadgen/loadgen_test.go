@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nemidp/nemidp/config"
+	"github.com/nemidp/nemidp/idp"
+	"github.com/nemidp/nemidp/idp/store/storetest"
+	"github.com/nemidp/nemidp/keys/password"
+)
+
+// The tests run the driver against a real IdP served in-process on the shared test Redis
+// (NEMIDP_REDIS_URL, else 127.0.0.1:6379) under a fresh key prefix deleted after the test, with
+// the near-free test KDF. Without Redis they skip (with CI set, they fail).
+
+type testIdP struct {
+	base, admin string
+}
+
+func startIdP(t *testing.T) *testIdP {
+	t.Helper()
+	st := storetest.NewStore(t, storetest.Real().Client(t)) // fresh prefix, deleted after; skips without Redis
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo := false
+	cfg := config.Default()
+	cfg.Addr = ln.Addr().String()
+	cfg.Issuer = "http://" + cfg.Addr
+	cfg.RedisURL = storetest.RedisURL()
+	cfg.AdminToken = "admin-" + randHex(16)
+	cfg.Secret = "secret-" + randHex(20)
+	cfg.Demo = &demo
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := idp.New(t.Context(), cfg, st, idp.Options{PasswordParams: password.TestParams, Logger: quiet})
+	if err != nil {
+		ln.Close()
+		t.Fatalf("idp.New: %v", err)
+	}
+	hs := &http.Server{Handler: srv.Handler, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = hs.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		_ = hs.Close()
+		<-served
+		_ = srv.Close()
+	})
+	return &testIdP{base: cfg.Issuer, admin: cfg.AdminToken}
+}
+
+func (p *testIdP) config(mode string) Config {
+	return Config{IdP: p.base, AdminToken: p.admin, Mode: mode, Concurrency: 2, Duration: time.Minute,
+		MaxOps: 5, PID: os.Getpid(), RedisURL: storetest.RedisURL()}
+}
+
+func runConfig(t *testing.T, ctx context.Context, cfg Config) *Summary {
+	t.Helper()
+	if err := cfg.validate(); err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	var log bytes.Buffer
+	r := &runner{cfg: cfg, stderr: &log, progressEvery: 50 * time.Millisecond}
+	sum, err := r.Run(ctx)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, log.String())
+	}
+	return sum
+}
+
+// TestModes runs every mode for 5 operations at c=2 and wants them all to succeed, with
+// the steps of the mode timed, and the CPU and Redis figures present.
+func TestModes(t *testing.T) {
+	p := startIdP(t)
+	want := map[string][]string{
+		"login":    {"authorize", "login_page", "password", "codecard", "callback", "token", "op"},
+		"sso":      {"authorize", "callback", "token", "op"},
+		"refresh":  {"refresh", "op"},
+		"userinfo": {"userinfo", "op"},
+		"keyapp":   {"authorize", "login_page", "password", "device_list", "device_decide", "keyapp_poll", "callback", "token", "op"},
+	}
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			sum := runConfig(t, t.Context(), p.config(mode))
+			if sum.Errors != 0 || len(sum.ErrorKinds) != 0 {
+				t.Errorf("%d errors: %v", sum.Errors, sum.ErrorKinds)
+			}
+			if sum.Ops != 5 || sum.Interrupted {
+				t.Errorf("ops = %d (interrupted %v), want 5", sum.Ops, sum.Interrupted)
+			}
+			var steps []string
+			for _, st := range sum.Steps {
+				steps = append(steps, st.Step)
+				if st.Count != 5 || st.P50 <= 0 || st.P50 > st.P95 || st.P95 > st.P99 || st.P99 > st.Max {
+					t.Errorf("step %+v: want 5 samples and ordered percentiles", st)
+				}
+			}
+			for _, s := range want[mode] {
+				if !slices.Contains(steps, s) {
+					t.Errorf("steps %v lack %q", steps, s)
+				}
+			}
+			if sum.CPU == nil || sum.Redis == nil || sum.Redis.Commands <= 0 {
+				t.Errorf("CPU %+v Redis %+v: want both measured", sum.CPU, sum.Redis)
+			}
+			if sum.OpsPerSec <= 0 {
+				t.Errorf("ops/s = %v", sum.OpsPerSec)
+			}
+			var text, js bytes.Buffer
+			sum.writeText(&text)
+			if !strings.Contains(text.String(), "p99 ms") || !strings.Contains(text.String(), "server CPU") {
+				t.Errorf("text summary:\n%s", text.String())
+			}
+			if err := sum.writeJSON(&js); err != nil || !json.Valid(js.Bytes()) {
+				t.Errorf("JSON summary: %v\n%s", err, js.String())
+			}
+		})
+	}
+}
+
+// TestLoginReplacesCitizenWhenCardRunsLow: a citizen whose card is nearly used is replaced by
+// a newly issued one before the next login, which still succeeds.
+func TestLoginReplacesCitizenWhenCardRunsLow(t *testing.T) {
+	p := startIdP(t)
+	cfg := p.config("login")
+	cfg.Concurrency, cfg.MaxOps, cfg.PID, cfg.RedisURL = 1, 1, 0, ""
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	e, err := newEnv(t.Context(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.issueCitizen(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range c.keys {
+		if c.keysLeft() <= lowKeys {
+			break
+		}
+		c.used[n] = true
+	}
+	w := &worker{e: e, cits: []*citizen{c}}
+	if err := w.prepare(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if w.cur == c || e.issued.Load() != 1 {
+		t.Fatalf("the citizen with %d keys left was not replaced", c.keysLeft())
+	}
+	if err := w.op(t.Context(), &trace{}); err != nil {
+		t.Fatalf("login of the new citizen: %v", err)
+	}
+}
+
+// TestInterrupt: cancelling the run (Ctrl-C) ends it with the summary so far, the operations
+// cut short counted neither as successes nor as errors.
+func TestInterrupt(t *testing.T) {
+	p := startIdP(t)
+	cfg := p.config("userinfo")
+	cfg.MaxOps = maxOps
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(700*time.Millisecond, cancel)
+	sum := runConfig(t, ctx, cfg)
+	if !sum.Interrupted || sum.Errors != 0 || sum.Ops == 0 || sum.ElapsedS > 30 {
+		t.Fatalf("interrupted %v, %d ops, %d errors %v in %.1f s", sum.Interrupted, sum.Ops, sum.Errors, sum.ErrorKinds, sum.ElapsedS)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	env := func(k string) string {
+		if k == "NEMIDP_ADMIN_TOKEN" {
+			return "from-env"
+		}
+		return ""
+	}
+	for _, idp := range []string{"http://127.0.0.1:8080", "http://localhost:8080/", "http://[::1]:8080", "https://127.0.0.1"} {
+		c, err := parseFlags([]string{"--idp", idp}, env, io.Discard)
+		if err != nil || c.AdminToken != "from-env" || strings.HasSuffix(c.IdP, "/") {
+			t.Errorf("--idp %s: %+v %v", idp, c, err)
+		}
+	}
+	for _, idp := range []string{"http://example.com", "http://10.0.0.1:8080", "http://192.168.1.2", "ftp://127.0.0.1",
+		"http://127.0.0.1.example.com", "http://localhost.evil:8080", "127.0.0.1:8080", "http://u:p@127.0.0.1"} {
+		if _, err := parseFlags([]string{"--idp", idp}, env, io.Discard); err == nil {
+			t.Errorf("--idp %s accepted", idp)
+		}
+	}
+	for _, args := range [][]string{{"-c", "0"}, {"-c", "1000"}, {"-d", "0s"}, {"-d", "11m"}, {"-n", "0"},
+		{"-n", "2000000"}, {"--mode", "saml"}, {"--citizens", "20000"}, {"stray"}} {
+		if _, err := parseFlags(args, env, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	if _, err := parseFlags(nil, func(string) string { return "" }, io.Discard); err == nil {
+		t.Error("no admin token accepted")
+	}
+	c, err := parseFlags([]string{"-c", "8", "--citizens", "3", "--admin-token", "x"}, env, io.Discard)
+	if err != nil || c.Citizens != 8 || c.AdminToken != "x" {
+		t.Errorf("citizens below -c: %+v %v, want one per worker", c, err)
+	}
+}
+
+// TestRunRefusesNonLoopback: the command exits 2 before any request when --idp is elsewhere.
+func TestRunRefusesNonLoopback(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run(t.Context(), []string{"--idp", "https://nemidp.example.dk", "--admin-token", "x"},
+		func(string) string { return "" }, &out, &errb)
+	if code != 2 || !strings.Contains(errb.String(), "only runs against this machine") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// TestProcCPU reads the test's own CPU from /proc: it grows as the test burns CPU.
+func TestProcCPU(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	ticks, _ := clockTicks()
+	before, err := readProcCPU(os.Getpid(), ticks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := 0
+	for start := time.Now(); time.Since(start) < 150*time.Millisecond; {
+		x++
+	}
+	after, err := readProcCPU(os.Getpid(), ticks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := (after.User + after.System) - (before.User + before.System)
+	if used < 50*time.Millisecond || used > 10*time.Second {
+		t.Fatalf("150 ms of spinning (%d loops) read as %v of CPU", x, used)
+	}
+	if _, err := readProcCPU(1<<30, ticks); err == nil {
+		t.Error("a process that does not exist was read")
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	line := "4242 (we ird) (name) S 1 2 3 4 5 6 7 8 9 10 250 30 0 0 20 0 1 0 100 0 0\n"
+	got, err := parseProcStat(line, 100)
+	if err != nil || got.User != 2500*time.Millisecond || got.System != 300*time.Millisecond {
+		t.Fatalf("got %+v %v", got, err)
+	}
+	if _, err := parseProcStat("garbage", 100); err == nil {
+		t.Error("garbage parsed")
+	}
+}
+
+func TestCommandStats(t *testing.T) {
+	before := parseCommandStats("# Commandstats\r\ncmdstat_get:calls=10,usec=5,usec_per_call=0.5\r\ncmdstat_info:calls=3,usec=9\r\n")
+	after := parseCommandStats("# Commandstats\r\ncmdstat_get:calls=25,usec=9\r\ncmdstat_evalsha:calls=4,usec=1\r\ncmdstat_info:calls=4,usec=9\r\n")
+	d := redisDelta(before, after)
+	if d.Commands != 19 || d.ByCmd["get"] != 15 || d.ByCmd["evalsha"] != 4 || d.ByCmd["info"] != 0 {
+		t.Fatalf("delta %+v", d)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	for p, want := range map[float64]time.Duration{50: 50 * time.Millisecond, 95: 95 * time.Millisecond, 99: 99 * time.Millisecond, 100: 100 * time.Millisecond} {
+		if got := percentile(d, p); got != want {
+			t.Errorf("p%v = %v, want %v", p, got, want)
+		}
+	}
+	if percentile([]time.Duration{7}, 99) != 7 {
+		t.Error("one sample")
+	}
+}
