@@ -1,0 +1,28 @@
+package password
+
+import (
+	"context"
+	"testing"
+)
+
+// The production parameters' Verify is BenchmarkVerifyDefault (password_test.go); this file
+// adds the cheap one, so the two together split a check into KDF and everything else.
+
+// BenchmarkVerifyTestParams: one op is one right-password Verify at TestParams (m=64 KiB,
+// t=1): the check's cost outside the KDF (PHC parsing, queue slot, comparison).
+func BenchmarkVerifyTestParams(b *testing.B) {
+	ctx := context.Background()
+	h := NewHasher(TestParams)
+	const pw = "Hemmelig42nemid"
+	enc, err := h.Hash(ctx, pw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		ok, err := h.Verify(ctx, enc, pw)
+		if err != nil || !ok {
+			b.Fatalf("Verify = %v, %v", ok, err)
+		}
+	}
+}
