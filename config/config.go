@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/nemidp/nemidp/keys/password"
 )
 
 // Config is the whole configuration. Durations are Go duration strings in YAML ("15m").
@@ -47,6 +49,10 @@ type Login struct {
 	SessionTTL  Duration `yaml:"session_ttl"`  // SSO session lifetime
 	KDFParallel int      `yaml:"kdf_parallel"` // password hashes at once; 0 = GOMAXPROCS
 	KDFQueue    int      `yaml:"kdf_queue"`    // hashes that may wait for one; 0 = 4 × kdf_parallel
+	// PasswordKDF is the hash for new passwords, "argon2id$m=<KiB>,t=<n>,p=<n>"
+	// (NEMIDP_PASSWORD_KDF). Stored hashes keep their own parameters and are rehashed at the
+	// next right login when they differ.
+	PasswordKDF string `yaml:"password_kdf"`
 	// IPMaxFailures failed answers per IPWindow from one client address, past which its
 	// password and key answers are throttled (429).
 	IPMaxFailures int      `yaml:"ip_max_failures"`
@@ -86,6 +92,7 @@ func Default() Config {
 		RedisPrefix: "nemidp:",
 		Login: Login{
 			MaxFailures:   5,
+			PasswordKDF:   password.DefaultKDF,
 			FlowTTL:       Duration(15 * time.Minute),
 			SessionTTL:    Duration(time.Hour),
 			IPMaxFailures: 30,
@@ -150,6 +157,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		{"NEMIDP_SIGNING_KEYS", &c.SigningKeys, false},
 		{"NEMIDP_METRICS_ADDR", &c.MetricsAddr, false},
 		{"NEMIDP_ADMIN_ADDR", &c.AdminAddr, false},
+		{"NEMIDP_PASSWORD_KDF", &c.Login.PasswordKDF, false},
 	}
 	for _, s := range strs {
 		if v := getenv(s.name); v != "" {
@@ -225,6 +233,9 @@ func (c Config) Validate() error {
 	if c.Login.KDFParallel < 0 || c.Login.KDFQueue < 0 {
 		return &FieldError{"login.kdf_parallel / login.kdf_queue", errors.New("want 0 (the default) or more")}
 	}
+	if _, err := c.PasswordParams(); err != nil {
+		return err
+	}
 
 	for name, d := range map[string]Duration{
 		"login.flow_ttl": c.Login.FlowTTL, "login.session_ttl": c.Login.SessionTTL, "login.ip_window": c.Login.IPWindow,
@@ -237,6 +248,16 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// PasswordParams is the cost for new password hashes read from login.password_kdf; a wrong
+// value is a FieldError naming the field.
+func (c Config) PasswordParams() (password.Params, error) {
+	p, err := password.ParseParams(c.Login.PasswordKDF)
+	if err != nil {
+		return p, &FieldError{"login.password_kdf (NEMIDP_PASSWORD_KDF)", err}
+	}
+	return p, nil
 }
 
 // DemoMode reports whether demo seeding and pages are on.

@@ -125,3 +125,53 @@ func TestGrantMaxLifetime(t *testing.T) {
 		}
 	}
 }
+
+// TestPasswordKDF: login.password_kdf defaults to DESIGN.md's argon2id$m=19456,t=2,p=1, reads
+// from YAML, is overridden by NEMIDP_PASSWORD_KDF, and a wrong value is refused at load by a
+// FieldError naming both the field and the variable.
+func TestPasswordKDF(t *testing.T) {
+	t.Parallel()
+	c, err := Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Login.PasswordKDF != "argon2id$m=19456,t=2,p=1" {
+		t.Errorf("default login.password_kdf = %q", c.Login.PasswordKDF)
+	}
+	if p, err := c.PasswordParams(); err != nil || p.MemoryKiB != 19456 || p.Time != 2 || p.Threads != 1 {
+		t.Errorf("default PasswordParams = %+v, %v", p, err)
+	}
+
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("login:\n  password_kdf: argon2id$m=65536,t=3,p=4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Load(env(map[string]string{"NEMIDP_CONFIG": path}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := c.PasswordParams(); err != nil || p.MemoryKiB != 65536 || p.Time != 3 || p.Threads != 4 {
+		t.Errorf("YAML login.password_kdf: %+v, %v", p, err)
+	}
+	c, err = Load(env(map[string]string{"NEMIDP_CONFIG": path, "NEMIDP_PASSWORD_KDF": "argon2id$m=64,t=1,p=1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Login.PasswordKDF != "argon2id$m=64,t=1,p=1" {
+		t.Errorf("NEMIDP_PASSWORD_KDF did not override the YAML: %q", c.Login.PasswordKDF)
+	}
+
+	for _, bad := range []string{"bcrypt$cost=12", "argon2id$m=64,t=1", "argon2id$m=64,t=1,p=1,p=1", "argon2id$m=64,t=0,p=1", "argon2id$m=64,t=1,p=1,x=1", "19456"} {
+		_, err := Load(env(map[string]string{"NEMIDP_PASSWORD_KDF": bad}))
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "login.password_kdf (NEMIDP_PASSWORD_KDF)" {
+			t.Errorf("NEMIDP_PASSWORD_KDF=%q: err = %v, want a FieldError naming login.password_kdf (NEMIDP_PASSWORD_KDF)", bad, err)
+		}
+	}
+	if err := os.WriteFile(path, []byte("login:\n  password_kdf: \"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(env(map[string]string{"NEMIDP_CONFIG": path})); err == nil || !strings.Contains(err.Error(), "login.password_kdf") {
+		t.Errorf("an empty login.password_kdf in YAML: err = %v, want it refused by name", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -276,7 +277,7 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		return Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
 	}
 	f.release = n > 0 // the right answer gives its flow attempt back in this save
-	return e.updateReleasing(settle, f, func(f *Flow) error {
+	err = e.updateReleasing(settle, f, func(f *Flow) error {
 		if f.Step != StepPassword {
 			return Errorf(CodeWrongStep, "This login already moved on.")
 		}
@@ -290,6 +291,25 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		}
 		return e.advance(settle, f)
 	})
+	if err == nil && e.Passwords.NeedsRehash(c.Password) {
+		e.rehash(ctx, settle, kdf, c, a.Password)
+	}
+	return err
+}
+
+// rehash stores a right password hashed anew with the hasher's cost, in the KDF place its
+// verification was admitted to, when the stored hash was made with another cost (a changed
+// NEMIDP_PASSWORD_KDF). It runs only once the login moved on, and the store replaces the hash
+// only while it is still the one verified, so a password chosen meanwhile is never
+// overwritten. A failure costs nothing but the upgrade, tried again at the next right login.
+func (e *Engine) rehash(ctx, settle context.Context, kdf *password.Ticket, c *store.Citizen, pw string) {
+	hash, err := kdf.Hash(ctx, pw)
+	if err == nil {
+		_, err = e.Store.RehashPassword(settle, c.UserID, c.Password, hash)
+	}
+	if err != nil {
+		slog.WarnContext(ctx, "password not rehashed with the current KDF; the login goes on", "user", c.UserID, "err", err)
+	}
 }
 
 // attemptHold is how long a reserved password attempt counts without being settled: far

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/nemidp/nemidp/idp/issuance"
+	"github.com/nemidp/nemidp/keys/password"
 )
 
 // roundTrips counts what the server sends Redis: a command or a pipeline is one round trip.
@@ -62,7 +63,8 @@ var _ redis.Hook = (*roundTrips)(nil)
 // TestRoundTripsPerLogin counts the Redis round trips of one complete login as a browser and
 // relying party make it (authorize, login page, password, key, callback, code exchange) and
 // of a failed password answer, and holds them to a budget: nothing may add a round trip to a
-// successful login, and a failed answer adds at most one (its address counter).
+// successful login, a login whose stored hash has another cost adds exactly its rehash, and a
+// failed answer adds at most one (its address counter).
 func TestRoundTripsPerLogin(t *testing.T) {
 	rp := newBenchRP(t)
 	ctx := context.Background()
@@ -86,6 +88,39 @@ func TestRoundTripsPerLogin(t *testing.T) {
 	const loginBudget = 18 // 19 before the hardening; the token exchange lost its status read
 	if n > loginBudget {
 		t.Errorf("a complete login takes %d Redis round trips, budget %d", n, loginBudget)
+	}
+
+	// A login whose stored hash has another cost (NEMIDP_PASSWORD_KDF changed since) gains
+	// exactly the rehash's compare-and-set; the first such login loads its script.
+	oldKDF := password.NewHasher(password.Params{MemoryKiB: 128, Time: 1, Threads: 1})
+	var rn int
+	var rcmds []string
+	for i := range 2 {
+		res, err := rp.s.Issuer.IssueWithPassword(ctx, issuance.Request{CPR: fmt.Sprintf("0202%02d%04d", 70+i, 1234), Name: "Tæller Borger"}, "Bench2026nemid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, err := oldKDF.Hash(ctx, "Bench2026nemid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rp.s.Store.SetPassword(ctx, res.UserID, old); err != nil {
+			t.Fatal(err)
+		}
+		rc := &loginCitizen{uid: res.UserID, keys: map[string]string{}, left: len(res.Card.Keys)}
+		for _, k := range res.Card.Keys {
+			rc.keys[k.Number] = k.Key
+		}
+		rt.take()
+		loginOnce(t, rp, rc)
+		rn, rcmds = rt.take()
+		if got, _ := rp.s.Store.Citizen(ctx, res.UserID); got == nil || got.Password == old {
+			t.Fatal("the login did not rehash the password")
+		}
+	}
+	t.Logf("one complete login with a rehash: %d round trips: %v", rn, rcmds)
+	if rn != n+1 {
+		t.Errorf("a login with a rehash takes %d Redis round trips, want %d (one more than without)", rn, n+1)
 	}
 
 	// A wrong password, alone: the lookup, the reservation, its settling, and the address count.

@@ -67,7 +67,9 @@ func (s *Server) Close() error { return s.Waiters.Close() }
 
 // Options are what the caller decides beyond the configuration.
 type Options struct {
-	// PasswordParams overrides the KDF cost (tests use password.TestParams).
+	// PasswordParams overrides the KDF cost of login.password_kdf when any of its cost fields
+	// is set (tests use password.TestParams); its Concurrency and Queue, when set, override
+	// login.kdf_parallel and login.kdf_queue.
 	PasswordParams password.Params
 	// Logger receives warnings during assembly.
 	Logger *slog.Logger
@@ -105,6 +107,17 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 		return nil, err
 	}
 	pp := opts.PasswordParams
+	if pp.MemoryKiB == 0 && pp.Time == 0 && pp.Threads == 0 {
+		cost, err := cfg.PasswordParams()
+		if err != nil {
+			return nil, err
+		}
+		pp.MemoryKiB, pp.Time, pp.Threads = cost.MemoryKiB, cost.Time, cost.Threads
+	}
+	if password.BelowOWASP(pp) {
+		log.Warn("the password KDF for new hashes is below OWASP's minimum; set NEMIDP_PASSWORD_KDF to at least "+password.DefaultKDF+" outside tests and measurements",
+			"kdf", pp.String(), "owasp_minimum", password.OWASPMinimum)
+	}
 	if pp.Concurrency == 0 {
 		pp.Concurrency = cfg.Login.KDFParallel
 	}

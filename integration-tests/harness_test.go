@@ -141,6 +141,7 @@ func startIdPOn(t *testing.T, redisURL string, mods ...func(*config.Config)) *Id
 	cfg.AdminToken = "admin-" + randHex(16)
 	cfg.Secret = "secret-" + randHex(20)
 	cfg.Demo = &demo
+	cfg.Login.PasswordKDF = password.TestParams.String() // cheap: the tests measure no KDF
 	for _, m := range mods {
 		m(&cfg)
 	}
@@ -155,7 +156,7 @@ func serveIdP(t *testing.T, ln net.Listener, cfg config.Config, st *store.Store)
 		t.Fatalf("config: %v", err)
 	}
 	quiet := slog.Default()
-	srv, err := idp.New(t.Context(), cfg, st, idp.Options{PasswordParams: password.TestParams, Logger: quiet})
+	srv, err := idp.New(t.Context(), cfg, st, idp.Options{Logger: quiet}) // the KDF cost is cfg's
 	if err != nil {
 		_ = ln.Close()
 		t.Fatalf("idp.New: %v", err)
@@ -178,8 +179,9 @@ func serveIdP(t *testing.T, ln net.Listener, cfg config.Config, st *store.Store)
 // startSecondInstance starts another server behind p's issuer: the same Redis, key prefix,
 // secret and operator token, p's Issuer in its configuration, listening on its own address
 // (its URL). Browsers and devices that talk to it reach it at URL; tokens, audiences and
-// redirects still name the one issuer, as behind a load balancer.
-func startSecondInstance(t *testing.T, p *IdP) *IdP {
+// redirects still name the one issuer, as behind a load balancer. mods change the copied
+// configuration (a rolling update's new settings).
+func startSecondInstance(t *testing.T, p *IdP, mods ...func(*config.Config)) *IdP {
 	t.Helper()
 	cfg := p.Server.Config
 	st, err := store.Open(cfg.RedisURL, cfg.RedisPrefix)
@@ -192,6 +194,9 @@ func startSecondInstance(t *testing.T, p *IdP) *IdP {
 		t.Fatalf("listen: %v", err)
 	}
 	cfg.Addr = ln.Addr().String() // cfg.Issuer stays p's
+	for _, m := range mods {
+		m(&cfg)
+	}
 	q := serveIdP(t, ln, cfg, st)
 	if q.Issuer != p.Issuer || q.URL == p.URL {
 		t.Fatalf("second instance: issuer %s at %s, first %s at %s", q.Issuer, q.URL, p.Issuer, p.URL)

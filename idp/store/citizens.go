@@ -264,6 +264,22 @@ func (s *Store) SetPassword(ctx context.Context, uid, hash string) error {
 	return wrap("set password", err)
 }
 
+// RehashPassword replaces the citizen's password hash with newHash only while it is still
+// oldHash, in one script: a password chosen since oldHash was read (another login's new
+// password, an operator's temporary one) is never overwritten by a rehash of the old one. The
+// activation-password mark stays as it is. It reports whether the hash was replaced; a citizen
+// who no longer exists is not replaced (and not created).
+func (s *Store) RehashPassword(ctx context.Context, uid, oldHash, newHash string) (bool, error) {
+	n, err := rehashScript.Run(ctx, s.rdb, []string{s.citizenKey(uid)}, oldHash, newHash).Int()
+	return n == 1, wrap("rehash password", err)
+}
+
+var rehashScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'password') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'password', ARGV[2])
+return 1
+`)
+
 // PairwiseSubject returns the citizen's stable pairwise subject for a sector (client), made on
 // first use from the given fresh UUID. Random rather than derived, so rotating the server
 // secret never changes what relying parties know a citizen as.

@@ -74,15 +74,7 @@ func (h *Hasher) Waiting() int { return int(h.waiting.Load()) }
 
 // NewHasher returns a Hasher with p, zero fields replaced by defaults.
 func NewHasher(p Params) *Hasher {
-	if p.MemoryKiB == 0 {
-		p.MemoryKiB = DefaultMemoryKiB
-	}
-	if p.Time == 0 {
-		p.Time = DefaultTime
-	}
-	if p.Threads == 0 {
-		p.Threads = DefaultThreads
-	}
+	p = p.withDefaults()
 	if p.Concurrency <= 0 {
 		p.Concurrency = runtime.GOMAXPROCS(0)
 	}
@@ -186,15 +178,25 @@ func (x phc) derive(password string) []byte {
 
 // Hash returns password's argon2id hash in PHC string format.
 func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
-	salt := make([]byte, saltLen)
-	if _, err := rand.Read(salt); err != nil {
-		return "", fmt.Errorf("password: salt: %w", err)
-	}
 	t, err := h.Admit()
 	if err != nil {
 		return "", err
 	}
 	defer t.Release()
+	return h.hash(ctx, password)
+}
+
+// Hash is Hasher.Hash within the ticket's place: a verification that finds its stored hash
+// made with other parameters rehashes the password without queueing a second time.
+func (t *Ticket) Hash(ctx context.Context, password string) (string, error) {
+	return t.h.hash(ctx, password)
+}
+
+func (h *Hasher) hash(ctx context.Context, password string) (string, error) {
+	salt := make([]byte, saltLen)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("password: salt: %w", err)
+	}
 	if err := h.acquire(ctx); err != nil {
 		return "", err
 	}

@@ -43,6 +43,8 @@ func Run(t *testing.T, b Backend) {
 		{"Citizens/StaleCPRClaim", testStaleCPRClaim},
 		{"Citizens/UserIDTaken", testUserIDTaken},
 		{"Citizens/SetPassword", testSetPassword},
+		{"Citizens/RehashPassword", testRehashPassword},
+		{"Citizens/RehashPasswordRace", testRehashPasswordRace},
 		{"Cards/UseKeyOutcomes", testUseKeyOutcomes},
 		{"Cards/LockAtMaxFailures", testLockAtMaxFailures},
 		{"Cards/BlockedCitizen", testKeyBlockedCitizen},
@@ -380,6 +382,66 @@ func testSetPassword(t *testing.T, h *harness) {
 	got := h.load(t, c.UserID)
 	if got.Password != "$argon2id$new" || got.MustChange {
 		t.Errorf("after SetPassword: password %q, must change %v", got.Password, got.MustChange)
+	}
+}
+
+// testRehashPassword: a rehash replaces the hash only while it is still the one it names,
+// keeps the activation-password mark, and never creates a citizen.
+func testRehashPassword(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, _ := h.citizen(t, 1)
+	noErr(t, "SetPassword", h.s.SetPassword(ctx, c.UserID, "$argon2id$old"))
+	noErr(t, "mark must_change", h.s.Redis().HSet(ctx, h.citizenKey(c.UserID), "must_change", "1").Err())
+	ok, err := h.s.RehashPassword(ctx, c.UserID, "$argon2id$other", "$argon2id$rehashed")
+	noErr(t, "RehashPassword(stale)", err)
+	if got := h.load(t, c.UserID); ok || got.Password != "$argon2id$old" {
+		t.Fatalf("RehashPassword naming another hash: replaced %v, password %q", ok, got.Password)
+	}
+	ok, err = h.s.RehashPassword(ctx, c.UserID, "$argon2id$old", "$argon2id$rehashed")
+	noErr(t, "RehashPassword", err)
+	if got := h.load(t, c.UserID); !ok || got.Password != "$argon2id$rehashed" || !got.MustChange {
+		t.Fatalf("RehashPassword: replaced %v, password %q, must change %v; want true, rehashed, true", ok, got.Password, got.MustChange)
+	}
+	ok, err = h.s.RehashPassword(ctx, c.UserID, "$argon2id$old", "$argon2id$again")
+	noErr(t, "RehashPassword(twice)", err)
+	if got := h.load(t, c.UserID); ok || got.Password != "$argon2id$rehashed" {
+		t.Fatalf("a second rehash of the same old hash: replaced %v, password %q", ok, got.Password)
+	}
+	missing := NewUserID()
+	ok, err = h.s.RehashPassword(ctx, missing, "", "$argon2id$ghost")
+	noErr(t, "RehashPassword(missing citizen)", err)
+	if n, _ := h.s.Redis().Exists(ctx, h.citizenKey(missing)).Result(); ok || n != 0 {
+		t.Fatalf("RehashPassword of a missing citizen: replaced %v, key exists %d", ok, n)
+	}
+}
+
+// testRehashPasswordRace: rehashes racing a password change never overwrite the new password,
+// and of racing rehashes of one hash exactly one wins.
+func testRehashPasswordRace(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, _ := h.citizen(t, 1)
+	noErr(t, "SetPassword", h.s.SetPassword(ctx, c.UserID, "$argon2id$old"))
+	results := race(Racers, func(i int) error {
+		if i == 0 {
+			return h.s.SetPassword(ctx, c.UserID, "$argon2id$chosen")
+		}
+		_, err := h.s.RehashPassword(ctx, c.UserID, "$argon2id$old", fmt.Sprint("$argon2id$rehash-", i))
+		return err
+	})
+	for i, err := range results {
+		noErr(t, fmt.Sprint("racer ", i), err)
+	}
+	if got := h.load(t, c.UserID); got.Password != "$argon2id$chosen" {
+		t.Fatalf("after a password change raced rehashes: password %q, want the chosen one", got.Password)
+	}
+
+	noErr(t, "SetPassword", h.s.SetPassword(ctx, c.UserID, "$argon2id$old"))
+	won := race(Racers, func(i int) bool {
+		ok, err := h.s.RehashPassword(ctx, c.UserID, "$argon2id$old", fmt.Sprint("$argon2id$rehash-", i))
+		return ok && err == nil
+	})
+	if n := len(slices.DeleteFunc(won, func(ok bool) bool { return !ok })); n != 1 {
+		t.Fatalf("%d of %d racing rehashes of one hash replaced it, want exactly 1", n, Racers)
 	}
 }
 
