@@ -10,9 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -21,11 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nemidp/nemidp/config"
 	"github.com/nemidp/nemidp/flows"
 	"github.com/nemidp/nemidp/idp"
-	"github.com/nemidp/nemidp/idp/store/storetest"
-	"github.com/nemidp/nemidp/keys/password"
+	"github.com/nemidp/nemidp/idp/idptest"
 )
 
 // The tests run the command's functions against a real IdP served in-process on the shared
@@ -49,40 +45,8 @@ type testIdP struct {
 
 func startIdP(t *testing.T) *testIdP {
 	t.Helper()
-	st := storetest.NewStore(t, storetest.Real().Client(t)) // skips without Redis
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	demo := false
-	cfg := config.Default()
-	cfg.Addr = ln.Addr().String()
-	cfg.Issuer = "http://" + cfg.Addr
-	cfg.RedisURL = storetest.RedisURL()
-	cfg.AdminToken = "admin-" + randHex(16)
-	cfg.Secret = "secret-" + randHex(20)
-	cfg.Demo = &demo
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := idp.New(t.Context(), cfg, st, idp.Options{PasswordParams: password.TestParams, Logger: quiet})
-	if err != nil {
-		ln.Close()
-		t.Fatalf("idp.New: %v", err)
-	}
-	hs := &http.Server{Handler: srv.Handler, ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = hs.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = hs.Close()
-		<-served
-		_ = srv.Close()
-	})
-	return &testIdP{base: cfg.Issuer, admin: cfg.AdminToken, srv: srv, http: &http.Client{Timeout: 30 * time.Second}}
+	s := idptest.Start(t)
+	return &testIdP{base: s.URL, admin: s.AdminToken, srv: s.IdP, http: &http.Client{Timeout: 30 * time.Second}}
 }
 
 // call sends JSON to the IdP and decodes the answer into out.

@@ -5,19 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nemidp/nemidp/config"
-	"github.com/nemidp/nemidp/idp"
+	"github.com/nemidp/nemidp/idp/idptest"
 	"github.com/nemidp/nemidp/idp/store/storetest"
-	"github.com/nemidp/nemidp/keys/password"
 )
 
 // The tests run the driver against a real IdP served in-process on the shared test Redis
@@ -30,40 +25,8 @@ type testIdP struct {
 
 func startIdP(t *testing.T) *testIdP {
 	t.Helper()
-	st := storetest.NewStore(t, storetest.Real().Client(t)) // fresh prefix, deleted after; skips without Redis
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	demo := false
-	cfg := config.Default()
-	cfg.Addr = ln.Addr().String()
-	cfg.Issuer = "http://" + cfg.Addr
-	cfg.RedisURL = storetest.RedisURL()
-	cfg.AdminToken = "admin-" + randHex(16)
-	cfg.Secret = "secret-" + randHex(20)
-	cfg.Demo = &demo
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := idp.New(t.Context(), cfg, st, idp.Options{PasswordParams: password.TestParams, Logger: quiet})
-	if err != nil {
-		ln.Close()
-		t.Fatalf("idp.New: %v", err)
-	}
-	hs := &http.Server{Handler: srv.Handler, ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = hs.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = hs.Close()
-		<-served
-		_ = srv.Close()
-	})
-	return &testIdP{base: cfg.Issuer, admin: cfg.AdminToken}
+	s := idptest.Start(t)
+	return &testIdP{base: s.URL, admin: s.AdminToken}
 }
 
 func (p *testIdP) config(mode string) Config {
