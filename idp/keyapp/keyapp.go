@@ -388,16 +388,21 @@ func (a *API) device(fn func(http.ResponseWriter, *http.Request, *authed) error)
 		if !ok || tok == "" || len(tok) > 4096 {
 			return refuse("invalid_token", "no_token", "A device JWT is required: Authorization: Bearer <device JWT>.")
 		}
-		iss, err := device.Issuer(tok)
+		claimed, err := device.Peek(tok)
 		if err != nil {
 			return refuse("invalid_token", "malformed_token", "The device JWT cannot be read.")
 		}
-		uid, ok := store.DeviceCitizen(iss)
+		uid, ok := store.DeviceCitizen(claimed.Issuer)
 		if !ok {
 			return refuse("unknown_device", "unknown_device", "No such device.")
 		}
 		ctx := r.Context()
-		d, err := a.Store.Device(ctx, uid, iss)
+		now := a.Flows.Time()
+		// The jti is marked in the round trip that reads the device, for as long as a token
+		// this device signed could be valid (exp at most MaxLifetime after an iat at most Skew
+		// ahead, judged without leeway), capped whatever the unverified exp says.
+		ttl := min(max(claimed.Expiry.Sub(now), 0), device.MaxLifetime+device.Skew) + device.Skew
+		d, fresh, err := a.Store.DeviceCall(ctx, uid, claimed.Issuer, claimed.ID, ttl)
 		if errors.Is(err, store.ErrNotFound) {
 			return refuse("unknown_device", "unknown_device", "No such device.")
 		}
@@ -412,19 +417,14 @@ func (a *API) device(fn func(http.ResponseWriter, *http.Request, *authed) error)
 		if err != nil {
 			return fmt.Errorf("keyapp: device %s: stored key: %w", d.ID, err)
 		}
-		now := a.Flows.Time()
-		c, err := device.Verify(tok, pub, d.ID, a.Audience, now)
-		if err != nil {
+		if _, err := device.Verify(tok, pub, d.ID, a.Audience, now); err != nil {
 			reason, msg := tokenRefusal(err)
 			return refuse("invalid_token", reason, msg)
 		}
-		// Only a token the device's key signed learns that the device was removed.
+		// Only a token the device's key signed learns that the device was removed, or that it
+		// was replayed.
 		if !d.Active {
 			return refuse("device_deactivated", "device_deactivated", "This device has been removed from the NemID; activate it again.")
-		}
-		fresh, err := a.Store.UseJTI(ctx, uid, c.ID, c.ExpiresAt.Sub(now)+device.Skew)
-		if err != nil {
-			return err
 		}
 		if !fresh {
 			return refuse("invalid_token", "replayed_token", "This device JWT was used before; sign a new one for every call.")

@@ -105,31 +105,8 @@ func (s *Store) AddDevice(ctx context.Context, uid string, d Device, max int) er
 
 // Device returns one device of a citizen (active or removed); ErrNotFound when there is none.
 func (s *Store) Device(ctx context.Context, uid, id string) (*Device, error) {
-	var rec *redis.SliceCmd
-	var act *redis.BoolCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		// The record and its removal time (as Devices reads them).
-		rec = p.HMGet(ctx, s.devicesKey(uid), id, id+":removed")
-		act = p.SIsMember(ctx, s.devActKey(uid), id)
-		return nil
-	})
-	if err != nil {
-		return nil, wrap("device", err)
-	}
-	raw, ok := rec.Val()[0].(string)
-	if !ok {
-		return nil, fmt.Errorf("store: device %s: %w", id, ErrNotFound)
-	}
-	var d Device
-	if err := json.Unmarshal([]byte(raw), &d); err != nil {
-		return nil, fmt.Errorf("store: device %s: decode: %w", id, err)
-	}
-	d.Active = act.Val()
-	if removed, ok := rec.Val()[1].(string); ok && !d.Active {
-		t, _ := time.Parse(time.RFC3339, removed)
-		d.RemovedAt = &t
-	}
-	return &d, nil
+	d, _, err := s.DeviceCall(ctx, uid, id, "", 0)
+	return d, err
 }
 
 // Devices lists a citizen's devices, active ones first, oldest first within each.
@@ -174,6 +151,42 @@ func (s *Store) Devices(ctx context.Context, uid string) ([]Device, error) {
 		return a.CreatedAt.Compare(b.CreatedAt)
 	})
 	return out, nil
+}
+
+// DeviceCall reads a device and, for a jti (not ""), marks a device JWT's jti seen for ttl,
+// in one round trip: fresh is false when the jti was seen before (a replay). The jti is marked
+// before the caller checks the token's signature: a forged token spends only its own random
+// jti, and a real token's jti is unknown until its device sends it. ErrNotFound when there is
+// no such device.
+func (s *Store) DeviceCall(ctx context.Context, uid, id, jti string, ttl time.Duration) (d *Device, fresh bool, err error) {
+	var rec *redis.SliceCmd
+	var act, mark *redis.BoolCmd
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// The record and its removal time (as Devices reads them).
+		rec = p.HMGet(ctx, s.devicesKey(uid), id, id+":removed")
+		act = p.SIsMember(ctx, s.devActKey(uid), id)
+		if jti != "" {
+			mark = p.SetNX(ctx, s.jtiKey(uid, jti), "1", max(ttl, time.Second))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, wrap("device", err)
+	}
+	raw, ok := rec.Val()[0].(string)
+	if !ok {
+		return nil, false, fmt.Errorf("store: device %s: %w", id, ErrNotFound)
+	}
+	var dev Device
+	if err := json.Unmarshal([]byte(raw), &dev); err != nil {
+		return nil, false, fmt.Errorf("store: device %s: decode: %w", id, err)
+	}
+	dev.Active = act.Val()
+	if removed, ok := rec.Val()[1].(string); ok && !dev.Active {
+		t, _ := time.Parse(time.RFC3339, removed)
+		dev.RemovedAt = &t
+	}
+	return &dev, mark != nil && mark.Val(), nil
 }
 
 // ActiveDevices counts a citizen's active devices.

@@ -864,3 +864,39 @@ func testWaitersWake(t *testing.T, h *harness) {
 		t.Fatal("Watch after Close: no error")
 	}
 }
+
+// testDevicesCall: a device call reads the device and marks its jti in one step: the jti
+// counts once (also under a race), the same mark UseJTI sees, and an unknown device is
+// ErrNotFound.
+func testDevicesCall(t *testing.T, h *harness) {
+	ctx := t.Context()
+	c, _ := h.citizen(t, 1)
+	d := h.addDevices(t, c.UserID, 1)[0]
+	got, fresh, err := h.s.DeviceCall(ctx, c.UserID, d.ID, "call-1", time.Minute)
+	noErr(t, "DeviceCall", err)
+	if !fresh || got.ID != d.ID || !got.Active {
+		t.Fatalf("first call: %+v fresh %v, want the active device, fresh", got, fresh)
+	}
+	if _, fresh, _ := h.s.DeviceCall(ctx, c.UserID, d.ID, "call-1", time.Minute); fresh {
+		t.Fatal("a jti seen before is fresh again")
+	}
+	if ok, _ := h.s.UseJTI(ctx, c.UserID, "call-1", time.Minute); ok {
+		t.Fatal("UseJTI does not see the jti DeviceCall marked")
+	}
+	if _, fresh, _ := h.s.DeviceCall(ctx, c.UserID, d.ID, "", time.Minute); fresh {
+		t.Fatal("no jti counts as fresh")
+	}
+	results := race(Racers, func(int) bool {
+		_, fresh, err := h.s.DeviceCall(t.Context(), c.UserID, d.ID, "call-race", time.Minute)
+		if err != nil {
+			t.Error(err)
+		}
+		return fresh
+	})
+	if n := countTrue(results); n != 1 {
+		t.Fatalf("%d of %d racing calls with one jti were fresh, want 1", n, Racers)
+	}
+	if _, _, err := h.s.DeviceCall(ctx, c.UserID, c.UserID+".AAAAAAAAAAAAAAAAAAAAAA", "call-2", time.Minute); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown device: %v, want ErrNotFound", err)
+	}
+}

@@ -90,6 +90,7 @@ func Run(t *testing.T, b Backend) {
 		{"Devices/Remove", testDevicesRemove},
 		{"Devices/Event", testDevicesEvent},
 		{"Devices/JTI", testDevicesJTI},
+		{"Devices/Call", testDevicesCall},
 		{"Approvals/Lifecycle", testApprovalsLifecycle},
 		{"Approvals/Race", testApprovalsRace},
 		{"Approvals/WrongCode", testApprovalsWrongCode},
