@@ -334,6 +334,7 @@ func testDevicesEvent(t *testing.T, h *harness) {
 // testDevicesJTI: a device JWT's jti passes once; racing requests with one token cannot both
 // pass; the marker lives for its ttl and no longer.
 func testDevicesJTI(t *testing.T, h *harness) {
+	h.ownClock(t)
 	ctx := t.Context()
 	c, _ := h.citizen(t, 1)
 	use := func(uid, jti string, ttl time.Duration) bool {

@@ -115,6 +115,16 @@ type harness struct {
 	b      Backend
 	s      *store.Store
 	prefix string
+	// clock is held by the subtests that rely on short TTLs or move the backend's clock
+	// (Advance): on a backend whose clock is one for all (miniredis's FastForward), one
+	// subtest's jump would expire another's short-lived key in the middle of its check.
+	clock sync.Mutex
+}
+
+// ownClock keeps the backend's clock to this subtest until it ends (see harness.clock).
+func (h *harness) ownClock(t *testing.T) {
+	h.clock.Lock()
+	t.Cleanup(h.clock.Unlock)
 }
 
 // ---- fixtures ----
@@ -970,6 +980,7 @@ func testUnknownFailureParallel(t *testing.T, h *harness) {
 // testUnknownFailurePersists: an unknown user ID's counter lives as long as a real
 // citizen's (no time resets either), so waiting between guesses tells nothing.
 func testUnknownFailurePersists(t *testing.T, h *harness) {
+	h.ownClock(t)
 	ctx := t.Context()
 	name := "ttl-" + NewUserID()
 	for range MaxFailures {
@@ -1081,6 +1092,7 @@ func testFlowRaceCreate(t *testing.T, h *harness) {
 }
 
 func testFlowTTL(t *testing.T, h *harness) {
+	h.ownClock(t)
 	ctx := t.Context()
 	short, long := newID(), newID()
 	_, err := h.s.SaveFlow(ctx, short, 0, []byte("x"), h.b.TTL, false)
@@ -1132,6 +1144,7 @@ func testSessions(t *testing.T, h *harness) {
 }
 
 func testSessionTTL(t *testing.T, h *harness) {
+	h.ownClock(t)
 	ctx := t.Context()
 	id := newID()
 	noErr(t, "PutSession", h.s.PutSession(ctx, id, []byte("s"), h.b.TTL))
@@ -1213,6 +1226,7 @@ func testConsumeCodeRace(t *testing.T, h *harness) {
 }
 
 func testCodeTTL(t *testing.T, h *harness) {
+	h.ownClock(t)
 	ctx := t.Context()
 	grant, code := newID(), newID()
 	noErr(t, "SaveCode", h.s.SaveCode(ctx, code, grant, h.b.TTL))
@@ -1386,6 +1400,7 @@ func testRevokeGrant(t *testing.T, h *harness) {
 }
 
 func testTokenTTL(t *testing.T, h *harness) {
+	h.ownClock(t)
 	ctx := t.Context()
 	g := newID()
 	ti := issue(g, "a1", "r1", "")
