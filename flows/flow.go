@@ -114,6 +114,7 @@ type Flow struct {
 	// request, and a device never sees a request its login does not know.
 	createApproval *PendingApproval
 	cancelApproval string
+	wake           bool // the next save also wakes the flow's long-polls (store.TopicFlow)
 }
 
 // Result is the authenticated subject of a finished flow.
@@ -294,7 +295,11 @@ func (e *Engine) save(ctx context.Context, f *Flow) error {
 		// Finished flows stay for the code exchange and the way back.
 		ttl = max(ttl, e.Grace, time.Minute)
 	}
-	v, err := e.Store.SaveFlow(ctx, f.ID, f.version, raw, ttl, f.release)
+	wake := ""
+	if f.wake {
+		wake, f.wake = store.TopicFlow(f.ID), false
+	}
+	v, err := e.Store.SaveFlowWaking(ctx, f.ID, f.version, raw, ttl, f.release, wake)
 	if err != nil {
 		if !errors.Is(err, store.ErrConflict) {
 			// Whether the save (and its release) happened is unknown: never give back twice.

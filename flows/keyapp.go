@@ -234,16 +234,19 @@ func (e *Engine) settle(ctx context.Context, f *Flow) (pending bool, err error) 
 		}
 		st = nst
 	}
-	return e.apply(ctx, f, a.ID, st)
+	return e.apply(ctx, f, a.ID, st, false)
 }
 
 // apply moves f on by its request's state.
-func (e *Engine) apply(ctx context.Context, f *Flow, id, state string) (bool, error) {
+// wake makes the save that records an approval or denial also wake the login's long-polls
+// (the same round trip), for the instance that received the decision.
+func (e *Engine) apply(ctx context.Context, f *Flow, id, state string, wake bool) (bool, error) {
 	switch state {
 	case store.ApprovalPending:
 		return true, nil
 	case store.ApprovalApproved:
 		err := e.update(ctx, f, func(f *Flow) error {
+			f.wake = wake
 			if f.Step != StepKeyApp || f.Approval == nil || f.Approval.ID != id {
 				return nil // applied already (another instance, another poll)
 			}
@@ -266,6 +269,7 @@ func (e *Engine) apply(ctx context.Context, f *Flow, id, state string) (bool, er
 		return false, nil
 	case store.ApprovalDenied:
 		err := e.update(ctx, f, func(f *Flow) error {
+			f.wake = wake
 			if f.Step != StepKeyApp || f.Approval == nil || f.Approval.ID != id {
 				return nil
 			}
@@ -298,11 +302,13 @@ func (e *Engine) ApplyDecision(ctx context.Context, flowID, requestID, state str
 		return err
 	}
 	if f.Step == StepKeyApp && f.Approval != nil && f.Approval.ID == requestID {
-		if _, err := e.apply(ctx, f, requestID, state); err != nil {
-			var fe *Error
-			if !errors.As(err, &fe) {
-				return err
-			}
+		_, err := e.apply(ctx, f, requestID, state, true)
+		var fe *Error
+		if err != nil && !errors.As(err, &fe) {
+			return err
+		}
+		if state == store.ApprovalApproved || state == store.ApprovalDenied {
+			return nil // its save woke the login's long-polls
 		}
 	}
 	return e.Store.Wake(ctx, store.TopicFlow(flowID))

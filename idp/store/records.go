@@ -151,6 +151,32 @@ func (s *Store) SaveFlow(ctx context.Context, id string, prev int64, data []byte
 	return v, nil
 }
 
+// SaveFlowWaking is SaveFlow that, for a topic (not ""), also wakes that topic's waiters on
+// every instance, in the same round trip. The wake goes out whether or not the save won: a
+// waiter only looks again.
+func (s *Store) SaveFlowWaking(ctx context.Context, id string, prev int64, data []byte, ttl time.Duration, release bool, topic string) (int64, error) {
+	if topic == "" {
+		return s.SaveFlow(ctx, id, prev, data, ttl, release)
+	}
+	var call *scriptCall
+	err := s.pipelined(ctx, func(p redis.Pipeliner) []*scriptCall {
+		call = queueScript(ctx, p, saveFlowScript, []string{s.flowKey(id)}, prev, data, ttl.Milliseconds(), boolStr(release))
+		p.Publish(ctx, s.eventsChannel(), topic)
+		return []*scriptCall{call}
+	})
+	if err != nil {
+		return 0, wrap("save flow", err)
+	}
+	v, err := call.cmd.Int64()
+	if err != nil {
+		return 0, wrap("save flow", err)
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("store: save flow: %w", ErrConflict)
+	}
+	return v, nil
+}
+
 // FlowRecord is a stored flow: its data, version, and the answers it has had wrong (with
 // those in flight).
 type FlowRecord struct {

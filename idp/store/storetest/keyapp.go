@@ -901,3 +901,30 @@ func testDevicesCall(t *testing.T, h *harness) {
 		t.Fatalf("unknown device: %v, want ErrNotFound", err)
 	}
 }
+
+// testSaveFlowWaking: a flow saved with a topic wakes that topic's waiters on another
+// instance, in the save's round trip; the save itself keeps SaveFlow's rules.
+func testSaveFlowWaking(t *testing.T, h *harness) {
+	ctx := t.Context()
+	w := h.s.NewWaiters()
+	t.Cleanup(func() { _ = w.Close() })
+	other := h.instance(t, "")
+	id := newID()
+	ch, stop, err := w.Watch(ctx, store.TopicFlow(id))
+	noErr(t, "Watch", err)
+	defer stop()
+	v, err := other.SaveFlowWaking(ctx, id, 0, []byte("x"), time.Minute, false, store.TopicFlow(id))
+	noErr(t, "SaveFlowWaking", err)
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the save did not wake the flow's waiter")
+	}
+	rec, err := h.s.LoadFlow(ctx, id)
+	noErr(t, "LoadFlow", err)
+	if rec.Version != v || string(rec.Data) != "x" {
+		t.Fatalf("saved %+v, want version %d data x", rec, v)
+	}
+	_, err = other.SaveFlowWaking(ctx, id, 0, []byte("y"), time.Minute, false, store.TopicFlow(id))
+	wantErr(t, "SaveFlowWaking(stale version)", err, store.ErrConflict)
+}

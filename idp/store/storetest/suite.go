@@ -91,6 +91,7 @@ func Run(t *testing.T, b Backend) {
 		{"Devices/Event", testDevicesEvent},
 		{"Devices/JTI", testDevicesJTI},
 		{"Devices/Call", testDevicesCall},
+		{"Flows/SaveWaking", testSaveFlowWaking},
 		{"Approvals/Lifecycle", testApprovalsLifecycle},
 		{"Approvals/Race", testApprovalsRace},
 		{"Approvals/WrongCode", testApprovalsWrongCode},
