@@ -218,13 +218,6 @@ func (s *Store) RemoveDevice(ctx context.Context, uid, id, by string) error {
 	return nil
 }
 
-// UseJTI records a device JWT's jti for ttl; false when it was seen before (a replay). One
-// SET NX: two racing requests with one token cannot both pass.
-func (s *Store) UseJTI(ctx context.Context, uid, jti string, ttl time.Duration) (bool, error) {
-	ok, err := s.rdb.SetNX(ctx, s.jtiKey(uid, jti), "1", max(ttl, time.Second)).Result()
-	return ok, wrap("use jti", err)
-}
-
 // Event is one entry of a citizen's notices stream.
 type Event struct {
 	ID     string            `json:"id"`

@@ -186,12 +186,6 @@ func Peek(token string) (Unverified, error) {
 	return u, nil
 }
 
-// Issuer reads the unverified iss of a device JWT, to find the key that must have signed it.
-func Issuer(token string) (string, error) {
-	u, err := Peek(token)
-	return u.Issuer, err
-}
-
 // Verify checks a device JWT: ES256 by pub, iss = deviceID, aud = audience, an iat not in the
 // future (beyond Skew), an exp not passed (by our clock, no Skew) and at most MaxLifetime after
 // iat, and a jti. It returns the claims; the caller refuses a jti it has seen (until exp).

@@ -332,9 +332,9 @@ func TestSignVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := Issuer(tok)
-	if err != nil || iss != testDevice {
-		t.Fatalf("Issuer = %q, %v; want %q", iss, err, testDevice)
+	u, err := Peek(tok)
+	if err != nil || u.Issuer != testDevice || u.ID == "" || !u.Expiry.Equal(testNow.Add(time.Minute).Truncate(time.Second)) {
+		t.Fatalf("Peek = %+v, %v; want iss %q, a jti and exp a minute on", u, err, testDevice)
 	}
 	for _, now := range []time.Time{testNow, testNow.Add(-Skew), testNow.Add(time.Minute - time.Second)} {
 		c, err := Verify(tok, &k.PublicKey, testDevice, testAudience, now)
@@ -475,7 +475,7 @@ func TestVerifyExpiryAndJTIWindow(t *testing.T) {
 	}
 }
 
-func TestIssuer(t *testing.T) {
+func TestPeek(t *testing.T) {
 	t.Parallel()
 	k := newKey(t)
 	for name, tok := range map[string]string{
@@ -484,13 +484,13 @@ func TestIssuer(t *testing.T) {
 		"garbage":  "a.b.c",
 		"two dots": "..",
 	} {
-		if iss, err := Issuer(tok); err == nil || !errors.Is(err, ErrInvalidToken) {
-			t.Errorf("Issuer(%s) = %q, %v; want ErrInvalidToken", name, iss, err)
+		if u, err := Peek(tok); err == nil || !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("Peek(%s) = %+v, %v; want ErrInvalidToken", name, u, err)
 		}
 	}
-	// Issuer does not verify: a forged token names its iss all the same (Verify refuses it).
-	if iss, err := Issuer(signMap(t, newKey(t), claims(nil))); err != nil || iss != testDevice {
-		t.Errorf("Issuer(forged) = %q, %v", iss, err)
+	// Peek does not verify: a forged token names its iss all the same (Verify refuses it).
+	if u, err := Peek(signMap(t, newKey(t), claims(nil))); err != nil || u.Issuer != testDevice {
+		t.Errorf("Peek(forged) = %+v, %v", u, err)
 	}
 }
 
@@ -660,8 +660,8 @@ func FuzzVerify(f *testing.F) {
 				t.Fatalf("Verify accepted %q with claims %+v", s, c)
 			}
 		}
-		if _, err := Issuer(s); err != nil && !errors.Is(err, ErrInvalidToken) {
-			t.Fatalf("Issuer error does not wrap ErrInvalidToken: %v", err)
+		if _, err := Peek(s); err != nil && !errors.Is(err, ErrInvalidToken) {
+			t.Fatalf("Peek error does not wrap ErrInvalidToken: %v", err)
 		}
 		d, err := VerifyDecision(s, &k.PublicKey, "req-1", testNow)
 		if err != nil {

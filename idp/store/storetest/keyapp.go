@@ -331,17 +331,23 @@ func testDevicesEvent(t *testing.T, h *harness) {
 	}
 }
 
-// testDevicesJTI: a device JWT's jti passes once; racing requests with one token cannot both
-// pass; the marker lives for its ttl and no longer.
+// testDevicesJTI: a device call reads the device and marks its device JWT's jti in one step.
+// A jti passes once per citizen (also under a race), is kept for at least its ttl, and is
+// forgotten after it; an unknown device is ErrNotFound.
 func testDevicesJTI(t *testing.T, h *harness) {
 	h.ownClock(t)
 	ctx := t.Context()
 	c, _ := h.citizen(t, 1)
+	other, _ := h.citizen(t, 1)
+	devs := map[string]store.Device{c.UserID: h.addDevices(t, c.UserID, 1)[0], other.UserID: h.addDevices(t, other.UserID, 1)[0]}
 	use := func(uid, jti string, ttl time.Duration) bool {
 		t.Helper()
-		ok, err := h.s.UseJTI(ctx, uid, jti, ttl)
-		noErr(t, "UseJTI", err)
-		return ok
+		d, fresh, err := h.s.DeviceCall(ctx, uid, devs[uid].ID, jti, ttl)
+		noErr(t, "DeviceCall", err)
+		if d.ID != devs[uid].ID || !d.Active {
+			t.Fatalf("DeviceCall read %+v, want the active device %s", d, devs[uid].ID)
+		}
+		return fresh
 	}
 	if !use(c.UserID, "jti-1", time.Minute) {
 		t.Fatal("first use of a jti refused")
@@ -352,23 +358,25 @@ func testDevicesJTI(t *testing.T, h *harness) {
 	if !use(c.UserID, "jti-2", time.Minute) {
 		t.Fatal("another jti refused")
 	}
-	other, _ := h.citizen(t, 1)
 	if !use(other.UserID, "jti-1", time.Minute) {
 		t.Fatal("another citizen's device's jti refused")
 	}
+	if use(c.UserID, "", time.Minute) {
+		t.Fatal("no jti counts as fresh")
+	}
 
 	results := race(Racers, func(int) bool {
-		ok, err := h.s.UseJTI(t.Context(), c.UserID, "jti-race", time.Minute)
+		_, fresh, err := h.s.DeviceCall(t.Context(), c.UserID, devs[c.UserID].ID, "jti-race", time.Minute)
 		if err != nil {
-			t.Errorf("UseJTI: %v", err)
+			t.Errorf("DeviceCall: %v", err)
 		}
-		return ok
+		return fresh
 	})
 	if n := countTrue(results); n != 1 {
 		t.Fatalf("%d of %d racers used one jti, want exactly 1", n, Racers)
 	}
 
-	// UseJTI keeps a marker for at least a second.
+	// A marker is kept for at least a second.
 	ttl := max(h.b.TTL, time.Second)
 	if !use(c.UserID, "jti-ttl", ttl) {
 		t.Fatal("first use of jti-ttl refused")
@@ -379,6 +387,9 @@ func testDevicesJTI(t *testing.T, h *harness) {
 	}
 	if use(c.UserID, "jti-1", time.Minute) {
 		t.Fatal("jti with a long ttl forgotten")
+	}
+	if _, _, err := h.s.DeviceCall(ctx, c.UserID, c.UserID+".AAAAAAAAAAAAAAAAAAAAAA", "jti-3", time.Minute); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown device: %v, want ErrNotFound", err)
 	}
 }
 
@@ -863,42 +874,6 @@ func testWaitersWake(t *testing.T, h *harness) {
 	noErr(t, "Close", w.Close())
 	if _, _, err := w.Watch(ctx, flowA); err == nil {
 		t.Fatal("Watch after Close: no error")
-	}
-}
-
-// testDevicesCall: a device call reads the device and marks its jti in one step: the jti
-// counts once (also under a race), the same mark UseJTI sees, and an unknown device is
-// ErrNotFound.
-func testDevicesCall(t *testing.T, h *harness) {
-	ctx := t.Context()
-	c, _ := h.citizen(t, 1)
-	d := h.addDevices(t, c.UserID, 1)[0]
-	got, fresh, err := h.s.DeviceCall(ctx, c.UserID, d.ID, "call-1", time.Minute)
-	noErr(t, "DeviceCall", err)
-	if !fresh || got.ID != d.ID || !got.Active {
-		t.Fatalf("first call: %+v fresh %v, want the active device, fresh", got, fresh)
-	}
-	if _, fresh, _ := h.s.DeviceCall(ctx, c.UserID, d.ID, "call-1", time.Minute); fresh {
-		t.Fatal("a jti seen before is fresh again")
-	}
-	if ok, _ := h.s.UseJTI(ctx, c.UserID, "call-1", time.Minute); ok {
-		t.Fatal("UseJTI does not see the jti DeviceCall marked")
-	}
-	if _, fresh, _ := h.s.DeviceCall(ctx, c.UserID, d.ID, "", time.Minute); fresh {
-		t.Fatal("no jti counts as fresh")
-	}
-	results := race(Racers, func(int) bool {
-		_, fresh, err := h.s.DeviceCall(t.Context(), c.UserID, d.ID, "call-race", time.Minute)
-		if err != nil {
-			t.Error(err)
-		}
-		return fresh
-	})
-	if n := countTrue(results); n != 1 {
-		t.Fatalf("%d of %d racing calls with one jti were fresh, want 1", n, Racers)
-	}
-	if _, _, err := h.s.DeviceCall(ctx, c.UserID, c.UserID+".AAAAAAAAAAAAAAAAAAAAAA", "call-2", time.Minute); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("unknown device: %v, want ErrNotFound", err)
 	}
 }
 

@@ -90,7 +90,6 @@ func Run(t *testing.T, b Backend) {
 		{"Devices/Remove", testDevicesRemove},
 		{"Devices/Event", testDevicesEvent},
 		{"Devices/JTI", testDevicesJTI},
-		{"Devices/Call", testDevicesCall},
 		{"Flows/SaveWaking", testSaveFlowWaking},
 		{"Approvals/Lifecycle", testApprovalsLifecycle},
 		{"Approvals/Race", testApprovalsRace},
