@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,7 +116,19 @@ type Flow struct {
 	createApproval *PendingApproval
 	cancelApproval string
 	wake           bool // the next save also wakes the flow's long-polls (store.TopicFlow)
+	// accept, when set, is a right password's reservation: the next save settles it in its
+	// round trip and leaves the citizen's status as it is now in accepted.
+	accept   *store.Attempt
+	accepted *store.Accepted
+	// wantSession: a save that finds the flow done by this answer stores its SSO session in
+	// the same round trip and keeps the cookie value in sessionCookie.
+	wantSession   bool
+	sessionCookie string
 }
+
+// SessionCookie is the cookie value of the SSO session the answer that completed the flow
+// started ("" when none did).
+func (f *Flow) SessionCookie() string { return f.sessionCookie }
 
 // Result is the authenticated subject of a finished flow.
 type Result struct {
@@ -141,6 +154,29 @@ type Result struct {
 	// the SSO session (ClaimSessionHandout). A login completed by a browser's answer gets its
 	// session in that answer, and never from a later look.
 	Deferred bool `json:"deferred,omitempty"`
+	// Subject is the citizen's pairwise subject at the flow's sector, when the step that
+	// completed the login found it on its way ("" otherwise: the front end finds it).
+	Subject string `json:"subject,omitempty"`
+}
+
+// sector is where the flow's pairwise subject lives: SubjectSector, or the client id.
+func (f *Flow) sector() string {
+	if f.SubjectSector != "" {
+		return f.SubjectSector
+	}
+	return f.ClientID
+}
+
+// NewSubject draws a pairwise subject: a random (version 4) UUID.
+func NewSubject() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // Done reports whether the flow ended with an authenticated subject.
@@ -254,6 +290,11 @@ func (e *Engine) Load(ctx context.Context, id string) (*Flow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flows: load %s: %w", id, err)
 	}
+	return e.flowOf(id, rec)
+}
+
+// flowOf decodes a stored flow.
+func (e *Engine) flowOf(id string, rec store.FlowRecord) (*Flow, error) {
 	var f Flow
 	if err := json.Unmarshal(rec.Data, &f); err != nil {
 		return nil, fmt.Errorf("flows: load %s: decode: %w", id, err)
@@ -284,7 +325,9 @@ func validID(id string) bool {
 	return err == nil
 }
 
-// save writes f if nobody else changed it since it was loaded.
+// save writes f if nobody else changed it since it was loaded, with what rides in its round
+// trip: the release of the answer's attempt, the wake of its long-polls, the settling of a
+// right password, the SSO session of the answer that completed it.
 func (e *Engine) save(ctx context.Context, f *Flow) error {
 	raw, err := json.Marshal(f)
 	if err != nil {
@@ -295,11 +338,28 @@ func (e *Engine) save(ctx context.Context, f *Flow) error {
 		// Finished flows stay for the code exchange and the way back.
 		ttl = max(ttl, e.Grace, time.Minute)
 	}
-	wake := ""
+	fs := store.FlowSave{ID: f.ID, Prev: f.version, Data: raw, TTL: ttl, Release: f.release, Done: f.Done(), Browser: f.Browser}
 	if f.wake {
-		wake, f.wake = store.TopicFlow(f.ID), false
+		fs.Wake, f.wake = store.TopicFlow(f.ID), false
 	}
-	v, err := e.Store.SaveFlowWaking(ctx, f.ID, f.version, raw, ttl, f.release, wake)
+	var cookie string
+	if f.wantSession && f.Done() && !f.Result.FromSession && !f.Result.Deferred {
+		cookie = NewID() + NewID()
+		w, err := e.sessionWrite(cookie, f.Result)
+		if err != nil {
+			return err
+		}
+		fs.Session = w
+	}
+	var v int64
+	if a := f.accept; a != nil {
+		f.accept = nil // settled by this round trip, whatever the save's fate
+		var acc store.Accepted
+		acc.Status, acc.BlockReason, v, err = e.Store.AcceptPasswordSaving(ctx, *a, fs)
+		f.accepted = &acc
+	} else {
+		v, err = e.Store.SaveFlowWith(ctx, fs)
+	}
 	if err != nil {
 		if !errors.Is(err, store.ErrConflict) {
 			// Whether the save (and its release) happened is unknown: never give back twice.
@@ -310,6 +370,9 @@ func (e *Engine) save(ctx context.Context, f *Flow) error {
 	}
 	if f.release {
 		f.release, f.Failures = false, max(f.Failures-1, 0)
+	}
+	if cookie != "" {
+		f.sessionCookie, f.wantSession = cookie, false
 	}
 	f.version = v
 	e.afterSave(ctx, f)
@@ -407,7 +470,7 @@ func (e *Engine) Resume(ctx context.Context, f *Flow, s *SessionInfo) (bool, err
 	if f.Step != StepPassword || !f.CanReuse(s, e.now()) {
 		return false, nil
 	}
-	c, err := e.sessionCitizen(ctx, f, s)
+	c, sub, err := e.sessionCitizen(ctx, f, s)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
 	}
@@ -433,7 +496,7 @@ func (e *Engine) Resume(ctx context.Context, f *Flow, s *SessionInfo) (bool, err
 		}
 		f.CitizenID, f.Step, f.Cert = s.CitizenID, StepDone, cert
 		f.Result = &Result{CitizenID: s.CitizenID, AMR: s.AMR, ACR: s.ACR, AuthTime: s.AuthTime, FromSession: true,
-			SessionID: s.SID, Cert: cert}
+			SessionID: s.SID, Cert: cert, Subject: sub}
 		if f.PromptNone() {
 			return nil // no interaction asked for: the guardian's own login
 		}

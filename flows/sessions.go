@@ -12,6 +12,18 @@ import (
 // StartSession stores an SSO session for a finished flow and returns the cookie value.
 func (e *Engine) StartSession(ctx context.Context, r *Result) (string, error) {
 	id := NewID() + NewID()
+	w, err := e.sessionWrite(id, r)
+	if err != nil {
+		return "", err
+	}
+	if err := e.Store.PutSession(ctx, w.ID, w.Data, w.TTL); err != nil {
+		return "", fmt.Errorf("flows: start session: %w", err)
+	}
+	return id, nil
+}
+
+// sessionWrite is the SSO session of a finished flow under the cookie value id.
+func (e *Engine) sessionWrite(id string, r *Result) (*store.SessionWrite, error) {
 	sid := r.SessionID
 	if sid == "" {
 		sid = NewID() // unrelated to the cookie value: a relying party never learns the cookie
@@ -19,12 +31,9 @@ func (e *Engine) StartSession(ctx context.Context, r *Result) (string, error) {
 	raw, err := json.Marshal(SessionInfo{CitizenID: r.CitizenID, AMR: r.AMR, ACR: r.ACR, AuthTime: r.AuthTime, SID: sid,
 		Cert: r.Cert})
 	if err != nil {
-		return "", fmt.Errorf("flows: start session: %w", err)
+		return nil, fmt.Errorf("flows: start session: %w", err)
 	}
-	if err := e.Store.PutSession(ctx, id, raw, e.SessionTTL); err != nil {
-		return "", fmt.Errorf("flows: start session: %w", err)
-	}
-	return id, nil
+	return &store.SessionWrite{ID: id, Data: raw, TTL: e.SessionTTL}, nil
 }
 
 // Session loads the SSO session behind a cookie value; nil when there is none.
@@ -54,25 +63,18 @@ func (e *Engine) EndSession(ctx context.Context, id string) error {
 	return e.Store.DeleteSession(ctx, id)
 }
 
-// sessionCitizen loads the session's citizen; nil when the flow's subject hint names someone
-// else (the citizen's pairwise subject at the flow's client is not the hint). With a hint the
-// citizen and that subject come in one round trip.
-func (e *Engine) sessionCitizen(ctx context.Context, f *Flow, s *SessionInfo) (*store.Citizen, error) {
-	if f.SubjectHint == "" {
-		return e.Store.Citizen(ctx, s.CitizenID)
-	}
-	sector := f.SubjectSector
-	if sector == "" {
-		sector = f.ClientID
-	}
-	c, sub, err := e.Store.CitizenWithSubject(ctx, s.CitizenID, sector)
+// sessionCitizen loads the session's citizen with its pairwise subject at the flow's sector
+// ("" when it has none yet), in one round trip; nil when the flow's subject hint names
+// someone else.
+func (e *Engine) sessionCitizen(ctx context.Context, f *Flow, s *SessionInfo) (*store.Citizen, string, error) {
+	c, sub, err := e.Store.CitizenWithSubject(ctx, s.CitizenID, f.sector())
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	if sub != f.SubjectHint {
-		return nil, nil
+	if f.SubjectHint != "" && sub != f.SubjectHint {
+		return nil, "", nil
 	}
-	return c, nil
+	return c, sub, nil
 }
 
 // ClaimSessionHandout reports whether this caller is the one to give the browser the SSO

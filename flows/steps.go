@@ -57,6 +57,20 @@ func (e *Engine) Prepare(ctx context.Context, f *Flow) error {
 
 // Submit checks an answer to the step named by the URL.
 func (e *Engine) Submit(ctx context.Context, f *Flow, name Step, a Answer) error {
+	if err := e.judgeable(f, name); err != nil {
+		return err
+	}
+	if err := steps[name].check(ctx, e, f, a); err != nil {
+		return err
+	}
+	if f.Step == StepFailed && f.Failure != nil {
+		return f.Failure // the answer was right, but the login ends here (the OCES gate)
+	}
+	return nil
+}
+
+// judgeable refuses an answer to step name that f cannot take now.
+func (e *Engine) judgeable(f *Flow, name Step) error {
 	if f.Expired(e.now()) {
 		return Errorf(CodeFlowExpired, "This login has expired.")
 	}
@@ -66,15 +80,8 @@ func (e *Engine) Submit(ctx context.Context, f *Flow, name Step, a Answer) error
 	if f.Step != name {
 		return Errorf(CodeWrongStep, "This login is at step %q, not %q.", f.Step, name)
 	}
-	s, ok := steps[name]
-	if !ok {
+	if _, ok := steps[name]; !ok {
 		return Errorf(CodeWrongStep, "Step %q takes no answer.", name)
-	}
-	if err := s.check(ctx, e, f, a); err != nil {
-		return err
-	}
-	if f.Step == StepFailed && f.Failure != nil {
-		return f.Failure // the answer was right, but the login ends here (the OCES gate)
 	}
 	return nil
 }
@@ -133,6 +140,8 @@ func (f *Flow) secondFactor() bool {
 // statusError is what a citizen who proved their password but may not log in is told.
 func statusError(c *store.Citizen) *Error {
 	switch {
+	case c == nil:
+		return nil
 	case c.Status == store.StatusBlocked && c.BlockReason == store.BlockFailures:
 		return Errorf(CodeLocked, "Your NemID is locked after too many failed attempts. Contact NemID support or borgerservice to have it unlocked.")
 	case c.Status == store.StatusBlocked:
@@ -153,15 +162,42 @@ func (passwordStep) prepare(context.Context, *Engine, *Flow) error { return nil 
 const maxPasswordLen = 256
 
 func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) error {
+	_, err := e.password(ctx, f.ID, f, a, nil)
+	return err
+}
+
+func validPasswordAnswer(a Answer) (string, error) {
 	username := strings.TrimSpace(a.Username)
 	if username == "" || a.Password == "" || len(username) > 64 || len(a.Password) > maxPasswordLen {
-		return Errorf(CodeInvalidRequest, "Type your user ID and password.")
+		return "", Errorf(CodeInvalidRequest, "Type your user ID and password.")
+	}
+	return username, nil
+}
+
+// password judges a password answer to flow id: f as loaded, or nil to load it in the
+// answer's first round trip, then refused by guard (if any) or a step it cannot take, with
+// what the answer reserved given back. It returns the flow whenever it was loaded.
+func (e *Engine) password(ctx context.Context, id string, f *Flow, a Answer, guard func(*Flow) error) (*Flow, error) {
+	username, err := validPasswordAnswer(a)
+	if err != nil {
+		if f == nil {
+			if f, err = e.loadGuarded(ctx, id, StepPassword, guard); err != nil {
+				return f, err
+			}
+			_, err = validPasswordAnswer(a)
+		}
+		return f, err
 	}
 	// A place in the KDF queue first: when it is full the answer is "try again" at once,
 	// before anything is looked up or counted.
-	kdf, err := e.Passwords.Admit()
-	if err != nil {
-		return busyError(err)
+	kdf, busy := e.Passwords.Admit()
+	if busy != nil {
+		if f == nil {
+			if f, err = e.loadGuarded(ctx, id, StepPassword, guard); err != nil {
+				return f, err
+			}
+		}
+		return f, busyError(busy)
 	}
 	defer kdf.Release()
 	// Settling outlives the request: a client that goes away must not leave a reservation
@@ -170,113 +206,117 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 	defer cancel()
 
 	norm, _ := cpr.Parse(username)
-	c, n, err := e.Store.LookupLogin(ctx, f.ID, username, string(norm))
-	if n < 0 {
-		return Errorf(CodeFlowExpired, "This login does not exist or has expired.")
-	}
-	// Only an attempt the lookup did reserve may be given back: a request that never reached
-	// Redis (cancelled, no connection) must not forgive an earlier wrong answer.
+	pa, err := e.Store.BeginPasswordAnswer(ctx, id, f == nil, username, string(norm), e.MaxFailures, e.now(), attemptHold)
+	n, att := pa.FlowAttempt, pa.Reserved
+	// Only what the lookup did reserve may be given back: a request that never reached Redis
+	// (cancelled, no connection) must not forgive an earlier wrong answer.
 	release := func() {
-		if n > 0 {
-			e.release(settle, f)
+		if rerr := e.Store.Release(settle, id, n > 0, att); rerr == nil && n > 0 && f != nil {
+			f.Failures = max(f.Failures-1, 0)
 		}
+	}
+	if err != nil {
+		release()
+		return f, fmt.Errorf("flows: password: %w", err)
+	}
+	if n < 0 {
+		n = 0
+		release()
+		return f, Errorf(CodeFlowExpired, "This login does not exist or has expired.")
+	}
+	if f == nil {
+		if f, err = e.flowOf(id, pa.Flow); err != nil {
+			release()
+			return nil, err
+		}
+		if err := e.guarded(f, StepPassword, guard); err != nil {
+			release()
+			return f, err
+		}
+		f.wantSession = true
 	}
 	if n > e.MaxFailures {
 		// Spent already (or by answers in flight): nothing is checked, nothing more counted.
 		release()
 		f.Failures = max(n-1, e.MaxFailures)
 		e.failIfSpent(f)
-		return f.Failure
-	}
-	known := err == nil
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		release()
-		return fmt.Errorf("flows: password: %w", err)
+		return f, f.Failure
 	}
 	// An unknown user ID takes the very path of a wrong password, with a counter of its own:
 	// the same answers, the same KDF work and the same round trips, so user IDs cannot be
 	// probed. A CPR number counts once however it is typed (with or without the dash).
+	c := pa.Citizen
 	who := username
 	if norm != "" {
 		who = string(norm)
 	}
-	begin, fail, cancelAttempt := e.Store.BeginUnknownAttempt, e.Store.FailUnknownAttempt, func(context.Context, store.Attempt) error { return nil }
-	if known {
+	if c != nil {
 		who = c.UserID
-		begin, fail = e.Store.BeginAttempt, e.Store.FailAttempt
-		cancelAttempt = func(ctx context.Context, att store.Attempt) error { return e.Store.CancelAttempt(ctx, c.UserID, att) }
 	}
-	// Reserve the attempt before the slow KDF: parallel guesses cannot all pass a check made
-	// before any of them failed. Past the limit (locked, or an expired or operator-blocked
+	// The attempt was reserved before the slow KDF: parallel guesses cannot all pass a check
+	// made before any of them failed. Past the limit (locked, or an expired or operator-blocked
 	// NemID that cannot be blocked for failures) no password is checked, so the answer never
 	// tells a right password from a wrong one.
-	att, err := begin(ctx, who, e.MaxFailures, e.now(), attemptHold)
-	if err != nil {
-		release()
-		return fmt.Errorf("flows: password: %w", err)
-	}
 	if att.Busy {
 		release()
-		return Errorf(CodeUnavailable, "Another login attempt for this user ID is being checked. Try again in a moment.")
+		return f, Errorf(CodeUnavailable, "Another login attempt for this user ID is being checked. Try again in a moment.")
 	}
 	if att.Refused {
 		if derr := kdf.VerifyDummy(ctx, a.Password); derr != nil {
 			release()
-			return busyError(derr)
+			return f, busyError(derr)
 		}
-		return flowFailure(e, f, n, credentialsError(store.FailureResult{Locked: true}))
+		return f, flowFailure(e, f, n, credentialsError(store.FailureResult{Locked: true}))
 	}
 	var ok bool
-	if known {
+	if c != nil {
 		ok, err = kdf.Verify(ctx, c.Password, a.Password)
 	} else {
 		err = kdf.VerifyDummy(ctx, a.Password)
 	}
 	if err != nil {
 		// The password was never checked (the request went away while it waited): it costs
-		// neither the citizen nor the flow anything.
-		if cerr := cancelAttempt(settle, att); cerr != nil {
-			err = errors.Join(err, cerr) // the reservation runs out at its deadline
-		}
+		// neither the citizen nor the flow anything. A reservation not given back runs out at
+		// its deadline.
 		release()
 		if errors.Is(err, password.ErrBusy) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return busyError(err)
+			return f, busyError(err)
 		}
-		return fmt.Errorf("flows: password: verify for %s: %w", who, err)
+		return f, fmt.Errorf("flows: password: verify for %s: %w", who, err)
 	}
 	if !ok {
-		res, err := fail(settle, who, e.MaxFailures, att, e.now())
+		res, err := e.Store.FailReserved(settle, att, e.MaxFailures, e.now())
 		if err != nil {
-			return fmt.Errorf("flows: password: %w", err)
+			return f, fmt.Errorf("flows: password: %w", err)
 		}
-		return flowFailure(e, f, n, credentialsError(res))
+		return f, flowFailure(e, f, n, credentialsError(res))
 	}
-	acc, err := e.Store.PasswordAccepted(settle, c.UserID, c.ActiveCard, att)
-	if err != nil {
-		release()
-		return fmt.Errorf("flows: password: %w", err)
-	}
-	c.Status, c.BlockReason = acc.Status, acc.BlockReason
-	number := acc.KeyNumber
-	if c.Status == store.StatusBlocked && c.BlockReason == store.BlockFailures {
-		release()
-		return credentialsError(store.FailureResult{Locked: true}) // a parallel guess locked it
-	}
-	if se := statusError(c); se != nil {
-		release()
-		return se
-	}
-	// A citizen with the key app logs in with it (an activation always asks the card); without
-	// the app, a card with a key to ask is needed.
-	useApp := acc.Devices > 0 && f.Purpose == ""
-	if !useApp && (c.ActiveCard == "" || number == "") {
-		release()
+	// A right password. Refusals told only now: a NemID not active (the status read before the
+	// KDF; the one read with the settling is checked after the save), no card to ask.
+	number := pa.KeyNumber
+	useApp := pa.Devices > 0 && f.Purpose == "" // an activation always asks the card
+	refuse := statusError(c)
+	if refuse == nil && !useApp && (c.ActiveCard == "" || number == "") {
+		refuse = Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
 		if c.ActiveCard == "" {
-			return Errorf(CodeNoKeysLeft, "Your NemID has no usable code card. Contact NemID support.")
+			refuse = Errorf(CodeNoKeysLeft, "Your NemID has no usable code card. Contact NemID support.")
 		}
-		return Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
+	}
+	if refuse != nil {
+		acc, err := e.accept(settle, att, c)
+		if n > 0 {
+			e.release(settle, f)
+		}
+		if err != nil {
+			return f, err
+		}
+		if se := statusError(acc); se != nil {
+			return f, se // a parallel guess may have locked it meanwhile
+		}
+		return f, refuse
 	}
 	f.release = n > 0 // the right answer gives its flow attempt back in this save
+	f.accept = &att   // and settles its reservation in the same round trip
 	err = e.updateReleasing(settle, f, func(f *Flow) error {
 		if f.Step != StepPassword {
 			return Errorf(CodeWrongStep, "This login already moved on.")
@@ -285,16 +325,68 @@ func (passwordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		f.Cert = CertificateOf(c)
 		f.Methods = []string{AMRPassword}
 		f.CardSerial, f.KeyNumber = c.ActiveCard, number
-		f.HasApp, f.Method = acc.Devices > 0, MethodCodeCard
+		f.HasApp, f.Method = pa.Devices > 0, MethodCodeCard
 		if useApp {
 			f.Method = MethodKeyApp
 		}
 		return e.advance(settle, f)
 	})
-	if err == nil && e.Passwords.NeedsRehash(c.Password) {
+	acc := f.accepted
+	f.accepted = nil
+	if f.accept != nil { // the change refused before any save: settle the reservation alone
+		f.accept = nil
+		a, aerr := e.accept(settle, att, c)
+		if aerr != nil {
+			return f, errors.Join(err, aerr)
+		}
+		acc = &store.Accepted{Status: a.Status, BlockReason: a.BlockReason}
+	}
+	if err != nil {
+		return f, err
+	}
+	if acc != nil {
+		c.Status, c.BlockReason = acc.Status, acc.BlockReason
+		if se := statusError(c); se != nil {
+			// Blocked or locked while the KDF ran: the login the save moved on ends here.
+			return f, e.failMovedOn(settle, f, c.UserID, se)
+		}
+	}
+	if e.Passwords.NeedsRehash(c.Password) {
 		e.rehash(ctx, settle, kdf, c, a.Password)
 	}
-	return err
+	return f, nil
+}
+
+// accept settles a right password's reservation alone and returns the citizen with the
+// status as it is now.
+func (e *Engine) accept(ctx context.Context, att store.Attempt, c *store.Citizen) (*store.Citizen, error) {
+	status, reason, _, err := e.Store.AcceptPasswordSaving(ctx, att, store.FlowSave{})
+	if err != nil {
+		return nil, fmt.Errorf("flows: password: %w", err)
+	}
+	now := *c
+	now.Status, now.BlockReason = status, reason
+	return &now, nil
+}
+
+// failMovedOn ends a login that a right password moved on while its NemID was blocked or
+// locked (by a parallel guess): its answer is se, and so is every later look at it. A key-app
+// request it made is cancelled.
+func (e *Engine) failMovedOn(ctx context.Context, f *Flow, uid string, se *Error) error {
+	err := e.update(ctx, f, func(f *Flow) error {
+		if f.CitizenID != uid || f.Step == StepDone || f.Step == StepFailed {
+			return nil
+		}
+		if f.Approval != nil {
+			f.cancelApproval = f.Approval.ID
+		}
+		f.Step, f.Failure = StepFailed, se
+		return nil
+	})
+	if err != nil {
+		return errors.Join(se, err)
+	}
+	return se
 }
 
 // rehash stores a right password hashed anew with the hasher's cost, in the KDF place its
@@ -394,14 +486,27 @@ func (codecardStep) prepare(ctx context.Context, e *Engine, f *Flow) error {
 }
 
 func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) error {
+	return e.codecard(ctx, f, a, 0)
+}
+
+// codecard judges a key for f; n is the flow attempt its load reserved for this answer, or 0
+// to reserve it with the key's use.
+func (e *Engine) codecard(ctx context.Context, f *Flow, a Answer, n int) error {
 	key := strings.TrimSpace(a.Key)
 	if !codecard.ValidKey(key) {
+		if n > 0 {
+			e.release(context.WithoutCancel(ctx), f)
+		}
 		return Errorf(CodeInvalidRequest, "A key is the 6 digits printed beside key number %s.", f.KeyNumber)
 	}
 	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 	hash := e.Cards.Hash(f.CardSerial, f.KeyNumber, key)
-	res, n, err := e.Store.UseCardKeyInFlow(settle, f.ID, f.CitizenID, f.CardSerial, f.KeyNumber, hash, e.MaxFailures)
+	res, reserved, subject, err := e.Store.UseCardKey(settle, f.ID, n == 0, f.CitizenID, f.CardSerial, f.KeyNumber, hash,
+		e.MaxFailures, f.sector(), NewSubject())
+	if n == 0 {
+		n = reserved
+	}
 	if err != nil {
 		return fmt.Errorf("flows: codecard: use key %s: %w", f.KeyNumber, err)
 	}
@@ -449,7 +554,13 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		}
 		f.Methods = append(f.Methods, AMROTP)
 		f.KeyNumber = ""
-		return e.advance(settle, f)
+		if err := e.advance(settle, f); err != nil {
+			return err
+		}
+		if f.Result != nil {
+			f.Result.Subject = subject
+		}
+		return nil
 	})
 }
 

@@ -80,11 +80,15 @@ func loginOnce(tb testing.TB, rp *benchRP, c *loginCitizen) {
 	}
 	resp.Body.Close()
 	login := rp.s.base + resp.Header.Get("Location")
+	rp.mark("authorize")
 	view := jsonCall(tb, br, "GET", login, "", nil)
+	rp.mark("view")
 	csrf := view["csrf_token"].(string)
 	view = jsonCall(tb, br, "POST", login+"/password", csrf, map[string]string{"username": c.uid, "password": "Bench2026nemid"})
+	rp.mark("password")
 	num, _ := view["key_number"].(string)
 	view = jsonCall(tb, br, "POST", login+"/codecard", csrf, map[string]string{"key": c.keys[num]})
+	rp.mark("codecard")
 	if view["step"] != "done" {
 		tb.Fatalf("login ended at %v", view)
 	}
@@ -93,9 +97,11 @@ func loginOnce(tb testing.TB, rp *benchRP, c *loginCitizen) {
 		tb.Fatal(err)
 	}
 	resp.Body.Close()
+	rp.mark("callback")
 	u, _ := url.Parse(resp.Header.Get("Location"))
 	rp.verifier = v
 	rp.exchange(tb, u.Query().Get("code"))
+	rp.mark("token")
 }
 
 func jsonCall(tb testing.TB, c *http.Client, method, u, csrf string, body any) map[string]any {

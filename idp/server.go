@@ -180,7 +180,10 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	s.Storage.CallbackURL = func(ctx context.Context, id string) string {
 		return op.AuthCallbackURL(provider)(ctx, id)
 	}
-	s.Storage.Codes = provider.Crypto()
+	// Codes are opened only as the provider seals them (AES-256-GCM), never by its fallback
+	// for unauthenticated AES-CFB data: a code is then a sealed grant id nobody else can make,
+	// and Redis keeps no copy of it (oidc.Storage.SaveAuthCode).
+	s.Storage.Codes = op.NewAES256GCMCrypto(cryptoKey, opConfig.CryptoKeyId)
 
 	s.Web = &web.Handler{Flows: engine, Clients: st, CSRFKey: sec.Derive("csrf"), Secure: !cfg.InsecureCookies(),
 		Origin: web.OriginOf(cfg.Issuer), Metrics: web.NewMetrics(reg),
@@ -306,7 +309,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 // back; a done flow gets its code, but only in the browser the flow is bound to.
 func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	f, err := s.Flows.Load(ctx, r.URL.Query().Get("id"))
+	// The flow and, when it is done and bound to this browser, its one-time code mark, in one
+	// round trip: SaveAuthCode then writes nothing.
+	f, answering, err := s.Flows.LoadAnswering(ctx, r.URL.Query().Get("id"), s.Web.BrowserOf(r), oidc.CodeMark)
 	if errors.Is(err, store.ErrUnavailable) {
 		s.Web.ErrorPage(w, r, http.StatusServiceUnavailable, flows.CodeUnavailable, "NemID is temporarily unavailable. Please try again shortly.")
 		return
@@ -315,7 +320,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.Web.ErrorPage(w, r, http.StatusGone, flows.CodeFlowExpired, "This login does not exist or has expired.")
 		return
 	}
-	r = r.WithContext(oidc.WithFlow(ctx, f))
+	r = r.WithContext(oidc.WithAnsweredFlow(ctx, f, answering))
 	if !s.Web.BoundTo(r, f) {
 		s.Web.ErrorPage(w, r, http.StatusForbidden, flows.CodeWrongBrowser, "This login was started in another browser.")
 		return

@@ -194,6 +194,14 @@ type benchRP struct {
 	s        *testServer
 	http     *http.Client
 	verifier string
+	// phase, when set, is told each request of loginOnce as it ends (its name).
+	phase func(string)
+}
+
+func (rp *benchRP) mark(name string) {
+	if rp.phase != nil {
+		rp.phase(name)
+	}
 }
 
 func pkce() (verifier, challenge string) {

@@ -13,11 +13,12 @@ import (
 
 // authRequest presents a flow to zitadel/oidc as an op.AuthRequest.
 type authRequest struct {
-	flow    *flows.Flow
-	ps      protocolState
-	subject string       // pairwise; set when the request is loaded for a token exchange
-	actor   *actorRecord // the guardian, when the login acts for a ward; set with subject
-	code    string       // the code it was loaded by, consumed when the tokens are issued
+	flow       *flows.Flow
+	ps         protocolState
+	subject    string       // pairwise; set when the request is loaded for a token exchange
+	actor      *actorRecord // the guardian, when the login acts for a ward; set with subject
+	code       string       // the code it was loaded by, consumed when the tokens are issued
+	codeMarked bool         // the code was made under the flow's one-time mark
 }
 
 var _ op.AuthRequest = (*authRequest)(nil)

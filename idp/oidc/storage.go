@@ -5,7 +5,6 @@ package oidc
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -14,6 +13,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -144,22 +144,38 @@ func grantedScopes(c *store.Client, requested []string) []string {
 // AuthRequestByID loads the flow behind an auth request. A flow the caller already loaded
 // for this request (WithFlow) is used as it is.
 func (s *Storage) AuthRequestByID(ctx context.Context, id string) (op.AuthRequest, error) {
-	f, ok := ctx.Value(flowKey{}).(*flows.Flow)
-	if !ok || f.ID != id {
-		var err error
-		if f, err = s.Flows.Load(ctx, id); err != nil {
+	f, ok := ctx.Value(flowKey{}).(*loadedFlow)
+	if !ok || f.flow.ID != id {
+		fl, err := s.Flows.Load(ctx, id)
+		if err != nil {
 			return nil, storeErr(err)
 		}
+		return authRequestOf(fl)
 	}
-	return authRequestOf(f)
+	return authRequestOf(f.flow)
 }
 
 type flowKey struct{}
 
+// loadedFlow is a flow the HTTP layer loaded, with what its load claimed.
+type loadedFlow struct {
+	flow      *flows.Flow
+	answering *flows.Answering
+}
+
 // WithFlow hands a flow loaded by the HTTP layer to the storage, saving a second read.
 func WithFlow(ctx context.Context, f *flows.Flow) context.Context {
-	return context.WithValue(ctx, flowKey{}, f)
+	return context.WithValue(ctx, flowKey{}, &loadedFlow{flow: f})
 }
+
+// WithAnsweredFlow is WithFlow for the callback's flow, loaded with its one-time code mark
+// claimed or not (flows.Engine.LoadAnswering with CodeMark): SaveAuthCode then writes nothing.
+func WithAnsweredFlow(ctx context.Context, f *flows.Flow, a flows.Answering) context.Context {
+	return context.WithValue(ctx, flowKey{}, &loadedFlow{flow: f, answering: &a})
+}
+
+// CodeMark is the one-time mark of a flow whose code was made.
+const CodeMark = "code"
 
 func authRequestOf(f *flows.Flow) (*authRequest, error) {
 	var ps protocolState
@@ -171,22 +187,11 @@ func authRequestOf(f *flows.Flow) (*authRequest, error) {
 
 // pairwise is the citizen's subject at sector (store.Client.Sector).
 func (s *Storage) pairwise(ctx context.Context, citizen, sector string) (string, error) {
-	sub, err := s.Store.PairwiseSubject(ctx, citizen, sector, newUUID())
+	sub, err := s.Store.PairwiseSubject(ctx, citizen, sector, flows.NewSubject())
 	if err != nil {
 		return "", storeErr(err)
 	}
 	return sub, nil
-}
-
-func newUUID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("crypto/rand: %v", err))
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // AuthRequestByCode finds the finished login behind a code, without consuming it: zitadel/oidc
@@ -199,13 +204,21 @@ func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 	if err != nil {
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid code")
 	}
-	if err := s.Store.CheckCode(ctx, grant, code); err != nil && !errors.Is(err, store.ErrReplay) {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, oidc.ErrInvalidGrant().WithDescription("invalid or expired code")
-		}
+	// The flow, the time its code was made and the code's state, in one round trip.
+	rec, made, state, err := s.Store.LoadFlowForCode(ctx, grant, code, CodeMark)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, oidc.ErrInvalidGrant().WithDescription("invalid or expired code")
+	}
+	if err != nil {
 		return nil, storeErr(err)
 	}
-	f, err := s.Flows.Load(ctx, grant)
+	if state != nil && !errors.Is(state, store.ErrReplay) {
+		return nil, oidc.ErrInvalidGrant().WithDescription("invalid or expired code")
+	}
+	if at := flows.MarkTime(made); made != "-" && (at.IsZero() || s.now().After(at.Add(s.Lifetimes.Code))) {
+		return nil, oidc.ErrInvalidGrant().WithDescription("invalid or expired code")
+	}
+	f, err := s.Flows.FlowOf(grant, rec)
 	if err != nil {
 		return nil, storeErr(err)
 	}
@@ -225,20 +238,31 @@ func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 		if ar.subject, err = s.pairwise(ctx, w.CitizenID, ar.sector()); err != nil {
 			return nil, err
 		}
-	} else if ar.subject, err = s.pairwise(ctx, f.Result.CitizenID, ar.sector()); err != nil {
-		return nil, err
+	} else if ar.subject = f.Result.Subject; ar.subject == "" { // found by the login's last step, mostly
+		if ar.subject, err = s.pairwise(ctx, f.Result.CitizenID, ar.sector()); err != nil {
+			return nil, err
+		}
 	}
-	ar.code = code
+	ar.code, ar.codeMarked = code, made != "-"
 	return ar, nil
 }
 
-// SaveAuthCode stores the code made for a finished flow.
+// SaveAuthCode is told the code made for a finished flow. The callback's load claimed the
+// flow's one-time code mark (WithAnsweredFlow), so nothing is written: a second callback of
+// the same login, which did not claim it, is refused.
 func (s *Storage) SaveAuthCode(ctx context.Context, id, code string) error {
-	err := s.Store.SaveCode(ctx, code, id, s.Lifetimes.Code)
-	if errors.Is(err, store.ErrConflict) { // the callback reloaded: one login, one code
+	lf, ok := ctx.Value(flowKey{}).(*loadedFlow)
+	claimed := ok && lf.flow.ID == id && lf.answering != nil && lf.answering.Claimed
+	if !ok || lf.flow.ID != id || lf.answering == nil {
+		var err error
+		if claimed, err = s.Store.ClaimFlowMarkAs(ctx, id, CodeMark, strconv.FormatInt(s.now().UnixMilli(), 10)); err != nil {
+			return storeErr(err)
+		}
+	}
+	if !claimed { // the callback reloaded: one login, one code
 		return oidc.ErrInvalidRequest().WithDescription("this login has already been answered; start a new login")
 	}
-	return storeErr(err)
+	return nil
 }
 
 // DeleteAuthRequest is called once the code was exchanged. The flow is left to expire: the
@@ -347,7 +371,7 @@ func (s *Storage) issue(ctx context.Context, req op.TokenRequest, withRefresh bo
 		OldRefresh: current, RevokedRemains: s.Lifetimes.RefreshToken,
 	}
 	if isCode {
-		t.Code = ar.code // consumed in the same atomic step that stores the tokens
+		t.Code, t.CodeMarked = ar.code, ar.codeMarked // consumed in the same atomic step that stores the tokens
 	}
 	var refresh string
 	if withRefresh {

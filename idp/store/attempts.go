@@ -37,6 +37,9 @@ type Attempt struct {
 	// Busy: settled failures and attempts still in flight together use up the budget. Not a
 	// lockout (the stored status stays active): the citizen may try again in a moment.
 	Busy bool
+	// The records the reservation was made on (BeginPasswordAnswer): the citizen's (uid), or
+	// an unknown user ID's (rec, att).
+	uid, rec, att string
 }
 
 func (s *Store) attemptsKey(uid string) string { return s.key("{c:"+uid+"}", "att") }
@@ -45,24 +48,35 @@ func (s *Store) attemptsKey(uid string) string { return s.key("{c:"+uid+"}", "at
 // which reservations count; ARGV[1] shifts it by how far the caller's clock is from the
 // process's (zero but in tests that move the engine's clock). ARGV[5] = '1': the record is an
 // unknown user ID's, which has no status and is never blocked.
-var beginAttemptScript = redis.NewScript(`
+// reserveAttemptLua defines reserve(rec, att, st): the reservation of one password attempt
+// in rec's attempt set att for a record of status st, refused (locked) or deferred (busy) when
+// the failures in a row and the attempts in flight use up the budget. ARGV: 1 clock shift,
+// 2 max, 3 hold (ms), 4 the reservation's id.
+const reserveAttemptLua = `
+local function reserve(rec, att, st)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+  local max = tonumber(ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', att, '-inf', now)
+  local f = tonumber(redis.call('HGET', rec, 'failures') or '0') or 0
+  if f >= max or (st == 'blocked' and redis.call('HGET', rec, 'block_reason') == 'failures') then
+    return f, 'refused'
+  end
+  if f + redis.call('ZCARD', att) >= max then return f, 'busy' end
+  redis.call('ZADD', att, now + tonumber(ARGV[3]), ARGV[4])
+  redis.call('PEXPIRE', att, ARGV[3])
+  return f, ''
+end
+`
+
+var beginAttemptScript = redis.NewScript(reserveAttemptLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then
   if ARGV[5] ~= '1' then return {-1, ''} end
   st = 'active'
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-local max = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local f = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0') or 0
-if f >= max or (st == 'blocked' and redis.call('HGET', KEYS[1], 'block_reason') == 'failures') then
-  return {f, 'refused'}
-end
-if f + redis.call('ZCARD', KEYS[2]) >= max then return {f, 'busy'} end
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return {f, ''}
+local f, outcome = reserve(KEYS[1], KEYS[2], st)
+return {f, outcome}
 `)
 
 // BeginAttempt reserves one password attempt for hold, or refuses (locked) or defers (busy) it

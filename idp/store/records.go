@@ -126,22 +126,64 @@ func (s *Store) Client(ctx context.Context, id string) (*Client, error) {
 
 func (s *Store) flowKey(id string) string { return s.key("flow", id) }
 
+// saveFlowScript: ARGV 1 previous version, 2 data, 3 ttl (ms), 4 release, 5 the flow's state
+// as the callback's one script judges it ('done' or 'open'), 6 the browser it is bound to.
 var saveFlowScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], 'v')
 if (v or '0') ~= ARGV[1] then return -1 end
 local nv = tonumber(v or '0') + 1
-redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[2])
+redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[2], 'x', ARGV[5], 'b', ARGV[6])
 if ARGV[4] == '1' and tonumber(redis.call('HINCRBY', KEYS[1], 'f', -1)) < 0 then redis.call('HSET', KEYS[1], 'f', 0) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return nv
 `)
 
-// SaveFlow writes a flow if it is still at version prev (0 = must not exist yet) and returns
-// the new version. A concurrent writer that got there first makes this fail with ErrConflict,
-// so a losing request never overwrites the winner's state. release gives back one attempt
-// reserved by ReserveFlowAttempt (the answer it was reserved for was right).
-func (s *Store) SaveFlow(ctx context.Context, id string, prev int64, data []byte, ttl time.Duration, release bool) (int64, error) {
-	v, err := saveFlowScript.Run(ctx, s.rdb, []string{s.flowKey(id)}, prev, data, ttl.Milliseconds(), boolStr(release)).Int64()
+// FlowSave is one write of a flow: its data if it is still at version Prev (0 = must not exist
+// yet), with what rides in the same round trip.
+type FlowSave struct {
+	ID   string
+	Prev int64
+	Data []byte
+	TTL  time.Duration
+	// Release gives back one attempt reserved by an answer (it was right).
+	Release bool
+	// Done and Browser are kept beside the data for LoadFlowClaiming: the flow is done, and
+	// the browser it is bound to.
+	Done    bool
+	Browser string
+	// Wake, when not "", wakes that topic's waiters on every instance. The wake goes out
+	// whether or not the save won: a waiter only looks again.
+	Wake string
+	// Session, when not nil, is an SSO session stored in the same round trip (whether or not
+	// the save won: a session nobody got the cookie of only runs out).
+	Session *SessionWrite
+}
+
+// SessionWrite is an SSO session to store: its cookie value, data and lifetime.
+type SessionWrite struct {
+	ID   string
+	Data []byte
+	TTL  time.Duration
+}
+
+func (s *Store) queueFlowSave(ctx context.Context, p redis.Pipeliner, fs FlowSave) *scriptCall {
+	done := "open"
+	if fs.Done {
+		done = "done"
+	}
+	c := queueScript(ctx, p, saveFlowScript, []string{s.flowKey(fs.ID)}, fs.Prev, fs.Data, fs.TTL.Milliseconds(),
+		boolStr(fs.Release), done, fs.Browser)
+	if fs.Wake != "" {
+		p.Publish(ctx, s.eventsChannel(), fs.Wake)
+	}
+	if fs.Session != nil {
+		p.Set(ctx, s.sessionKey(fs.Session.ID), fs.Session.Data, fs.Session.TTL)
+	}
+	return c
+}
+
+func flowSaved(c *scriptCall) (int64, error) {
+	v, err := c.cmd.Int64()
 	if err != nil {
 		return 0, wrap("save flow", err)
 	}
@@ -151,30 +193,26 @@ func (s *Store) SaveFlow(ctx context.Context, id string, prev int64, data []byte
 	return v, nil
 }
 
-// SaveFlowWaking is SaveFlow that, for a topic (not ""), also wakes that topic's waiters on
-// every instance, in the same round trip. The wake goes out whether or not the save won: a
-// waiter only looks again.
-func (s *Store) SaveFlowWaking(ctx context.Context, id string, prev int64, data []byte, ttl time.Duration, release bool, topic string) (int64, error) {
-	if topic == "" {
-		return s.SaveFlow(ctx, id, prev, data, ttl, release)
-	}
+// SaveFlow writes a flow if it is still at version prev (0 = must not exist yet) and returns
+// the new version (SaveFlowWith, nothing riding along).
+func (s *Store) SaveFlow(ctx context.Context, id string, prev int64, data []byte, ttl time.Duration, release bool) (int64, error) {
+	return s.SaveFlowWith(ctx, FlowSave{ID: id, Prev: prev, Data: data, TTL: ttl, Release: release})
+}
+
+// SaveFlowWith writes a flow if it is still at version fs.Prev and returns the new version,
+// with what rides along (FlowSave) in the same round trip. A concurrent writer that got there
+// first makes this fail with ErrConflict, so a losing request never overwrites the winner's
+// state.
+func (s *Store) SaveFlowWith(ctx context.Context, fs FlowSave) (int64, error) {
 	var call *scriptCall
 	err := s.pipelined(ctx, func(p redis.Pipeliner) []*scriptCall {
-		call = queueScript(ctx, p, saveFlowScript, []string{s.flowKey(id)}, prev, data, ttl.Milliseconds(), boolStr(release))
-		p.Publish(ctx, s.eventsChannel(), topic)
+		call = s.queueFlowSave(ctx, p, fs)
 		return []*scriptCall{call}
 	})
 	if err != nil {
 		return 0, wrap("save flow", err)
 	}
-	v, err := call.cmd.Int64()
-	if err != nil {
-		return 0, wrap("save flow", err)
-	}
-	if v < 0 {
-		return 0, fmt.Errorf("store: save flow: %w", ErrConflict)
-	}
-	return v, nil
+	return flowSaved(call)
 }
 
 // FlowRecord is a stored flow: its data, version, and the answers it has had wrong (with
@@ -191,18 +229,7 @@ func (s *Store) LoadFlow(ctx context.Context, id string) (FlowRecord, error) {
 	if err != nil {
 		return FlowRecord{}, wrap("load flow", err)
 	}
-	vs, ok1 := vals[0].(string)
-	d, ok2 := vals[1].(string)
-	if !ok1 || !ok2 {
-		return FlowRecord{}, fmt.Errorf("store: load flow: %w", ErrNotFound)
-	}
-	v, err := strconv.ParseInt(vs, 10, 64)
-	if err != nil {
-		return FlowRecord{}, fmt.Errorf("store: load flow: bad version: %w", err)
-	}
-	fs, _ := vals[2].(string)
-	f, _ := strconv.Atoi(fs)
-	return FlowRecord{Data: []byte(d), Version: v, Failures: f}, nil
+	return flowRecordOf(vals[0], vals[1], vals[2])
 }
 
 // A flow counts its wrong answers whichever citizens they named, so one flow cannot spray a
@@ -281,11 +308,77 @@ func (s *Store) GetOrCreateMeta(ctx context.Context, name string, value []byte) 
 // ClaimFlowMark sets a one-time mark on a flow (HSETNX beside its data): true for the one
 // caller that set it, false for every other, and false when the flow is gone.
 func (s *Store) ClaimFlowMark(ctx context.Context, id, mark string) (bool, error) {
-	ok, err := claimMarkScript.Run(ctx, s.rdb, []string{s.flowKey(id)}, "m:"+mark).Int()
+	return s.ClaimFlowMarkAs(ctx, id, mark, "1")
+}
+
+// ClaimFlowMarkAs is ClaimFlowMark setting the mark to value.
+func (s *Store) ClaimFlowMarkAs(ctx context.Context, id, mark, value string) (bool, error) {
+	ok, err := claimMarkScript.Run(ctx, s.rdb, []string{s.flowKey(id)}, "m:"+mark, value).Int()
 	return ok == 1, wrap("claim flow mark", err)
 }
 
 var claimMarkScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-return redis.call('HSETNX', KEYS[1], ARGV[1], '1')
+return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 `)
+
+// loadClaimScript loads a flow and, when it is done and bound to the browser ARGV[2], sets its
+// one-time mark ARGV[1] to ARGV[3] unless it is set already. Returns {} for no flow, else
+// {version, data, failures, claimed (1/0), the mark's value, state}.
+var loadClaimScript = redis.NewScript(`
+local r = redis.call('HMGET', KEYS[1], 'v', 'd', 'f', 'x', 'b', ARGV[1])
+if not r[1] or not r[2] then return {} end
+local claimed = 0
+if r[4] == 'done' and r[5] == ARGV[2] and not r[6] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  claimed, r[6] = 1, ARGV[3]
+end
+return {r[1], r[2], r[3] or '0', claimed, r[6] or '', r[4] or ''}
+`)
+
+// Claimed is what LoadFlowClaiming found of the flow's one-time mark.
+type Claimed struct {
+	// Claimed: this caller set the mark, to Value.
+	Claimed bool
+	// Value is the mark's value ("" when not set).
+	Value string
+	// Judged is false for a flow saved before its state was kept beside its data: the caller
+	// judges it and claims the mark itself (ClaimFlowMark).
+	Judged bool
+}
+
+// LoadFlowClaiming loads a flow and, in the same step, sets its one-time mark to value when
+// the flow is done and bound to browser and the mark is not set yet: the one caller that
+// answers a finished login (one code, one response) is told so, every other is not.
+func (s *Store) LoadFlowClaiming(ctx context.Context, id, mark, browser, value string) (FlowRecord, Claimed, error) {
+	res, err := loadClaimScript.Run(ctx, s.rdb, []string{s.flowKey(id)}, "m:"+mark, browser, value).Slice()
+	if err != nil {
+		return FlowRecord{}, Claimed{}, wrap("load flow", err)
+	}
+	if len(res) < 6 {
+		return FlowRecord{}, Claimed{}, fmt.Errorf("store: load flow: %w", ErrNotFound)
+	}
+	rec, err := flowRecordOf(res[0], res[1], res[2])
+	if err != nil {
+		return FlowRecord{}, Claimed{}, err
+	}
+	n, _ := res[3].(int64)
+	val, _ := res[4].(string)
+	state, _ := res[5].(string)
+	return rec, Claimed{Claimed: n == 1, Value: val, Judged: state != ""}, nil
+}
+
+func flowRecordOf(version, data, failures any) (FlowRecord, error) {
+	vs, ok1 := version.(string)
+	d, ok2 := data.(string)
+	if !ok1 || !ok2 {
+		return FlowRecord{}, fmt.Errorf("store: load flow: %w", ErrNotFound)
+	}
+	v, err := strconv.ParseInt(vs, 10, 64)
+	if err != nil {
+		return FlowRecord{}, fmt.Errorf("store: load flow: bad version: %w", err)
+	}
+	fs, _ := failures.(string)
+	f, _ := strconv.Atoi(fs)
+	return FlowRecord{Data: []byte(d), Version: v, Failures: f}, nil
+}

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,45 +21,55 @@ func (s *Store) grantKey(grant string, parts ...string) string {
 	return s.key(append([]string{"{g:" + grant + "}"}, parts...)...)
 }
 
-// SaveCode stores the one authorization code of a grant (by its digest, in the grant's slot,
-// so the token script can consume it). A reloaded callback cannot mint a second code.
-func (s *Store) SaveCode(ctx context.Context, code, grant string, ttl time.Duration) error {
-	ok, err := s.rdb.SetNX(ctx, s.grantKey(grant, "code"), digest(code), ttl).Result()
-	if err != nil {
-		return wrap("save code", err)
-	}
-	if !ok {
-		return fmt.Errorf("store: save code: this login already produced its code: %w", ErrConflict)
-	}
-	return nil
-}
+// A grant's code is one per login: the front end that answers the finished flow claims the
+// flow's one-time mark (LoadFlowClaiming, its value the time the code was made) before it
+// makes the code, so a reloaded callback cannot mint a second one, and the code itself is
+// sealed (authenticated encryption of the grant) by the front end. Redis keeps only what a
+// code's redemption did: {g:<grant>}:code is "used:<digest>" once IssueTokens consumed it.
+// (Codes made before the mark existed were stored as their digest there; they are honoured
+// until they run out.)
 
-// CheckCode reads, without consuming, whether code is the grant's code: live (nil), already
-// redeemed (ErrReplay) or unknown/expired (ErrNotFound). The code is consumed by IssueTokens,
-// after the client has authenticated and PKCE was checked, so an unauthenticated request can
-// neither burn a code nor, by replaying it, revoke what it issued.
-func (s *Store) CheckCode(ctx context.Context, grant, code string) error {
-	v, err := s.rdb.Get(ctx, s.grantKey(grant, "code")).Result()
-	if err != nil {
-		return wrap("check code", err)
-	}
-	switch v {
-	case digest(code):
+// LoadFlowForCode loads the flow behind a code (grant = flow id) with the time its code was
+// made (mark's value, "" when none was), and, in the same round trip, the code's state:
+// nil while it can be redeemed, ErrReplay once it was, ErrNotFound for a code never made.
+func (s *Store) LoadFlowForCode(ctx context.Context, grant, code, mark string) (rec FlowRecord, made string, state error, err error) {
+	var flow *redis.SliceCmd
+	var used *redis.StringCmd
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		flow = p.HMGet(ctx, s.flowKey(grant), "v", "d", "f", "m:"+mark)
+		used = p.Get(ctx, s.grantKey(grant, "code"))
 		return nil
-	case "used:" + digest(code):
-		return fmt.Errorf("store: check code: %w", ErrReplay)
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return FlowRecord{}, "", nil, wrap("load flow for code", err)
 	}
-	return fmt.Errorf("store: check code: %w", ErrNotFound)
+	vals := flow.Val()
+	if rec, err = flowRecordOf(vals[0], vals[1], vals[2]); err != nil {
+		return FlowRecord{}, "", nil, err
+	}
+	made, _ = vals[3].(string)
+	switch v := used.Val(); {
+	case v == digest(code): // made before the mark existed
+		made = "-"
+	case strings.HasPrefix(v, "used:"):
+		state = fmt.Errorf("store: code: %w", ErrReplay)
+	case v != "" || made == "":
+		state = fmt.Errorf("store: code: %w", ErrNotFound)
+	}
+	return rec, made, state, nil
 }
 
 // TokenIssue is what one token request writes: an access token and optionally a refresh token,
 // optionally rotating out an old refresh token.
 type TokenIssue struct {
-	Grant          string
-	AccessID       string
-	AccessData     []byte
-	AccessTTL      time.Duration
-	Code           string // the authorization code redeemed by this issue; "" for none
+	Grant      string
+	AccessID   string
+	AccessData []byte
+	AccessTTL  time.Duration
+	Code       string // the authorization code redeemed by this issue; "" for none
+	// CodeMarked: the code was made under its flow's one-time mark (LoadFlowForCode found
+	// it), so no stored digest is needed to redeem it once.
+	CodeMarked     bool
 	Refresh        string // the new refresh token (stored under its digest); "" for none
 	RefreshData    []byte
 	RefreshTTL     time.Duration
@@ -75,9 +87,9 @@ local function revoke()
 end
 if ARGV[8] ~= '' then
   local c = redis.call('GET', KEYS[6])
-  if c == ARGV[8] then
+  if c == ARGV[8] or (not c and ARGV[9] == '1') then
     redis.call('SET', KEYS[6], 'used:' .. ARGV[8], 'PX', ARGV[5])
-  elseif c == 'used:' .. ARGV[8] then
+  elseif c and string.sub(c, 1, 5) == 'used:' then
     revoke()
     return 'replay'
   else
@@ -124,7 +136,7 @@ func (s *Store) IssueTokens(ctx context.Context, t TokenIssue) error {
 	keys := []string{s.grantKey(t.Grant, "revoked"), s.grantKey(t.Grant, "tokens"),
 		s.grantKey(t.Grant, "at", t.AccessID), newRT, oldRT, s.grantKey(t.Grant, "code")}
 	res, err := issueScript.Run(ctx, s.rdb, keys, t.AccessData, t.AccessTTL.Milliseconds(),
-		t.RefreshData, t.RefreshTTL.Milliseconds(), t.RevokedRemains.Milliseconds(), hasOld, hasNew, code).Text()
+		t.RefreshData, t.RefreshTTL.Milliseconds(), t.RevokedRemains.Milliseconds(), hasOld, hasNew, code, boolStr(t.CodeMarked)).Text()
 	if err != nil {
 		return wrap("issue tokens", err)
 	}

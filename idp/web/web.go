@@ -340,33 +340,50 @@ func (h *Handler) post(req *request) error {
 	if err := h.decode(req); err != nil {
 		return err
 	}
-	if err := h.load(req); err != nil {
-		return err
-	}
 	req.browser = h.browserID(req, false)
-	if req.browser == "" || req.flow.Browser != req.browser {
-		return &httpError{status: http.StatusForbidden, err: flows.Errorf(flows.CodeWrongBrowser,
-			"This login is not bound to this browser (are cookies enabled?). Open the login page first.")}
-	}
-	token := req.r.Header.Get("X-CSRF-Token")
-	if token == "" {
-		token = req.r.FormValue("csrf_token")
-	}
-	if token == "" {
-		token = req.answerCSRF
-	}
-	if !hmac.Equal([]byte(token), []byte(h.csrfToken(req.flow.ID, req.browser))) {
-		return &httpError{status: http.StatusForbidden, err: flows.Errorf("csrf", "Missing or wrong CSRF token; reload the page.")}
-	}
 	if isAction {
+		if err := h.load(req); err != nil {
+			return err
+		}
+		if err := h.bound(req); err != nil {
+			return err
+		}
 		return action(h, req)
 	}
-	// An address past its limit of failed answers gets no answer judged (no Redis asked).
+	// The browser and the CSRF token are checked before anything is loaded: the token is a
+	// MAC of the flow id and the browser, so a refused POST costs no round trip. It is then
+	// answered as it always was (an unknown flow first, then the browser, then the token).
+	if req.browser == "" || !h.csrfOK(req, req.r.PathValue("flow")) {
+		if err := h.load(req); err != nil {
+			return err
+		}
+		return h.bound(req)
+	}
+	// An address past its limit of failed answers gets no answer judged.
 	if wait, ok := h.Throttle.Throttled(req.r); ok && (step == flows.StepPassword || step == flows.StepCodeCard) {
+		if err := h.load(req); err != nil {
+			return err
+		}
 		h.count(string(step), flows.Errorf(flows.CodeThrottled, ""))
 		return h.throttled(req, wait)
 	}
-	err := h.Flows.Submit(ctx, req.flow, step, req.answer)
+	// The flow is loaded by the answer itself (in its first round trip); guard refuses it as
+	// load and bound would.
+	guard := func(f *flows.Flow) error {
+		if f.Purpose != "" {
+			return notFound() // see load
+		}
+		req.flow, req.lang = f, chooseLang(req.r, f.Locales)
+		if f.Browser != req.browser {
+			return wrongBrowser()
+		}
+		return nil
+	}
+	_, err := h.Flows.Answer(ctx, req.r.PathValue("flow"), step, req.answer, guard)
+	var he *httpError
+	if req.flow == nil || errors.As(err, &he) {
+		return err // refused before (or by) the guard: nothing judged
+	}
 	h.count(string(step), err)
 	if err != nil {
 		var fe *flows.Error
@@ -384,11 +401,40 @@ func (h *Handler) post(req *request) error {
 		}
 		return h.render(req, statusFor(fe.Code), fe)
 	}
-	if req.flow.Done() && !req.flow.Result.FromSession && !req.flow.Result.Deferred {
-		h.startSession(req) // completed by this very answer
+	if c := req.flow.SessionCookie(); c != "" { // completed by this very answer
+		h.setCookie(req.w, sessionCookie, c, int(h.Flows.SessionTTL.Seconds()))
 	}
 	// No Prepare here: a step that succeeded has set up the next one itself.
 	return h.render(req, http.StatusOK, nil)
+}
+
+// bound refuses a request whose browser the loaded flow is not bound to, or whose CSRF token
+// is not the flow's.
+func (h *Handler) bound(req *request) error {
+	if req.browser == "" || req.flow.Browser != req.browser {
+		return wrongBrowser()
+	}
+	if !h.csrfOK(req, req.flow.ID) {
+		return &httpError{status: http.StatusForbidden, err: flows.Errorf("csrf", "Missing or wrong CSRF token; reload the page.")}
+	}
+	return nil
+}
+
+func wrongBrowser() error {
+	return &httpError{status: http.StatusForbidden, err: flows.Errorf(flows.CodeWrongBrowser,
+		"This login is not bound to this browser (are cookies enabled?). Open the login page first.")}
+}
+
+// csrfOK checks the request's CSRF token (header, form field or JSON field) for flow id.
+func (h *Handler) csrfOK(req *request, id string) bool {
+	token := req.r.Header.Get("X-CSRF-Token")
+	if token == "" {
+		token = req.r.FormValue("csrf_token")
+	}
+	if token == "" {
+		token = req.answerCSRF
+	}
+	return token != "" && hmac.Equal([]byte(token), []byte(h.csrfToken(id, req.browser)))
 }
 
 // startSession stores the SSO session of the login the request just completed and gives the
@@ -901,8 +947,17 @@ func (h *Handler) claimCookieFor(r *http.Request, claim string) (string, bool) {
 
 // BoundTo reports whether the request comes from the browser the flow is bound to.
 func (h *Handler) BoundTo(r *http.Request, f *flows.Flow) bool {
+	b := h.BrowserOf(r)
+	return b != "" && f.Browser == b
+}
+
+// BrowserOf is what a flow bound to the request's browser holds ("" without the cookie).
+func (h *Handler) BrowserOf(r *http.Request) string {
 	c, err := r.Cookie(h.cookieName(browserCookie))
-	return err == nil && f.Browser != "" && digest(c.Value) == f.Browser
+	if err != nil {
+		return ""
+	}
+	return digest(c.Value)
 }
 
 // SessionCookie returns the SSO cookie value of the request, if any.

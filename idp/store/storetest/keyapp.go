@@ -888,8 +888,8 @@ func testSaveFlowWaking(t *testing.T, h *harness) {
 	ch, stop, err := w.Watch(ctx, store.TopicFlow(id))
 	noErr(t, "Watch", err)
 	defer stop()
-	v, err := other.SaveFlowWaking(ctx, id, 0, []byte("x"), time.Minute, false, store.TopicFlow(id))
-	noErr(t, "SaveFlowWaking", err)
+	v, err := other.SaveFlowWith(ctx, store.FlowSave{ID: id, Data: []byte("x"), TTL: time.Minute, Wake: store.TopicFlow(id)})
+	noErr(t, "SaveFlowWith(Wake)", err)
 	select {
 	case <-ch:
 	case <-time.After(10 * time.Second):
@@ -900,6 +900,6 @@ func testSaveFlowWaking(t *testing.T, h *harness) {
 	if rec.Version != v || string(rec.Data) != "x" {
 		t.Fatalf("saved %+v, want version %d data x", rec, v)
 	}
-	_, err = other.SaveFlowWaking(ctx, id, 0, []byte("y"), time.Minute, false, store.TopicFlow(id))
-	wantErr(t, "SaveFlowWaking(stale version)", err, store.ErrConflict)
+	_, err = other.SaveFlowWith(ctx, store.FlowSave{ID: id, Data: []byte("y"), TTL: time.Minute, Wake: store.TopicFlow(id)})
+	wantErr(t, "SaveFlowWith(Wake, stale version)", err, store.ErrConflict)
 }

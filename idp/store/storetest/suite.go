@@ -72,6 +72,7 @@ func Run(t *testing.T, b Backend) {
 		{"Codes/ConsumeOnce", testConsumeCode},
 		{"Codes/ConsumeRace", testConsumeCodeRace},
 		{"Codes/TTL", testCodeTTL},
+		{"Codes/StoredBefore", testCodeStoredBefore},
 		{"Tokens/Rotation", testTokenRotation},
 		{"Tokens/ReuseRevokes", testRefreshReuse},
 		{"Tokens/UnknownRefresh", testUnknownRefresh},
@@ -1157,56 +1158,130 @@ func testSessionTTL(t *testing.T, h *harness) {
 
 // ---- authorization codes ----
 
-func testCodeOnePerGrant(t *testing.T, h *harness) {
-	ctx := t.Context()
-	grant, code, code2 := newID(), newID(), newID()
-	noErr(t, "SaveCode", h.s.SaveCode(ctx, code, grant, time.Minute))
-	err := h.s.SaveCode(ctx, code2, grant, time.Minute)
-	wantErr(t, "SaveCode(second code, same grant)", err, store.ErrConflict)
-	err = h.s.CheckCode(ctx, grant, code2)
-	wantErr(t, "CheckCode(refused code)", err, store.ErrNotFound)
-	if errors.Is(err, store.ErrReplay) {
-		t.Fatal("a code never issued is reported as a replay")
-	}
-	noErr(t, "CheckCode", h.s.CheckCode(ctx, grant, code))
+// codeFlow saves a finished flow bound to browser "b1", as the engine saves one.
+func codeFlow(t *testing.T, h *harness, ttl time.Duration) string {
+	id := newID()
+	_, err := h.s.SaveFlowWith(t.Context(), store.FlowSave{ID: id, Data: []byte("done"), TTL: ttl, Done: true, Browser: "b1"})
+	noErr(t, "SaveFlowWith(done)", err)
+	return id
 }
 
-// redeem issues tokens for a code, as the token endpoint does.
+// testCodeOnePerGrant: a finished flow's code mark is claimed once, by its own browser, and
+// only once the flow is done.
+func testCodeOnePerGrant(t *testing.T, h *harness) {
+	ctx := t.Context()
+	open := newID()
+	_, err := h.s.SaveFlowWith(ctx, store.FlowSave{ID: open, Data: []byte("open"), TTL: time.Minute, Browser: "b1"})
+	noErr(t, "SaveFlowWith(open)", err)
+	_, c, err := h.s.LoadFlowClaiming(ctx, open, "code", "b1", "1000")
+	noErr(t, "LoadFlowClaiming(open)", err)
+	if c.Claimed || c.Value != "" || !c.Judged {
+		t.Fatalf("a flow not done: %+v, want nothing claimed", c)
+	}
+	id := codeFlow(t, h, time.Minute)
+	if _, c, _ = h.s.LoadFlowClaiming(ctx, id, "code", "b2", "1000"); c.Claimed {
+		t.Fatal("another browser claimed the flow's code mark")
+	}
+	rec, c, err := h.s.LoadFlowClaiming(ctx, id, "code", "b1", "1000")
+	noErr(t, "LoadFlowClaiming", err)
+	if !c.Claimed || c.Value != "1000" || string(rec.Data) != "done" {
+		t.Fatalf("first claim: %+v %q, want claimed 1000", c, rec.Data)
+	}
+	if _, c, _ = h.s.LoadFlowClaiming(ctx, id, "code", "b1", "2000"); c.Claimed || c.Value != "1000" {
+		t.Fatalf("second claim: %+v, want refused, value 1000", c)
+	}
+	_, _, err = h.s.LoadFlowClaiming(ctx, newID(), "code", "b1", "1000")
+	wantErr(t, "LoadFlowClaiming(missing)", err, store.ErrNotFound)
+	// Racers for one mark: exactly one claims it.
+	race2 := codeFlow(t, h, time.Minute)
+	var mu sync.Mutex
+	claimed := 0
+	results := race(Racers, func(i int) error {
+		_, c, err := h.s.LoadFlowClaiming(t.Context(), race2, "code", "b1", fmt.Sprint(i+1))
+		if c.Claimed {
+			mu.Lock()
+			claimed++
+			mu.Unlock()
+		}
+		return err
+	})
+	for _, err := range results {
+		noErr(t, "LoadFlowClaiming(race)", err)
+	}
+	if claimed != 1 {
+		t.Fatalf("%d racers claimed the code mark, want 1", claimed)
+	}
+}
+
+// redeem issues tokens for a code made under its flow's mark, as the token endpoint does.
 func redeem(ctx context.Context, h *harness, grant, code string) (string, error) {
 	at := newID()
 	t := issue(grant, at, "", "")
-	t.Code = code
+	t.Code, t.CodeMarked = code, true
 	return at, h.s.IssueTokens(ctx, t)
+}
+
+func codeState(t *testing.T, h *harness, grant, code string) error {
+	t.Helper()
+	_, _, state, err := h.s.LoadFlowForCode(t.Context(), grant, code, "code")
+	noErr(t, "LoadFlowForCode", err)
+	return state
 }
 
 func testConsumeCode(t *testing.T, h *harness) {
 	ctx := t.Context()
-	grant, code := newID(), newID()
-	err := h.s.CheckCode(ctx, grant, code)
-	wantErr(t, "CheckCode(unknown)", err, store.ErrNotFound)
-	_, err = redeem(ctx, h, grant, code)
-	wantErr(t, "redeem(unknown)", err, store.ErrNotFound)
+	grant, code := codeFlow(t, h, time.Minute), newID()
+	wantErr(t, "code state (no mark)", codeState(t, h, grant, code), store.ErrNotFound)
+	// A code not made under a mark, and not stored either, is refused by the issue too.
+	u := issue(grant, newID(), "", "")
+	u.Code = code
+	err := h.s.IssueTokens(ctx, u)
+	wantErr(t, "IssueTokens(unknown code)", err, store.ErrNotFound)
 	if errors.Is(err, store.ErrReplay) {
 		t.Fatal("an unknown code is reported as a replay")
 	}
-	noErr(t, "SaveCode", h.s.SaveCode(ctx, code, grant, time.Minute))
-	noErr(t, "CheckCode", h.s.CheckCode(ctx, grant, code))
-	noErr(t, "CheckCode twice (reading consumes nothing)", h.s.CheckCode(ctx, grant, code))
+	_, c, err := h.s.LoadFlowClaiming(ctx, grant, "code", "b1", "1234")
+	noErr(t, "LoadFlowClaiming", err)
+	if !c.Claimed {
+		t.Fatal("code mark not claimed")
+	}
+	rec, made, state, err := h.s.LoadFlowForCode(ctx, grant, code, "code")
+	noErr(t, "LoadFlowForCode", err)
+	if state != nil || made != "1234" || string(rec.Data) != "done" {
+		t.Fatalf("LoadFlowForCode = %q %q %v, want done 1234 nil", rec.Data, made, state)
+	}
+	noErr(t, "code state twice (reading consumes nothing)", codeState(t, h, grant, code))
 	at, err := redeem(ctx, h, grant, code)
 	noErr(t, "redeem", err)
 	h.wantAccess(t, grant, at, true)
-	wantErr(t, "CheckCode(after redeem)", h.s.CheckCode(ctx, grant, code), store.ErrReplay)
+	wantErr(t, "code state (after redeem)", codeState(t, h, grant, code), store.ErrReplay)
 	_, err = redeem(ctx, h, grant, code)
 	wantErr(t, "redeem(replay)", err, store.ErrReplay)
 	// The replay revoked what the first redemption issued.
 	h.wantAccess(t, grant, at, false)
 	_, err = redeem(ctx, h, grant, code)
 	wantErr(t, "redeem(after revocation)", err, store.ErrRevoked)
+	_, _, _, err = h.s.LoadFlowForCode(ctx, newID(), code, "code")
+	wantErr(t, "LoadFlowForCode(no flow)", err, store.ErrNotFound)
+}
+
+// testCodeStoredBefore: a code stored as its digest (made before codes were marked on their
+// flow) is redeemed once, and another code of its grant not at all.
+func testCodeStoredBefore(t *testing.T, h *harness) {
+	ctx := t.Context()
+	grant, code := codeFlow(t, h, time.Minute), newID()
+	sum := sha256.Sum256([]byte(code))
+	noErr(t, "SET old code", h.s.Redis().Set(ctx, h.prefix+"{g:"+grant+"}:code", base64.RawURLEncoding.EncodeToString(sum[:]), time.Minute).Err())
+	noErr(t, "code state (old)", codeState(t, h, grant, code))
+	wantErr(t, "code state (another code)", codeState(t, h, grant, newID()), store.ErrNotFound)
+	u := issue(grant, newID(), "", "")
+	u.Code = code // not marked: the stored digest is what is redeemed
+	noErr(t, "redeem(old)", h.s.IssueTokens(ctx, u))
+	wantErr(t, "code state (old, after redeem)", codeState(t, h, grant, code), store.ErrReplay)
 }
 
 func testConsumeCodeRace(t *testing.T, h *harness) {
-	grant, code := newID(), newID()
-	noErr(t, "SaveCode", h.s.SaveCode(t.Context(), code, grant, time.Minute))
+	grant, code := codeFlow(t, h, time.Minute), newID()
 	results := race(Racers, func(int) error {
 		_, err := redeem(t.Context(), h, grant, code)
 		return err
@@ -1225,19 +1300,20 @@ func testConsumeCodeRace(t *testing.T, h *harness) {
 	}
 }
 
+// testCodeTTL: a code lives no longer than its flow (the front end judges its own, shorter
+// lifetime from the mark's time).
 func testCodeTTL(t *testing.T, h *harness) {
 	h.ownClock(t)
 	ctx := t.Context()
-	grant, code := newID(), newID()
-	noErr(t, "SaveCode", h.s.SaveCode(ctx, code, grant, h.b.TTL))
-	h.b.Advance(t, h.b.TTL)
-	_, err := redeem(ctx, h, grant, code)
-	wantErr(t, "redeem(expired)", err, store.ErrNotFound)
-	if errors.Is(err, store.ErrReplay) {
-		t.Fatal("an expired code is reported as a replay")
+	grant := codeFlow(t, h, h.b.TTL)
+	_, c, err := h.s.LoadFlowClaiming(ctx, grant, "code", "b1", "1")
+	noErr(t, "LoadFlowClaiming", err)
+	if !c.Claimed {
+		t.Fatal("not claimed")
 	}
-	// An expired code frees the grant for a fresh one.
-	noErr(t, "SaveCode(after expiry)", h.s.SaveCode(ctx, newID(), grant, time.Minute))
+	h.b.Advance(t, h.b.TTL)
+	_, _, _, err = h.s.LoadFlowForCode(ctx, grant, newID(), "code")
+	wantErr(t, "LoadFlowForCode(flow expired)", err, store.ErrNotFound)
 }
 
 // ---- tokens ----
@@ -1586,9 +1662,21 @@ func CheckUnavailable(t *testing.T, s *store.Store) {
 			_, err := s.BeginAttempt(ctx, NewUserID(), MaxFailures, time.Now(), time.Minute)
 			return err
 		},
-		"Session":         func() error { _, err := s.Session(ctx, "s"); return err },
-		"SaveCode":        func() error { return s.SaveCode(ctx, "c", "g", time.Minute) },
-		"CheckCode":       func() error { return s.CheckCode(ctx, "g", "c") },
+		"Session":          func() error { _, err := s.Session(ctx, "s"); return err },
+		"LoadFlowClaiming": func() error { _, _, err := s.LoadFlowClaiming(ctx, "f", "code", "b", "1"); return err },
+		"LoadFlowForCode":  func() error { _, _, _, err := s.LoadFlowForCode(ctx, "g", "c", "code"); return err },
+		"BeginPasswordAnswer": func() error {
+			_, err := s.BeginPasswordAnswer(ctx, "f", true, "123456789", "", MaxFailures, time.Now(), time.Minute)
+			return err
+		},
+		"AcceptPasswordSaving": func() error {
+			_, _, _, err := s.AcceptPasswordSaving(ctx, store.Attempt{ID: "a"}, store.FlowSave{ID: "f", Data: []byte("x"), TTL: time.Minute})
+			return err
+		},
+		"UseCardKeyWithSubject": func() error {
+			_, _, _, err := s.UseCardKey(ctx, "f", true, NewUserID(), "G000000001", "0001", "h", MaxFailures, "sector", "fresh")
+			return err
+		},
 		"IssueTokens":     func() error { return s.IssueTokens(ctx, issue("g", "a", "r", "")) },
 		"PairwiseSubject": func() error { _, err := s.PairwiseSubject(ctx, "1", "s", "f"); return err },
 		"GetOrCreateMeta": func() error { _, _, err := s.GetOrCreateMeta(ctx, "m", []byte("v")); return err },

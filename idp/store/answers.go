@@ -1,0 +1,347 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The round trips of a login answer. A password answer costs two: before the KDF, one
+// pipeline loads the flow and reserves one of its attempts (flow slot) while one script in the
+// citizen's slot reads the citizen, reserves the password attempt and finds the card's pending
+// key number and the active key-app devices; after the KDF, one pipeline settles the attempt
+// and saves the flow. A code-card answer loads the flow with its attempt reserved in one
+// script, uses the key (with the pairwise subject) in a second, and saves in a third.
+
+// loadReserveFlowScript reserves one of a flow's attempts (see reserveFlowScript) and, with
+// ARGV[1] = '1', returns the flow's version and data with it: {attempt, version, data}.
+// {-1}: the flow is gone.
+var loadReserveFlowScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local n = redis.call('HINCRBY', KEYS[1], 'f', 1)
+if ARGV[1] ~= '1' then return {n} end
+local v = redis.call('HMGET', KEYS[1], 'v', 'd')
+return {n, v[1] or '0', v[2] or ''}
+`)
+
+// beginLoginScript starts a password answer in the slot of the user ID typed: the citizen's
+// record, the reserved attempt, the active card's pending key number and the number of active
+// key-app devices, in one step. With no citizen there and ARGV[5] = '1', the attempt is
+// reserved on the unknown user ID's record (KEYS[4], KEYS[5]) in the same slot, so an unknown
+// user ID takes the very round trips of a known one.
+// KEYS: 1 citizen, 2 its attempts, 3 its active devices, 4 unknown record, 5 its attempts.
+// ARGV: 1 clock shift, 2 max, 3 hold (ms), 4 reservation id, 5 unknown counts here.
+// Returns {kind, fields, failures, outcome, key number, devices}; kind 'none': nothing done.
+var beginLoginScript = redis.NewScript(reserveAttemptLua + pendingLua + `
+local c = redis.call('HGETALL', KEYS[1])
+if #c == 0 then
+  if ARGV[5] ~= '1' then return {'none'} end
+  local f, outcome = reserve(KEYS[4], KEYS[5], 'active')
+  return {'unknown', {}, f, outcome, '', '0'}
+end
+local st, card = '', ''
+for i = 1, #c, 2 do
+  if c[i] == 'status' then st = c[i + 1] elseif c[i] == 'active_card' then card = c[i + 1] end
+end
+local f, outcome = reserve(KEYS[1], KEYS[2], st)
+local number = ''
+if outcome == '' and card ~= '' then
+  local ck = KEYS[1] .. ':card:' .. card
+  number = pending(ck, ck .. ':unused')
+end
+return {'citizen', c, f, outcome, number, tostring(redis.call('SCARD', KEYS[3]))}
+`)
+
+// pendingLua defines pending(card, unused): the card's pending key number, the one every login
+// of the card is asked until its key is used (” when the card has no unused key).
+const pendingLua = `
+local function pending(card, unused)
+  local number = redis.call('HGET', card, 'pending')
+  if number and redis.call('SISMEMBER', unused, number) == 1 then return number end
+  number = redis.call('SRANDMEMBER', unused)
+  if not number then redis.call('HDEL', card, 'pending') return '' end
+  redis.call('HSET', card, 'pending', number)
+  return number
+end
+`
+
+// PasswordAnswer is what the first round trip of a password answer found.
+type PasswordAnswer struct {
+	// Flow is the flow as stored, when BeginPasswordAnswer was asked to load it.
+	Flow FlowRecord
+	// FlowAttempt is the flow attempt reserved: this is the n-th answer of the flow; -1: the
+	// flow is gone, 0: no flow was named.
+	FlowAttempt int
+	// Citizen is the NemID the user ID names; nil for a user ID with no NemID.
+	Citizen *Citizen
+	// Reserved is the password attempt reserved for the citizen or the unknown user ID.
+	Reserved Attempt
+	// KeyNumber is the active card's pending key number ("" none); Devices counts the
+	// citizen's active key-app devices.
+	KeyNumber string
+	Devices   int
+}
+
+// BeginPasswordAnswer starts one password answer: it reserves an attempt of the flow (loading
+// the flow too when load is set) and a password attempt of the citizen the user ID names, or
+// of the unknown user ID, with the citizen's record, card's pending key number and active
+// devices. A user ID costs one round trip; a CPR number two (its index first). The
+// reservations are Release'd, or settled by AcceptPasswordSaving or FailReserved.
+func (s *Store) BeginPasswordAnswer(ctx context.Context, flow string, load bool, username, cpr string, max int, now time.Time, hold time.Duration) (PasswordAnswer, error) {
+	var out PasswordAnswer
+	shift := time.Until(now).Milliseconds()
+	idShaped := isDigits(username) && (len(username) == 9 || len(username) == 10)
+	var flowCall, begin *scriptCall
+	var byCPR *redis.StringCmd
+	var unknown Attempt
+	queueBegin := func(ctx context.Context, p redis.Pipeliner, uid string, unknownHere bool) (*scriptCall, Attempt) {
+		a := Attempt{ID: randomID(), rec: s.citizenKey(uid), att: s.attemptsKey(uid)}
+		ua := Attempt{ID: a.ID, rec: s.key("{c:"+uid+"}", "unknown"), att: s.key("{c:"+uid+"}", "unknown", "att")}
+		keys := []string{a.rec, a.att, s.devActKey(uid), ua.rec, ua.att}
+		c := queueScript(ctx, p, beginLoginScript, keys, shift, max, hold.Milliseconds(), a.ID, boolStr(unknownHere))
+		return c, ua
+	}
+	var beginAtt Attempt
+	err := s.pipelined(ctx, func(p redis.Pipeliner) []*scriptCall {
+		if flow != "" {
+			flowCall = queueScript(ctx, p, loadReserveFlowScript, []string{s.flowKey(flow)}, boolStr(load))
+		}
+		switch {
+		case idShaped:
+			// A 10-digit user ID that is also a CPR number counts as the CPR number when unknown.
+			begin, beginAtt = queueBegin(ctx, p, username, cpr == "")
+		case cpr == "":
+			rec, att := s.unknownKeys(username)
+			unknown = Attempt{ID: randomID(), rec: rec, att: att}
+			begin = queueScript(ctx, p, beginAttemptScript, []string{rec, att}, shift, max, hold.Milliseconds(), unknown.ID, "1")
+		}
+		if cpr != "" {
+			byCPR = p.Get(ctx, s.cprIndexKey(cpr))
+		}
+		return []*scriptCall{flowCall, begin}
+	})
+	if err != nil && err != redis.Nil {
+		return out, wrap("begin password answer", err)
+	}
+	if flowCall != nil {
+		if err := out.readFlow(flowCall, load); err != nil {
+			return out, err
+		}
+	}
+	if begin != nil && !idShaped { // an unknown user ID that is no user ID nor CPR number
+		res, err := begin.cmd.Slice()
+		if err != nil {
+			return out, wrap("begin password answer", err)
+		}
+		out.Reserved = attemptOf(unknown, res[1])
+		return out, nil
+	}
+	if begin != nil {
+		found, err := out.readBegin(begin, beginAtt)
+		if err != nil || found {
+			return out, err
+		}
+	}
+	if byCPR == nil {
+		return out, fmt.Errorf("store: begin password answer: %w", ErrNotFound)
+	}
+	// A CPR number: its index names the citizen, whose record the second round trip reads.
+	claim, err := byCPR.Result()
+	if err != nil && err != redis.Nil {
+		return out, wrap("begin password answer: cpr index", err)
+	}
+	if uid, _, _ := strings.Cut(claim, "|"); uid != "" {
+		var c *scriptCall
+		var ua Attempt
+		err := s.pipelined(ctx, func(p redis.Pipeliner) []*scriptCall {
+			c, ua = queueBegin(ctx, p, uid, false)
+			return []*scriptCall{c}
+		})
+		if err != nil {
+			return out, wrap("begin password answer", err)
+		}
+		if found, err := out.readBegin(c, ua); err != nil || found {
+			return out, err
+		}
+	}
+	// No NemID for this CPR number: its own unknown record, as a user ID's.
+	rec, att := s.unknownKeys(cpr)
+	a, err := s.beginAttempt(ctx, rec, att, true, max, now, hold)
+	if a.ID != "" {
+		a.rec, a.att = rec, att
+	}
+	out.Reserved = a
+	return out, err
+}
+
+func (out *PasswordAnswer) readFlow(c *scriptCall, load bool) error {
+	res, err := c.cmd.Slice()
+	if err != nil {
+		return wrap("begin password answer: flow", err)
+	}
+	n, _ := res[0].(int64)
+	out.FlowAttempt = int(n)
+	if n < 0 || !load {
+		return nil
+	}
+	vs, _ := res[1].(string)
+	d, _ := res[2].(string)
+	v, err := strconv.ParseInt(vs, 10, 64)
+	if err != nil || d == "" {
+		return fmt.Errorf("store: begin password answer: flow record damaged: %w", ErrNotFound)
+	}
+	out.Flow = FlowRecord{Data: []byte(d), Version: v, Failures: int(n) - 1}
+	return nil
+}
+
+// readBegin reads beginLoginScript's answer; found is false when nothing was there (nor
+// reserved).
+func (out *PasswordAnswer) readBegin(c *scriptCall, unknown Attempt) (found bool, err error) {
+	res, err := c.cmd.Slice()
+	if err != nil {
+		return false, wrap("begin password answer", err)
+	}
+	switch res[0].(string) {
+	case "none":
+		return false, nil
+	case "unknown":
+		out.Reserved = attemptOf(unknown, res[3])
+		return true, nil
+	}
+	flat, _ := res[1].([]any)
+	m := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		k, _ := flat[i].(string)
+		v, _ := flat[i+1].(string)
+		m[k] = v
+	}
+	out.Citizen = citizenFrom(m)
+	uid := out.Citizen.UserID
+	out.Reserved = attemptOf(Attempt{ID: unknown.ID, uid: uid}, res[3])
+	out.KeyNumber, _ = res[4].(string)
+	devices, _ := res[5].(string)
+	out.Devices, _ = strconv.Atoi(devices)
+	return true, nil
+}
+
+func attemptOf(a Attempt, outcome any) Attempt {
+	switch outcome {
+	case "refused":
+		return Attempt{Refused: true}
+	case "busy":
+		return Attempt{Busy: true}
+	}
+	return a
+}
+
+// keysOf names the records a reservation was made on.
+func (s *Store) keysOf(a Attempt) (rec, att string) {
+	if a.uid != "" {
+		return s.citizenKey(a.uid), s.attemptsKey(a.uid)
+	}
+	return a.rec, a.att
+}
+
+// FailReserved settles a reservation of BeginPasswordAnswer as a wrong password (see
+// FailAttempt), on the citizen's or the unknown user ID's record it was made on.
+func (s *Store) FailReserved(ctx context.Context, a Attempt, limit int, now time.Time) (FailureResult, error) {
+	rec, att := s.keysOf(a)
+	return s.failAttempt(ctx, rec, att, limit, a, now)
+}
+
+// Release gives back what an answer reserved and never had judged: the flow attempt (when
+// flowAttempt) and the password attempt a, in one round trip.
+func (s *Store) Release(ctx context.Context, flow string, flowAttempt bool, a Attempt) error {
+	if !flowAttempt && a.ID == "" {
+		return nil
+	}
+	err := s.pipelined(ctx, func(p redis.Pipeliner) []*scriptCall {
+		var c *scriptCall
+		if flowAttempt {
+			c = queueScript(ctx, p, releaseFlowScript, []string{s.flowKey(flow)})
+		}
+		if a.ID != "" {
+			_, att := s.keysOf(a)
+			p.ZRem(ctx, att, a.ID)
+		}
+		return []*scriptCall{c}
+	})
+	return wrap("release answer", err)
+}
+
+// acceptScript settles a reserved attempt after a right password and returns the citizen's
+// status as it is now (a parallel wrong guess may have locked the NemID meanwhile).
+var acceptScript = redis.NewScript(`
+redis.call('ZREM', KEYS[2], ARGV[1])
+return {redis.call('HGET', KEYS[1], 'status') or '', redis.call('HGET', KEYS[1], 'block_reason') or ''}
+`)
+
+// AcceptPasswordSaving settles a reservation of BeginPasswordAnswer after a right password
+// and, in the same round trip, saves the flow the answer moved on (fs; no save when fs.ID is
+// ""). It returns the citizen's status as it is now and the flow's new version. The save
+// does not wait for the status: a caller that finds the NemID no longer active puts the flow
+// back, and every later step checks the status again.
+func (s *Store) AcceptPasswordSaving(ctx context.Context, a Attempt, fs FlowSave) (status, blockReason string, version int64, err error) {
+	rec, att := s.keysOf(a)
+	var accept, save *scriptCall
+	err = s.pipelined(ctx, func(p redis.Pipeliner) []*scriptCall {
+		accept = queueScript(ctx, p, acceptScript, []string{rec, att}, a.ID)
+		if fs.ID != "" {
+			save = s.queueFlowSave(ctx, p, fs)
+		}
+		return []*scriptCall{accept, save}
+	})
+	if res, aerr := accept.cmd.StringSlice(); aerr == nil {
+		status, blockReason = res[0], res[1]
+	} else if err == nil {
+		err = aerr
+	}
+	if err != nil {
+		return "", "", 0, wrap("password accepted", err)
+	}
+	if save != nil {
+		version, err = flowSaved(save)
+	}
+	return status, blockReason, version, err
+}
+
+// UseCardKey checks a key for a login flow and consumes it (useKeyScript), reserving one of
+// the flow's attempts in the same round trip when reserve is set (the flow's next save gives
+// it back when the key was right). With a sector, the citizen's pairwise subject there is
+// found (made from fresh on first use) in the same round trip, for the login the key may
+// complete: the citizen has proved the password, so a wrong key makes nothing they would not
+// get at their first login there.
+func (s *Store) UseCardKey(ctx context.Context, flow string, reserve bool, uid, serial, number, hash string, maxFailures int, sector, fresh string) (res KeyResult, attempt int, subject string, err error) {
+	keys := []string{s.citizenKey(uid), s.cardKey(uid, serial), s.unusedKey(uid, serial)}
+	var rcall, use, sub *scriptCall
+	err = s.pipelined(ctx, func(p redis.Pipeliner) []*scriptCall {
+		if reserve {
+			rcall = queueScript(ctx, p, reserveFlowScript, []string{s.flowKey(flow)})
+		}
+		// A consumed key is stored as "u:<flow>|<hash>", which never equals a hash.
+		use = queueScript(ctx, p, useKeyScript, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339), flow)
+		if sector != "" {
+			sub = queueScript(ctx, p, pairwiseScript, []string{s.pairwiseKey(uid)}, sector, fresh)
+		}
+		return []*scriptCall{rcall, use, sub}
+	})
+	if err != nil {
+		return KeyResult{}, 0, "", wrap("use card key "+number, err)
+	}
+	if rcall != nil {
+		attempt, _ = rcall.cmd.Int()
+	}
+	r, err := use.cmd.Slice()
+	if err != nil {
+		return KeyResult{}, 0, "", wrap("use card key "+number, err)
+	}
+	res = KeyResult{Outcome: KeyOutcome(r[0].(string)), AttemptsLeft: int(r[1].(int64)), KeysLeft: int(r[2].(int64))}
+	if sub != nil {
+		subject, _ = sub.cmd.Text()
+	}
+	return res, attempt, subject, nil
+}
