@@ -94,13 +94,14 @@ type PasswordAnswer struct {
 func (s *Store) BeginPasswordAnswer(ctx context.Context, flow string, load bool, username, cpr string, max int, now time.Time, hold time.Duration) (PasswordAnswer, error) {
 	var out PasswordAnswer
 	shift := time.Until(now).Milliseconds()
-	idShaped := isDigits(username) && (len(username) == 9 || len(username) == 10)
+	idShaped := idShaped(username)
 	var flowCall, begin *scriptCall
 	var byCPR *redis.StringCmd
 	var unknown Attempt
 	queueBegin := func(ctx context.Context, p redis.Pipeliner, uid string, unknownHere bool) (*scriptCall, Attempt) {
 		a := Attempt{ID: randomID(), rec: s.citizenKey(uid), att: s.attemptsKey(uid)}
-		ua := Attempt{ID: a.ID, rec: s.key("{c:"+uid+"}", "unknown"), att: s.key("{c:"+uid+"}", "unknown", "att")}
+		ua := Attempt{ID: a.ID}
+		ua.rec, ua.att = s.unknownRecord(uid, "")
 		keys := []string{a.rec, a.att, s.devActKey(uid), ua.rec, ua.att}
 		c := queueScript(ctx, p, beginLoginScript, keys, shift, max, hold.Milliseconds(), a.ID, boolStr(unknownHere))
 		return c, ua
@@ -115,7 +116,7 @@ func (s *Store) BeginPasswordAnswer(ctx context.Context, flow string, load bool,
 			// A 10-digit user ID that is also a CPR number counts as the CPR number when unknown.
 			begin, beginAtt = queueBegin(ctx, p, username, cpr == "")
 		case cpr == "":
-			rec, att := s.unknownKeys(username)
+			rec, att := s.unknownRecord(username, "")
 			unknown = Attempt{ID: randomID(), rec: rec, att: att}
 			begin = queueScript(ctx, p, beginAttemptScript, []string{rec, att}, shift, max, hold.Milliseconds(), unknown.ID, "1")
 		}
@@ -169,7 +170,7 @@ func (s *Store) BeginPasswordAnswer(ctx context.Context, flow string, load bool,
 		}
 	}
 	// No NemID for this CPR number: its own unknown record, as a user ID's.
-	rec, att := s.unknownKeys(cpr)
+	rec, att := s.unknownRecord(username, cpr)
 	a, err := s.beginAttempt(ctx, rec, att, true, max, now, hold)
 	if a.ID != "" {
 		a.rec, a.att = rec, att

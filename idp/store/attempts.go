@@ -219,6 +219,24 @@ func (s *Store) unknownKeys(username string) (rec, att string) {
 	return s.key(tag), s.key(tag, "att")
 }
 
+// unknownRecord is where a password answer for a user ID with no NemID counts: a user ID of
+// the shape of one (9 or 10 digits, not a CPR number) in that user ID's slot, so its answer
+// takes the very round trips of a known user ID's (BeginPasswordAnswer); a CPR number (given
+// normalised) or anything else under an HMAC of what was typed.
+func (s *Store) unknownRecord(username, cpr string) (rec, att string) {
+	switch {
+	case cpr != "":
+		return s.unknownKeys(cpr)
+	case idShaped(username):
+		return s.key("{c:"+username+"}", "unknown"), s.key("{c:"+username+"}", "unknown", "att")
+	}
+	return s.unknownKeys(username)
+}
+
+func idShaped(username string) bool {
+	return isDigits(username) && (len(username) == 9 || len(username) == 10)
+}
+
 // BeginUnknownAttempt is BeginAttempt for a user ID with no NemID.
 func (s *Store) BeginUnknownAttempt(ctx context.Context, username string, max int, now time.Time, hold time.Duration) (Attempt, error) {
 	rec, att := s.unknownKeys(username)
@@ -233,8 +251,9 @@ func (s *Store) FailUnknownAttempt(ctx context.Context, username string, limit i
 }
 
 // UnknownLocked reports whether an unknown user ID has used up its attempts.
-func (s *Store) UnknownLocked(ctx context.Context, username string, max int) (bool, error) {
-	rec, _ := s.unknownKeys(username)
+// The record is the one BeginPasswordAnswer counts on (see unknownRecord).
+func (s *Store) UnknownLocked(ctx context.Context, username, cpr string, max int) (bool, error) {
+	rec, _ := s.unknownRecord(username, cpr)
 	n, err := s.rdb.HGet(ctx, rec, "failures").Int()
 	if err != nil {
 		if err == redis.Nil {

@@ -942,7 +942,7 @@ func testUnknownFailure(t *testing.T, h *harness) {
 	ctx := t.Context()
 	name := "Nobody-" + NewUserID()
 	for i := 1; i <= MaxFailures+1; i++ {
-		locked, err := h.s.UnknownLocked(ctx, name, MaxFailures)
+		locked, err := h.s.UnknownLocked(ctx, name, "", MaxFailures)
 		noErr(t, "UnknownLocked", err)
 		if locked != (i > MaxFailures) {
 			t.Fatalf("before failure %d: UnknownLocked = %v", i, locked)
@@ -959,7 +959,7 @@ func testUnknownFailure(t *testing.T, h *harness) {
 			t.Fatalf("failure %d: %+v, want %+v", i, r, want)
 		}
 	}
-	locked, err := h.s.UnknownLocked(ctx, "someone-else-"+NewUserID(), MaxFailures)
+	locked, err := h.s.UnknownLocked(ctx, "someone-else-"+NewUserID(), "", MaxFailures)
 	noErr(t, "UnknownLocked", err)
 	if locked {
 		t.Fatal("another unknown user id is locked too")
@@ -989,7 +989,7 @@ func testUnknownFailurePersists(t *testing.T, h *harness) {
 		noErr(t, "unknown failure", err)
 	}
 	h.b.Advance(t, h.b.TTL)
-	locked, err := h.s.UnknownLocked(ctx, name, MaxFailures)
+	locked, err := h.s.UnknownLocked(ctx, name, "", MaxFailures)
 	noErr(t, "UnknownLocked", err)
 	if !locked {
 		t.Fatal("no longer locked after time passed: an unknown user ID would tell itself apart")
