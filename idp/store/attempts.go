@@ -138,16 +138,10 @@ func (s *Store) CancelAttempt(ctx context.Context, uid string, a Attempt) error 
 	return wrap("cancel attempt", s.rdb.ZRem(ctx, s.attemptsKey(uid), a.ID).Err())
 }
 
-var okAttemptScript = redis.NewScript(`
+var okAttemptScript = redis.NewScript(pendingKeyLua + `
 redis.call('ZREM', KEYS[2], ARGV[1])
 local number = ''
-if ARGV[2] == '1' then
-  number = redis.call('HGET', KEYS[3], 'pending')
-  if not number or redis.call('SISMEMBER', KEYS[4], number) == 0 then
-    number = redis.call('SRANDMEMBER', KEYS[4]) or ''
-    if number == '' then redis.call('HDEL', KEYS[3], 'pending') else redis.call('HSET', KEYS[3], 'pending', number) end
-  end
-end
+if ARGV[2] == '1' then number = pending_key(KEYS[3], KEYS[4]) end
 return {redis.call('HGET', KEYS[1], 'status') or '', redis.call('HGET', KEYS[1], 'block_reason') or '', number,
   tostring(redis.call('SCARD', KEYS[5]))}
 `)

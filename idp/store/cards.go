@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -34,14 +35,93 @@ type KeyResult struct {
 	KeysLeft     int // unused keys left on the card after success
 }
 
+// Stored card format. A card is two keys under its citizen's hash tag:
+//
+//   - {c:<uid>}:card:<serial>, a hash: "status", "created_at", "pending" (the pending key
+//     number, 4 digits) and one "k:<number>" field per key, whose value is the key's keyed
+//     hash while unused and a used-key marker once used;
+//   - {c:<uid>}:card:<serial>:unused, a set of the unused key numbers.
+//
+// Both are kept small enough for Redis's compact encodings (a listpack hash, an intset set;
+// idp/store/memory_test.go measures them): a used-key marker is "u:<flow digest>|<hash
+// digest>", 27 bytes (12 characters each, see usedDigestLen), well under
+// hash-max-listpack-value (64), and the unused set holds the numbers as integers ("42" for
+// key number 0042), which Redis keeps as an intset. Cards written before that keep working
+// and are not migrated: their unused set holds the 4-digit strings ("0042"), and the keys
+// they had used are "u:<flow id>|<full hash>" or, older still, "u:<flow id>" (a key used from
+// now on gets the short marker on any card). Every script reads both: a number is looked up
+// in the set in both forms, a member is formatted back to 4 digits (keyNumberLua), and a
+// marker is matched in each of its forms.
+
+// usedDigestLen is how many base64url characters of SHA-256 a used-key marker keeps of the
+// flow id and of the key's hash: 72 bits each, so no other login's flow passes for the one
+// that used a key (KeyRepeat lets that one login move on) and no wrong key passes for the
+// right one (KeyUsedRight is not counted as a failure).
+const usedDigestLen = 12
+
+// usedDigest is the part of a used-key marker that stands for s, a flow id or a key hash.
+func usedDigest(kind, s string) string { return digest(kind + "\x00" + s)[:usedDigestLen] }
+
+// unusedMember is how a key number is stored in a new card's unused set: as an integer
+// ("0042" → "42"), so the set is an intset. Anything but 4 digits is returned as it is.
+func unusedMember(number string) string {
+	if len(number) != 4 || !isDigits(number) {
+		return number
+	}
+	n, _ := strconv.Atoi(number)
+	return strconv.Itoa(n)
+}
+
+// keyNumberLua defines the Lua helpers of both unused-set formats: unused_member(number) is
+// the integer member a 4-digit number is in a new card's set ("0042" → "42"), key_number(m)
+// formats a set member (of either format) back to the 4-digit key number ("42" → "0042").
+const keyNumberLua = `
+local function unused_member(n)
+  if string.match(n, '^%d%d%d%d$') then return tostring(tonumber(n)) end
+  return n
+end
+local function key_number(m)
+  if #m < 4 and string.match(m, '^%d+$') then return string.rep('0', 4 - #m) .. m end
+  return m
+end
+`
+
+// pendingKeyLua is the pending-key-number rule, as a Lua fragment that defines the local
+// function pending_key(card, unused): card is the card hash's key, unused its unused set's
+// key (both under the citizen's {c:<uid>} tag, passed in KEYS). It returns the card's pending
+// key number (4 digits), or an empty string when the card has no unused keys (and then clears
+// the pending field). The pending number stays while its key is unused; otherwise one is
+// drawn from the unused keys and becomes the pending one. It reads both unused-set formats
+// (see "Stored card format") and carries its own helpers, so any script can start with it:
+// pendingKeyLua + "... pending_key(KEYS[3], KEYS[4]) ...".
+const pendingKeyLua = keyNumberLua + `
+local function pending_key(card, unused)
+  local number = redis.call('HGET', card, 'pending')
+  if number and (redis.call('SISMEMBER', unused, number) == 1 or
+      (unused_member(number) ~= number and redis.call('SISMEMBER', unused, unused_member(number)) == 1)) then
+    return number
+  end
+  local m = redis.call('SRANDMEMBER', unused)
+  if not m then
+    redis.call('HDEL', card, 'pending')
+    return ''
+  end
+  number = key_number(m)
+  redis.call('HSET', card, 'pending', number)
+  return number
+end
+`
+
 // useKeyScript checks and consumes one card key in one atomic step: a key is used at most
 // once even when two requests race with it; a wrong key, or a used one typed wrong, counts as
-// a failed attempt; a right one resets the failure counter. A used key is stored as
-// "u:<flow>|<hash>", so the login that used it sending it again (a double click) is told
-// apart, and so is another login of the same card typing that key right (a second tab asked
-// the card's one pending number, used meanwhile by the first): whoever types it holds the
-// card, and a used key logs nobody in, so neither is counted.
-var useKeyScript = redis.NewScript(`
+// a failed attempt; a right one resets the failure counter. A used key's marker names the
+// login that used it and the key's hash (see "Stored card format"), so the login that used
+// it sending it again (a double click) is told apart, and so is another login of the same
+// card typing that key right (a second tab asked the card's one pending number, used
+// meanwhile by the first): whoever types it holds the card, and a used key logs nobody in,
+// so neither is counted. ARGV: number, hash, max failures, now, flow id, flow digest, hash
+// digest.
+var useKeyScript = redis.NewScript(keyNumberLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'no_person', 0, 0} end
 if st ~= 'active' then return {'blocked', 0, 0} end
@@ -50,8 +130,14 @@ if cst ~= 'active' and cst ~= 'sent' then return {'bad_card', 0, 0} end
 local v = redis.call('HGET', KEYS[2], 'k:' .. ARGV[1])
 if not v then return {'no_key', 0, 0} end
 if v ~= ARGV[2] then
-  if ARGV[5] ~= '' and (v == 'u:' .. ARGV[5] or v == 'u:' .. ARGV[5] .. '|' .. ARGV[2]) then return {'repeat', 0, 0} end
-  if string.sub(v, 1, 2) == 'u:' and string.sub(v, -(#ARGV[2] + 1)) == '|' .. ARGV[2] then return {'used_right', 0, 0} end
+  local used = string.sub(v, 1, 2) == 'u:'
+  if used and ARGV[5] ~= '' and (v == 'u:' .. ARGV[6] .. '|' .. ARGV[7] or
+      v == 'u:' .. ARGV[5] or v == 'u:' .. ARGV[5] .. '|' .. ARGV[2]) then
+    return {'repeat', 0, 0}
+  end
+  if used and (string.sub(v, -(#ARGV[7] + 1)) == '|' .. ARGV[7] or string.sub(v, -(#ARGV[2] + 1)) == '|' .. ARGV[2]) then
+    return {'used_right', 0, 0}
+  end
   local max = tonumber(ARGV[3])
   local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
   local left = max - n
@@ -59,11 +145,11 @@ if v ~= ARGV[2] then
     redis.call('HSET', KEYS[1], 'status', 'blocked', 'block_reason', 'failures', 'blocked_at', ARGV[4])
     return {'locked', 0, 0}
   end
-  if string.sub(v, 1, 2) == 'u:' then return {'used', left, 0} end
+  if used then return {'used', left, 0} end
   return {'wrong', left, 0}
 end
-redis.call('HSET', KEYS[2], 'k:' .. ARGV[1], 'u:' .. ARGV[5] .. '|' .. ARGV[2])
-redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[2], 'k:' .. ARGV[1], 'u:' .. ARGV[6] .. '|' .. ARGV[7])
+redis.call('SREM', KEYS[3], ARGV[1], unused_member(ARGV[1]))
 if redis.call('HGET', KEYS[2], 'pending') == ARGV[1] then redis.call('HDEL', KEYS[2], 'pending') end
 redis.call('HSET', KEYS[1], 'failures', 0)
 return {'ok', 0, redis.call('SCARD', KEYS[3])}
@@ -80,8 +166,14 @@ func (s *Store) UseCardKeyInFlow(ctx context.Context, flow, uid, serial, number,
 		if flow != "" {
 			reserve = queueScript(ctx, p, reserveFlowScript, []string{s.flowKey(flow)})
 		}
-		// A consumed key is stored as "u:<flow>|<hash>", which never equals a hash.
-		use = queueScript(ctx, p, useKeyScript, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339), flow)
+		// A consumed key is stored as "u:<flow digest>|<hash digest>", which never equals a
+		// hash; a key used outside a flow has no flow digest.
+		fd := ""
+		if flow != "" {
+			fd = usedDigest("flow", flow)
+		}
+		use = queueScript(ctx, p, useKeyScript, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339),
+			flow, fd, usedDigest("key", hash))
 		return []*scriptCall{reserve, use}
 	})
 	if err != nil {
@@ -101,13 +193,8 @@ func (s *Store) UseCardKeyInFlow(ctx context.Context, flow, uid, serial, number,
 	return out, n, nil
 }
 
-var pendingKeyScript = redis.NewScript(`
-local number = redis.call('HGET', KEYS[1], 'pending')
-if number and redis.call('SISMEMBER', KEYS[2], number) == 1 then return number end
-number = redis.call('SRANDMEMBER', KEYS[2])
-if not number then redis.call('HDEL', KEYS[1], 'pending') return '' end
-redis.call('HSET', KEYS[1], 'pending', number)
-return number
+var pendingKeyScript = redis.NewScript(pendingKeyLua + `
+return pending_key(KEYS[1], KEYS[2])
 `)
 
 // PendingKey returns the card's pending key number: the one every login of the card is asked
@@ -126,8 +213,18 @@ func (s *Store) PendingKey(ctx context.Context, uid, serial string) (string, err
 
 // KeyUnused reports whether a key number is still unused on the card.
 func (s *Store) KeyUnused(ctx context.Context, uid, serial, number string) (bool, error) {
-	ok, err := s.rdb.SIsMember(ctx, s.unusedKey(uid, serial), number).Result()
-	return ok, wrap("key unused", err)
+	key, member := s.unusedKey(uid, serial), unusedMember(number)
+	if member == number {
+		ok, err := s.rdb.SIsMember(ctx, key, number).Result()
+		return ok, wrap("key unused", err)
+	}
+	// Either form (see "Stored card format"), in one round trip.
+	p := s.rdb.Pipeline()
+	asString, asInt := p.SIsMember(ctx, key, number), p.SIsMember(ctx, key, member)
+	if _, err := p.Exec(ctx); err != nil {
+		return false, wrap("key unused", err)
+	}
+	return asString.Val() || asInt.Val(), nil
 }
 
 // CardStatus returns a card's status and unused keys.

@@ -89,7 +89,18 @@ func boolStr(b bool) string {
 type CardRecord struct {
 	Serial string
 	Status string            // "active", "sent", "retired", "blocked"
-	Hashes map[string]string // key number → keyed hash
+	Hashes map[string]string // key number (4 digits, 0001–9999) → keyed hash
+}
+
+// check refuses a key number other than 4 digits 0001–9999: the unused-keys set stores
+// numbers as integers (see "Stored card format" in cards.go), which give back only those.
+func (card CardRecord) check() error {
+	for n := range card.Hashes {
+		if len(n) != 4 || !isDigits(n) || n == "0000" {
+			return fmt.Errorf("store: card %s: key number %q is not 4 digits 0001-9999", card.Serial, n)
+		}
+	}
+	return nil
 }
 
 // Card statuses.
@@ -139,6 +150,9 @@ return 0
 // The card's serial is claimed before anything else (ErrSerialTaken: draw another card), then
 // an OCES NemID's PID (ErrPIDTaken: draw another PID).
 func (s *Store) CreateCitizen(ctx context.Context, c *Citizen, card CardRecord) error {
+	if err := card.check(); err != nil {
+		return err
+	}
 	return s.withSerial(ctx, card.Serial, c.UserID, func() error {
 		return s.withPID(ctx, c.PID, c.UserID, func() error { return s.createCitizen(ctx, c, card) })
 	})
@@ -219,7 +233,7 @@ func (s *Store) queueCard(ctx context.Context, p redis.Pipeliner, uid string, ca
 	numbers := make([]any, 0, len(card.Hashes))
 	for n, h := range card.Hashes {
 		fields["k:"+n] = h
-		numbers = append(numbers, n)
+		numbers = append(numbers, unusedMember(n)) // an integer: the set is an intset
 	}
 	fields["status"] = card.Status
 	fields["created_at"] = time.Now().UTC().Format(time.RFC3339)

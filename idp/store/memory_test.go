@@ -30,7 +30,9 @@ const (
 // card cost: a citizen issued with a password at the production KDF, one complete code-card
 // login through the flow engine, its pairwise subject at a client, and the SSO session that
 // login starts (figures are also logged for the citizen as issued). Every key under the test's prefix is counted and classed by name. It then
-// uses up the rest of the card and reports the citizen again (a used key's value is longer).
+// uses up the rest of the card and reports the citizen again (a used key's value changes).
+// At each of the three moments the card must keep its compact encodings (the card hash a
+// listpack, the unused-keys set an intset while it exists), which the figures depend on.
 //
 // A target not met fails only with NEMIDP_MEMORY_TARGETS set; without it the test skips
 // with the figure, so CI stays green while the gap is visible in -v output.
@@ -55,7 +57,18 @@ func TestRedisMemoryPerRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	tag := "{c:" + res.UserID + "}"
-	measure(t, rdb, prefix, tag, false).log(t, "issued, before any login")
+	var misses []string
+	compact := func(u usage, when string) {
+		if u.cardEnc != "listpack" || (u.unusedEnc != "" && u.unusedEnc != "intset") {
+			misses = append(misses, fmt.Sprintf("%s: card hash %s, unused set %s (want listpack, intset)", when, u.cardEnc, u.unusedEnc))
+		}
+	}
+	issued := measure(t, rdb, prefix, tag, false)
+	issued.log(t, "issued, before any login")
+	compact(issued, "as issued")
+	if issued.citizen() > citizenTarget {
+		misses = append(misses, fmt.Sprintf("citizen with a card as issued %d bytes > %d", issued.citizen(), citizenTarget))
+	}
 	keys := map[string]string{}
 	for _, k := range res.Card.Keys {
 		keys[k.Number] = k.Key
@@ -83,7 +96,7 @@ func TestRedisMemoryPerRecord(t *testing.T) {
 
 	m := measure(t, rdb, prefix, tag, true)
 	m.log(t, "after one login")
-	var misses []string
+	compact(m, "after one login")
 	if m.session > sessionTarget {
 		misses = append(misses, fmt.Sprintf("SSO session %d bytes > %d", m.session, sessionTarget))
 	}
@@ -106,6 +119,7 @@ func TestRedisMemoryPerRecord(t *testing.T) {
 	}
 	used := measure(t, rdb, prefix, tag, true)
 	used.log(t, "card used up")
+	compact(used, "card used up")
 	if used.citizen() > citizenTarget {
 		misses = append(misses, fmt.Sprintf("citizen with a used-up card %d bytes > %d", used.citizen(), citizenTarget))
 	}
@@ -123,6 +137,7 @@ func TestRedisMemoryPerRecord(t *testing.T) {
 type usage struct {
 	session, citizenTagged, indexes, flow, other int64
 	keys                                         []string // "bytes type encoding key", for the log
+	cardEnc, unusedEnc                           string   // OBJECT ENCODING of the card hash and unused set
 }
 
 // citizen is the citizen's whole record: its hash-tagged keys and its global index entries.
@@ -166,6 +181,12 @@ func measure(t *testing.T, rdb redis.UniversalClient, prefix, tag string, sessio
 		case strings.HasPrefix(rest, tag):
 			u.citizenTagged += n
 			tagged++
+			switch {
+			case strings.HasSuffix(rest, ":unused"):
+				u.unusedEnc = enc
+			case strings.Contains(rest, ":card:"):
+				u.cardEnc = enc
+			}
 		case strings.HasPrefix(rest, "idx:"):
 			u.indexes += n
 		case strings.HasPrefix(rest, "sess:"):

@@ -13,6 +13,9 @@ import (
 // The new card's serial is claimed first (ErrSerialTaken: draw another card). ErrNotFound
 // when the citizen does not exist.
 func (s *Store) ReplaceActiveCard(ctx context.Context, uid string, card CardRecord) error {
+	if err := card.check(); err != nil {
+		return err
+	}
 	return s.withSerial(ctx, card.Serial, uid, func() error { return s.replaceActiveCard(ctx, uid, card) })
 }
 

@@ -40,6 +40,10 @@ type Backend struct {
 	// Shared: other tests (other packages) use this Redis at the same time, so nothing may
 	// change it beyond the suite's own keys (no SCRIPT FLUSH).
 	Shared bool
+	// Encodings: the backend answers OBJECT ENCODING with Redis's own compact encodings
+	// (listpack, intset) under the default limits (hash-max-listpack-value 64,
+	// set-max-intset-entries 512). Not miniredis.
+	Encodings bool
 }
 
 // RandomPrefix returns a fresh key prefix "t-<random>:".
@@ -156,8 +160,9 @@ func RedisURL() string {
 // environment sets CI: there a missing Redis fails the test.
 func Real() Backend {
 	return Backend{
-		Name:   "redis",
-		Shared: true,
+		Name:      "redis",
+		Shared:    true,
+		Encodings: true,
 		Client: func(t testing.TB) redis.UniversalClient {
 			t.Helper()
 			opt, err := redis.ParseURL(RedisURL())
@@ -198,7 +203,8 @@ func Cluster() Backend {
 		addrs []string
 	)
 	return Backend{
-		Name: "cluster",
+		Name:      "cluster",
+		Encodings: true,
 		Client: func(t testing.TB) redis.UniversalClient {
 			t.Helper()
 			mu.Lock()
