@@ -36,7 +36,7 @@ return {n, v[1] or '0', v[2] or ''}
 // KEYS: 1 citizen, 2 its attempts, 3 its active devices, 4 unknown record, 5 its attempts.
 // ARGV: 1 clock shift, 2 max, 3 hold (ms), 4 reservation id, 5 unknown counts here.
 // Returns {kind, fields, failures, outcome, key number, devices}; kind 'none': nothing done.
-var beginLoginScript = redis.NewScript(reserveAttemptLua + pendingLua + `
+var beginLoginScript = redis.NewScript(reserveAttemptLua + pendingKeyLua + `
 local c = redis.call('HGETALL', KEYS[1])
 if #c == 0 then
   if ARGV[5] ~= '1' then return {'none'} end
@@ -51,23 +51,10 @@ local f, outcome = reserve(KEYS[1], KEYS[2], st)
 local number = ''
 if outcome == '' and card ~= '' then
   local ck = KEYS[1] .. ':card:' .. card
-  number = pending(ck, ck .. ':unused')
+  number = pending_key(ck, ck .. ':unused')
 end
 return {'citizen', c, f, outcome, number, tostring(redis.call('SCARD', KEYS[3]))}
 `)
-
-// pendingLua defines pending(card, unused): the card's pending key number, the one every login
-// of the card is asked until its key is used (” when the card has no unused key).
-const pendingLua = `
-local function pending(card, unused)
-  local number = redis.call('HGET', card, 'pending')
-  if number and redis.call('SISMEMBER', unused, number) == 1 then return number end
-  number = redis.call('SRANDMEMBER', unused)
-  if not number then redis.call('HDEL', card, 'pending') return '' end
-  redis.call('HSET', card, 'pending', number)
-  return number
-end
-`
 
 // PasswordAnswer is what the first round trip of a password answer found.
 type PasswordAnswer struct {
@@ -320,11 +307,17 @@ func (s *Store) UseCardKey(ctx context.Context, flow string, reserve bool, uid, 
 	keys := []string{s.citizenKey(uid), s.cardKey(uid, serial), s.unusedKey(uid, serial)}
 	var rcall, use, sub *scriptCall
 	err = s.pipelined(ctx, func(p redis.Pipeliner) []*scriptCall {
-		if reserve {
+		if reserve && flow != "" {
 			rcall = queueScript(ctx, p, reserveFlowScript, []string{s.flowKey(flow)})
 		}
-		// A consumed key is stored as "u:<flow>|<hash>", which never equals a hash.
-		use = queueScript(ctx, p, useKeyScript, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339), flow)
+		// A consumed key is stored as "u:<flow digest>|<hash digest>", which never equals a
+		// hash; a key used outside a flow has no flow digest.
+		fd := ""
+		if flow != "" {
+			fd = usedDigest("flow", flow)
+		}
+		use = queueScript(ctx, p, useKeyScript, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339),
+			flow, fd, usedDigest("key", hash))
 		if sector != "" {
 			sub = queueScript(ctx, p, pairwiseScript, []string{s.pairwiseKey(uid)}, sector, fresh)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -160,37 +159,8 @@ return {'ok', 0, redis.call('SCARD', KEYS[3])}
 // reserves one of the flow's attempts (see ReserveFlowAttempt), which the flow's next save
 // gives back when the key was right.
 func (s *Store) UseCardKeyInFlow(ctx context.Context, flow, uid, serial, number, hash string, maxFailures int) (KeyResult, int, error) {
-	keys := []string{s.citizenKey(uid), s.cardKey(uid, serial), s.unusedKey(uid, serial)}
-	var reserve, use *scriptCall
-	err := s.pipelined(ctx, func(p redis.Pipeliner) []*scriptCall {
-		if flow != "" {
-			reserve = queueScript(ctx, p, reserveFlowScript, []string{s.flowKey(flow)})
-		}
-		// A consumed key is stored as "u:<flow digest>|<hash digest>", which never equals a
-		// hash; a key used outside a flow has no flow digest.
-		fd := ""
-		if flow != "" {
-			fd = usedDigest("flow", flow)
-		}
-		use = queueScript(ctx, p, useKeyScript, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339),
-			flow, fd, usedDigest("key", hash))
-		return []*scriptCall{reserve, use}
-	})
-	if err != nil {
-		return KeyResult{}, 0, wrap("use card key "+number, err)
-	}
-	n := 0
-	if reserve != nil {
-		n, _ = reserve.cmd.Int()
-	}
-	res, err := use.cmd.Slice()
-	if err != nil {
-		return KeyResult{}, 0, wrap("use card key "+number, err)
-	}
-	out := KeyResult{Outcome: KeyOutcome(res[0].(string))}
-	out.AttemptsLeft = int(res[1].(int64))
-	out.KeysLeft = int(res[2].(int64))
-	return out, n, nil
+	res, n, _, err := s.UseCardKey(ctx, flow, true, uid, serial, number, hash, maxFailures, "", "")
+	return res, n, err
 }
 
 var pendingKeyScript = redis.NewScript(pendingKeyLua + `
