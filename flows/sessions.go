@@ -55,6 +55,34 @@ func (e *Engine) Session(ctx context.Context, id string) (*SessionInfo, error) {
 	return &s, nil
 }
 
+// LoadWithSession loads a flow and, in the same round trip, the SSO session behind a cookie
+// value (nil when there is none, or no cookie).
+func (e *Engine) LoadWithSession(ctx context.Context, id, cookie string) (*Flow, *SessionInfo, error) {
+	if cookie == "" || len(cookie) > 128 {
+		f, err := e.Load(ctx, id)
+		return f, nil, err
+	}
+	if !validID(id) {
+		return nil, nil, Errorf(CodeFlowExpired, "This login does not exist or has expired.")
+	}
+	rec, raw, err := e.Store.LoadFlowWithSession(ctx, id, cookie)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, Errorf(CodeFlowExpired, "This login does not exist or has expired.")
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("flows: load %s: %w", id, err)
+	}
+	f, err := e.flowOf(id, rec)
+	if err != nil || raw == nil {
+		return f, nil, err
+	}
+	var s SessionInfo
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return f, nil, fmt.Errorf("flows: session: decode: %w", err)
+	}
+	return f, &s, nil
+}
+
 // EndSession deletes an SSO session.
 func (e *Engine) EndSession(ctx context.Context, id string) error {
 	if id == "" {

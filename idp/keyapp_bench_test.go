@@ -149,7 +149,7 @@ func BenchmarkKeyAppApproval(b *testing.B) {
 // TestRoundTripsKeyAppLogin counts the Redis round trips of a key-app login's own phases
 // (the password answer that stores the request, the device's list, its decision, the
 // browser's poll that finds the login done and hands out its SSO session) and holds them to a
-// budget: 18 in all, where a card login's password and key answers take 9 (5 + 4).
+// budget: 12 in all, where a card login's password and key answers take 5 (2 + 3).
 func TestRoundTripsKeyAppLogin(t *testing.T) {
 	t.Parallel()
 	r := newKeyAppRig(t)
@@ -163,7 +163,7 @@ func TestRoundTripsKeyAppLogin(t *testing.T) {
 			run    func(testing.TB)
 			budget int
 		}{
-			{"password, request stored", l.password, 6},
+			{"password, request stored", l.password, 3}, // as a card login's (2), then the request stored
 			{"device list", l.list, 2}, // the device with its jti marked, the list
 			{"decision", l.decide, 5},  // the device with its jti, the decision, the flow load and save, the wake
 			// the flow, the one-time claim of its SSO session, the session

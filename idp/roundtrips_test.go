@@ -191,8 +191,10 @@ func TestSSORoundTrips(t *testing.T) {
 	rp.code(t)
 	n, cmds := rt.take()
 	t.Logf("SSO authorize: %d round trips: %v", n, cmds)
-	if n > 7 {
-		t.Errorf("SSO authorize: %d Redis round trips %v, budget 7", n, cmds)
+	// The flow's first write; its read with the SSO session; the citizen with the subject;
+	// the flow's save; the callback's flow with its code mark (7 before issue 17).
+	if n > 5 {
+		t.Errorf("SSO authorize: %d Redis round trips %v, budget 5", n, cmds)
 	}
 }
 

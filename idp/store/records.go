@@ -262,6 +262,27 @@ func (s *Store) PutSession(ctx context.Context, id string, data []byte, ttl time
 	return wrap("put session", s.rdb.Set(ctx, s.sessionKey(id), data, ttl).Err())
 }
 
+// LoadFlowWithSession is LoadFlow that, in the same round trip, loads the SSO session behind
+// a cookie value (nil when there is none).
+func (s *Store) LoadFlowWithSession(ctx context.Context, id, session string) (FlowRecord, []byte, error) {
+	var flow *redis.SliceCmd
+	var sess *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		flow = p.HMGet(ctx, s.flowKey(id), "v", "d", "f")
+		sess = p.Get(ctx, s.sessionKey(session))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return FlowRecord{}, nil, wrap("load flow", err)
+	}
+	rec, err := flowRecordOf(flow.Val()[0], flow.Val()[1], flow.Val()[2])
+	if err != nil {
+		return FlowRecord{}, nil, err
+	}
+	raw, _ := sess.Bytes()
+	return rec, raw, nil
+}
+
 // Session loads an SSO session.
 func (s *Store) Session(ctx context.Context, id string) ([]byte, error) {
 	raw, err := s.rdb.Get(ctx, s.sessionKey(id)).Bytes()

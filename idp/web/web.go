@@ -234,6 +234,11 @@ func (h *Handler) load(req *request) error {
 	if err != nil {
 		return err
 	}
+	return h.loaded(req, f)
+}
+
+// loaded takes a flow loaded for req, unless it is not a browser's to see.
+func (h *Handler) loaded(req *request, f *flows.Flow) error {
 	if f.Purpose != "" {
 		// A key-app activation belongs to the key-app API: a browser never sees it, not even
 		// that it exists.
@@ -252,11 +257,15 @@ func (h *Handler) get(req *request) error {
 		http.SetCookie(req.w, &http.Cookie{Name: "nemidp_lang", Value: l, Path: "/", MaxAge: 365 * 86400,
 			Secure: h.Secure, SameSite: http.SameSiteLaxMode})
 	}
-	if err := h.load(req); err != nil {
+	// The flow and the SSO session its password step may be completed from, in one round trip.
+	f, sess, err := h.Flows.LoadWithSession(ctx, req.r.PathValue("flow"), h.SessionCookie(req.r))
+	if err != nil {
+		return err
+	}
+	if err := h.loaded(req, f); err != nil {
 		return err
 	}
 	req.browser = h.browserID(req, true)
-	f := req.flow
 	if claim, ok := strings.CutPrefix(f.Browser, claimPrefix); ok {
 		// Started by a request without the browser cookie: the claim cookie proves this is the
 		// browser that sent it, and the binding moves to the browser cookie (the one a
@@ -280,7 +289,7 @@ func (h *Handler) get(req *request) error {
 		return &httpError{status: http.StatusGone, err: f.Failure, flow: f}
 	}
 	if f.Step == flows.StepPassword {
-		if err := h.trySession(req); err != nil {
+		if err := h.trySession(req, sess); err != nil {
 			return err
 		}
 	}
@@ -302,17 +311,11 @@ func (h *Handler) get(req *request) error {
 	return h.render(req, http.StatusOK, nil)
 }
 
-func (h *Handler) trySession(req *request) error {
+// trySession completes a flow at its password step from the browser's SSO session (sess, nil
+// when it has none), when the flow allows it.
+func (h *Handler) trySession(req *request, sess *flows.SessionInfo) error {
 	ctx := req.r.Context()
 	f := req.flow
-	var sess *flows.SessionInfo
-	if c, err := req.r.Cookie(h.cookieName(sessionCookie)); err == nil {
-		s, err := h.Flows.Session(ctx, c.Value)
-		if err != nil {
-			return err
-		}
-		sess = s
-	}
 	resumed, err := h.Flows.Resume(ctx, f, sess)
 	if err != nil {
 		return err
