@@ -164,8 +164,8 @@ func TestRoundTripsKeyAppLogin(t *testing.T) {
 			budget int
 		}{
 			{"password, request stored", l.password, 3}, // as a card login's (2), then the request stored
-			{"device list", l.list, 2}, // the device with its jti marked, the list
-			{"decision", l.decide, 5},  // the device with its jti, the decision, the flow load and save, the wake
+			{"device list", l.list, 2},                  // the device with its jti marked, the list
+			{"decision", l.decide, 5},                   // the device with its jti, the decision, the flow load and save, the wake
 			// the flow, the one-time claim of its SSO session, the session
 			{"browser poll", l.poll, 3},
 		}
