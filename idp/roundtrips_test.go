@@ -99,8 +99,8 @@ func TestRoundTripsPerLogin(t *testing.T) {
 	// record, attempt, key number and devices; after: the settling with the flow's save); the
 	// key's three (the flow with its attempt, the key's use with the pairwise subject, the save
 	// with the SSO session); the callback's one (the flow with its one-time code mark); the
-	// code exchange's three (the flow with the code's state, the citizen, the issue).
-	budget := map[string]int{"authorize": 1, "view": 1, "password": 2, "codecard": 3, "callback": 1, "token": 3}
+	// code exchange's two (the flow with the code's state and the citizen, the issue).
+	budget := map[string]int{"authorize": 1, "view": 1, "password": 2, "codecard": 3, "callback": 1, "token": 2}
 	n := 0
 	for phase, want := range budget {
 		n += got[phase]
@@ -109,7 +109,7 @@ func TestRoundTripsPerLogin(t *testing.T) {
 		}
 	}
 	t.Logf("one complete login: %d round trips: %v", n, all)
-	const loginBudget = 11 // 18 before the folds of issue 17, 19 before the hardening
+	const loginBudget = 10 // 18 before the folds of issue 17, 19 before the hardening
 	if n > loginBudget {
 		t.Errorf("a complete login takes %d Redis round trips, budget %d", n, loginBudget)
 	}
@@ -199,7 +199,8 @@ func TestSSORoundTrips(t *testing.T) {
 }
 
 // TestTokenRequestRoundTrips pins the Redis round trips of a code exchange (the flow with the
-// code's state, the citizen, the one issuing script; the pairwise subject came with the login) and of a refresh
+// code's state and the citizen the code names, the one issuing script; the pairwise subject
+// came with the login) and of a refresh
 // (load the refresh token, the citizen, the issuing script).
 func TestTokenRequestRoundTrips(t *testing.T) {
 	t.Parallel()
@@ -210,8 +211,8 @@ func TestTokenRequestRoundTrips(t *testing.T) {
 	code := rp.code(t)
 	rt.take()
 	tok := rp.exchange(t, code)
-	if n, cmds := rt.take(); n != 3 {
-		t.Errorf("code exchange: %d Redis round trips %v, want 3", n, cmds)
+	if n, cmds := rt.take(); n != 2 {
+		t.Errorf("code exchange: %d Redis round trips %v, want 2", n, cmds)
 	}
 	rp.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}})
 	if n, cmds := rt.take(); n != 3 {

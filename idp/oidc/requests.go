@@ -2,6 +2,7 @@ package oidc
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -18,12 +19,30 @@ type authRequest struct {
 	subject    string       // pairwise; set when the request is loaded for a token exchange
 	actor      *actorRecord // the guardian, when the login acts for a ward; set with subject
 	code       string       // the code it was loaded by, consumed when the tokens are issued
-	codeMarked bool         // the code was made under the flow's one-time mark
+	codeMarked bool
+	// citizen is the citizen's record, read with the flow by the code exchange (nil: not read).
+	citizen *store.Citizen // the code was made under the flow's one-time mark
 }
 
 var _ op.AuthRequest = (*authRequest)(nil)
 
-func (a *authRequest) GetID() string { return a.flow.ID }
+// GetID is the flow's id; for a flow done for the citizen themself it also names the citizen
+// ("<flow>.<user id>"). zitadel/oidc seals exactly this into the code (and uses it for nothing
+// else once the flow is done), so the code exchange reads the citizen in its first round trip
+// (AuthRequestByCode); the user id never leaves the sealed code.
+func (a *authRequest) GetID() string {
+	if r := a.flow.Result; a.flow.Done() && r.OnBehalfOf == nil && r.CitizenID != "" {
+		return a.flow.ID + "." + r.CitizenID
+	}
+	return a.flow.ID
+}
+
+// codeGrant splits what a code seals (GetID) into the grant (the flow id) and the citizen it
+// names ("" for a code that names none).
+func codeGrant(sealed string) (grant, citizen string) {
+	grant, citizen, _ = strings.Cut(sealed, ".")
+	return grant, citizen
+}
 func (a *authRequest) GetACR() string {
 	if a.flow.Result != nil {
 		return a.flow.Result.ACR

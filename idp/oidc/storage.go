@@ -200,21 +200,24 @@ func (s *Storage) pairwise(ctx context.Context, citizen, sector string) (string,
 // its first redemption issued (RFC 6749 §4.1.2) — but only for a caller who passed PKCE and
 // client authentication.
 func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
-	grant, err := s.Codes.Decrypt(code)
+	sealed, err := s.Codes.Decrypt(code)
 	if err != nil {
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid code")
 	}
-	// The flow, the time its code was made and the code's state, in one round trip.
-	rec, made, state, err := s.Store.LoadFlowForCode(ctx, grant, code, CodeMark)
+	// The flow, the time its code was made, the code's state and the citizen the code names,
+	// in one round trip.
+	grant, citizen := codeGrant(sealed)
+	g, err := s.Store.LoadCodeGrant(ctx, grant, code, CodeMark, citizen)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid or expired code")
 	}
 	if err != nil {
 		return nil, storeErr(err)
 	}
-	if state != nil && !errors.Is(state, store.ErrReplay) {
+	if g.State != nil && !errors.Is(g.State, store.ErrReplay) {
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid or expired code")
 	}
+	made, rec := g.Made, g.Flow
 	if at := flows.MarkTime(made); made != "-" && (at.IsZero() || s.now().After(at.Add(s.Lifetimes.Code))) {
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid or expired code")
 	}
@@ -244,13 +247,17 @@ func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 		}
 	}
 	ar.code, ar.codeMarked = code, made != "-"
+	if g.Citizen != nil && g.Citizen.UserID == f.Result.CitizenID && f.Result.OnBehalfOf == nil {
+		ar.citizen = g.Citizen
+	}
 	return ar, nil
 }
 
 // SaveAuthCode is told the code made for a finished flow. The callback's load claimed the
 // flow's one-time code mark (WithAnsweredFlow), so nothing is written: a second callback of
 // the same login, which did not claim it, is refused.
-func (s *Storage) SaveAuthCode(ctx context.Context, id, code string) error {
+func (s *Storage) SaveAuthCode(ctx context.Context, sealed, code string) error {
+	id, _ := codeGrant(sealed)
 	lf, ok := ctx.Value(flowKey{}).(*loadedFlow)
 	claimed := ok && lf.flow.ID == id && lf.answering != nil && lf.answering.Claimed
 	if !ok || lf.flow.ID != id || lf.answering == nil {
@@ -611,7 +618,7 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 	// The citizen is read here, once per token request: a NemID blocked or expired since the
 	// login gets no more tokens and loses those it has; a record that cannot be read is a
 	// server error that leaves the code or refresh token for the retry.
-	c, err := s.Store.Citizen(ctx, rec.CitizenID)
+	c, err := s.requestCitizen(ctx, req, rec.CitizenID)
 	if errors.Is(err, store.ErrNotFound) {
 		return oidc.ErrServerError().WithDescription("the citizen's record cannot be read").WithParent(err)
 	}
@@ -641,6 +648,15 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 		ui.AppendClaims("sid", rec.SessionID) // OpenID Front-Channel Logout §2
 	}
 	return nil
+}
+
+// requestCitizen is the citizen's record for a token request: the one the code exchange read
+// with its flow, or read now.
+func (s *Storage) requestCitizen(ctx context.Context, req op.IDTokenRequest, uid string) (*store.Citizen, error) {
+	if ar, ok := req.(*authRequest); ok && ar.citizen != nil && ar.citizen.UserID == uid {
+		return ar.citizen, nil
+	}
+	return s.Store.Citizen(ctx, uid)
 }
 
 // SetUserinfoFromToken answers the userinfo endpoint.

@@ -29,34 +29,58 @@ func (s *Store) grantKey(grant string, parts ...string) string {
 // (Codes made before the mark existed were stored as their digest there; they are honoured
 // until they run out.)
 
-// LoadFlowForCode loads the flow behind a code (grant = flow id) with the time its code was
-// made (mark's value, "" when none was), and, in the same round trip, the code's state:
-// nil while it can be redeemed, ErrReplay once it was, ErrNotFound for a code never made.
-func (s *Store) LoadFlowForCode(ctx context.Context, grant, code, mark string) (rec FlowRecord, made string, state error, err error) {
+// CodeGrant is what LoadCodeGrant found behind a code.
+type CodeGrant struct {
+	Flow FlowRecord
+	// Made is when the code was made (the flow's mark), "" when none was, "-" for a code stored
+	// as its digest (made before the mark existed).
+	Made string
+	// State is nil while the code can be redeemed, ErrReplay once it was, ErrNotFound for a
+	// code never made.
+	State error
+	// Citizen is the record of the citizen the code names (nil when it names none, or there
+	// is no such record).
+	Citizen *Citizen
+}
+
+// LoadCodeGrant loads, in one round trip, the flow behind a code (grant = flow id) with the
+// time its code was made (its mark), the code's redemption state and, when the code names
+// one, the citizen's record.
+func (s *Store) LoadCodeGrant(ctx context.Context, grant, code, mark, citizen string) (CodeGrant, error) {
 	var flow *redis.SliceCmd
 	var used *redis.StringCmd
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	var rec *redis.MapStringStringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		flow = p.HMGet(ctx, s.flowKey(grant), "v", "d", "f", "m:"+mark)
 		used = p.Get(ctx, s.grantKey(grant, "code"))
+		if citizen != "" {
+			rec = p.HGetAll(ctx, s.citizenKey(citizen))
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return FlowRecord{}, "", nil, wrap("load flow for code", err)
+		return CodeGrant{}, wrap("load code grant", err)
 	}
+	var out CodeGrant
 	vals := flow.Val()
-	if rec, err = flowRecordOf(vals[0], vals[1], vals[2]); err != nil {
-		return FlowRecord{}, "", nil, err
+	if out.Flow, err = flowRecordOf(vals[0], vals[1], vals[2]); err != nil {
+		return CodeGrant{}, err
 	}
-	made, _ = vals[3].(string)
+	out.Made, _ = vals[3].(string)
 	switch v := used.Val(); {
-	case v == digest(code): // made before the mark existed
-		made = "-"
+	case v == digest(code):
+		out.Made = "-"
 	case strings.HasPrefix(v, "used:"):
-		state = fmt.Errorf("store: code: %w", ErrReplay)
-	case v != "" || made == "":
-		state = fmt.Errorf("store: code: %w", ErrNotFound)
+		out.State = fmt.Errorf("store: code: %w", ErrReplay)
+	case v != "" || out.Made == "":
+		out.State = fmt.Errorf("store: code: %w", ErrNotFound)
 	}
-	return rec, made, state, nil
+	if rec != nil {
+		if m := rec.Val(); len(m) > 0 && m["user_id"] != "" {
+			out.Citizen = citizenFrom(m)
+		}
+	}
+	return out, nil
 }
 
 // TokenIssue is what one token request writes: an access token and optionally a refresh token,

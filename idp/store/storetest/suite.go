@@ -1226,9 +1226,9 @@ func redeem(ctx context.Context, h *harness, grant, code string) (string, error)
 
 func codeState(t *testing.T, h *harness, grant, code string) error {
 	t.Helper()
-	_, _, state, err := h.s.LoadFlowForCode(t.Context(), grant, code, "code")
-	noErr(t, "LoadFlowForCode", err)
-	return state
+	g, err := h.s.LoadCodeGrant(t.Context(), grant, code, "code", "")
+	noErr(t, "LoadCodeGrant", err)
+	return g.State
 }
 
 func testConsumeCode(t *testing.T, h *harness) {
@@ -1248,10 +1248,14 @@ func testConsumeCode(t *testing.T, h *harness) {
 	if !c.Claimed {
 		t.Fatal("code mark not claimed")
 	}
-	rec, made, state, err := h.s.LoadFlowForCode(ctx, grant, code, "code")
-	noErr(t, "LoadFlowForCode", err)
-	if state != nil || made != "1234" || string(rec.Data) != "done" {
-		t.Fatalf("LoadFlowForCode = %q %q %v, want done 1234 nil", rec.Data, made, state)
+	who, _ := h.citizen(t, 1)
+	g, err := h.s.LoadCodeGrant(ctx, grant, code, "code", who.UserID)
+	noErr(t, "LoadCodeGrant", err)
+	if g.State != nil || g.Made != "1234" || string(g.Flow.Data) != "done" || g.Citizen == nil || g.Citizen.UserID != who.UserID {
+		t.Fatalf("LoadCodeGrant = %q %q %v %+v, want done 1234 nil and the citizen", g.Flow.Data, g.Made, g.State, g.Citizen)
+	}
+	if g, _ := h.s.LoadCodeGrant(ctx, grant, code, "code", NewUserID()); g.Citizen != nil {
+		t.Fatal("LoadCodeGrant found a citizen that does not exist")
 	}
 	noErr(t, "code state twice (reading consumes nothing)", codeState(t, h, grant, code))
 	at, err := redeem(ctx, h, grant, code)
@@ -1264,8 +1268,8 @@ func testConsumeCode(t *testing.T, h *harness) {
 	h.wantAccess(t, grant, at, false)
 	_, err = redeem(ctx, h, grant, code)
 	wantErr(t, "redeem(after revocation)", err, store.ErrRevoked)
-	_, _, _, err = h.s.LoadFlowForCode(ctx, newID(), code, "code")
-	wantErr(t, "LoadFlowForCode(no flow)", err, store.ErrNotFound)
+	_, err = h.s.LoadCodeGrant(ctx, newID(), code, "code", "")
+	wantErr(t, "LoadCodeGrant(no flow)", err, store.ErrNotFound)
 }
 
 // testCodeStoredBefore: a code stored as its digest (made before codes were marked on their
@@ -1315,8 +1319,8 @@ func testCodeTTL(t *testing.T, h *harness) {
 		t.Fatal("not claimed")
 	}
 	h.b.Advance(t, h.b.TTL)
-	_, _, _, err = h.s.LoadFlowForCode(ctx, grant, newID(), "code")
-	wantErr(t, "LoadFlowForCode(flow expired)", err, store.ErrNotFound)
+	_, err = h.s.LoadCodeGrant(ctx, grant, newID(), "code", "")
+	wantErr(t, "LoadCodeGrant(flow expired)", err, store.ErrNotFound)
 }
 
 // ---- tokens ----
@@ -1667,7 +1671,7 @@ func CheckUnavailable(t *testing.T, s *store.Store) {
 		},
 		"Session":          func() error { _, err := s.Session(ctx, "s"); return err },
 		"LoadFlowClaiming": func() error { _, _, err := s.LoadFlowClaiming(ctx, "f", "code", "b", "1"); return err },
-		"LoadFlowForCode":  func() error { _, _, _, err := s.LoadFlowForCode(ctx, "g", "c", "code"); return err },
+		"LoadCodeGrant":    func() error { _, err := s.LoadCodeGrant(ctx, "g", "c", "code", "1"); return err },
 		"BeginPasswordAnswer": func() error {
 			_, err := s.BeginPasswordAnswer(ctx, "f", true, "123456789", "", MaxFailures, time.Now(), time.Minute)
 			return err
