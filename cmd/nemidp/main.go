@@ -50,6 +50,8 @@ func main() {
 	defer logOut.Close() // also while a panic of this goroutine unwinds
 	logger, _ := logging.New(logOut, "text", slog.LevelInfo)
 	slog.SetDefault(logger)
+	// zitadel/oidc starts an OpenTelemetry span in most of its calls; nemidp exports no traces.
+	idp.DisableTracing()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
 	stop()
