@@ -33,6 +33,9 @@ type Config struct {
 	// TrustedProxies are the CIDRs (or addresses) of reverse proxies whose X-Forwarded-For
 	// names the client address.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// LogFormat is how serve writes its log to stderr: "text" (the default, slog's
+	// key=value lines) or "json" (one object per line).
+	LogFormat string `yaml:"log_format"`
 
 	// Demo seeds a demo relying party and citizen and serves /demo pages. It is on by
 	// default only when no Redis is configured (the embedded store).
@@ -90,6 +93,7 @@ func Default() Config {
 	return Config{
 		Addr:        "127.0.0.1:8080",
 		RedisPrefix: "nemidp:",
+		LogFormat:   "text",
 		Login: Login{
 			MaxFailures:   5,
 			PasswordKDF:   password.DefaultKDF,
@@ -158,6 +162,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		{"NEMIDP_METRICS_ADDR", &c.MetricsAddr, false},
 		{"NEMIDP_ADMIN_ADDR", &c.AdminAddr, false},
 		{"NEMIDP_PASSWORD_KDF", &c.Login.PasswordKDF, false},
+		{"NEMIDP_LOG_FORMAT", &c.LogFormat, false},
 	}
 	for _, s := range strs {
 		if v := getenv(s.name); v != "" {
@@ -205,6 +210,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.validateAdminAddr(); err != nil {
 		return err
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		return &FieldError{"log_format (NEMIDP_LOG_FORMAT)", errors.New(`want "text" (the default) or "json"`)}
 	}
 	u, err := url.Parse(c.Issuer)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {

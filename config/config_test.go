@@ -175,3 +175,30 @@ func TestPasswordKDF(t *testing.T) {
 		t.Errorf("an empty login.password_kdf in YAML: err = %v, want it refused by name", err)
 	}
 }
+
+// TestLogFormat: log_format defaults to text, reads from YAML, is overridden by
+// NEMIDP_LOG_FORMAT, and anything but text or json is refused naming both.
+func TestLogFormat(t *testing.T) {
+	t.Parallel()
+	c, err := Load(env(nil))
+	if err != nil || c.LogFormat != "text" {
+		t.Fatalf("default log_format = %q, %v", c.LogFormat, err)
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("log_format: json\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = Load(env(map[string]string{"NEMIDP_CONFIG": path})); err != nil || c.LogFormat != "json" {
+		t.Errorf("YAML log_format = %q, %v", c.LogFormat, err)
+	}
+	if c, err = Load(env(map[string]string{"NEMIDP_CONFIG": path, "NEMIDP_LOG_FORMAT": "text"})); err != nil || c.LogFormat != "text" {
+		t.Errorf("NEMIDP_LOG_FORMAT did not override the YAML: %q, %v", c.LogFormat, err)
+	}
+	for _, bad := range []string{"JSON", "logfmt", "xml"} {
+		_, err := Load(env(map[string]string{"NEMIDP_LOG_FORMAT": bad}))
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "log_format (NEMIDP_LOG_FORMAT)" {
+			t.Errorf("NEMIDP_LOG_FORMAT=%q: err = %v, want a FieldError naming log_format (NEMIDP_LOG_FORMAT)", bad, err)
+		}
+	}
+}

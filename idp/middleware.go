@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nemidp/nemidp/idp/held"
+	"github.com/nemidp/nemidp/idp/logging"
 	"github.com/nemidp/nemidp/idp/store"
 )
 
@@ -90,6 +91,8 @@ func securityHeaders(next http.Handler) http.Handler {
 
 type httpMetrics struct {
 	duration *prometheus.HistogramVec
+	// log receives the access log; nil is slog.Default() at the time of the request.
+	log *slog.Logger
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
@@ -142,7 +145,9 @@ func (m *httpMetrics) wrap(next http.Handler) http.Handler {
 		case "GET /healthz", "GET /readyz", "GET /metrics", "GET /static/":
 		default:
 			// The route pattern, never the path or query: they carry flow ids, codes and state.
-			slog.LogAttrs(r.Context(), slog.LevelInfo, "http", slog.String("route", route), slog.String("method", r.Method),
+			// Without a caller PC (logging.Attrs): no handler prints it, and slog would take
+			// it with runtime.Callers on every request.
+			logging.Attrs(r.Context(), m.log, slog.LevelInfo, "http", slog.String("route", route), slog.String("method", r.Method),
 				slog.Int("status", sw.status), slog.Duration("took", took), slog.String("request_id", w.Header().Get("X-Request-Id")))
 		}
 	})

@@ -168,7 +168,13 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 		SupportedClaims: append([]string{"sub", "aud", "exp", "iat", "iss", "nonce", "at_hash", "sid", claims.Act, claims.Guardianship},
 			claims.AllNames()...),
 	}
-	popts := []op.Option{}
+	// Codes and opaque access tokens: one XChaCha20-Poly1305 seal instead of zitadel's JWE
+	// (opaque.go), which still reads the JWE values issued before.
+	codes, err := newOpaqueCrypto(sec.Derive("oidc-opaque"), op.NewAES256GCMCrypto(cryptoKey, ""))
+	if err != nil {
+		return nil, err
+	}
+	popts := []op.Option{op.WithCrypto(codes)}
 	if config.IsLoopbackIssuer(cfg.Issuer) {
 		popts = append(popts, op.WithAllowInsecure())
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/nemidp/nemidp/idp/admin"
 	"github.com/nemidp/nemidp/idp/demo"
 	"github.com/nemidp/nemidp/idp/issuance"
+	"github.com/nemidp/nemidp/idp/logging"
 	"github.com/nemidp/nemidp/idp/store"
 )
 
@@ -39,12 +40,24 @@ const usage = `nemidp — NemID identity-provider gateway
 Configuration: NEMIDP_CONFIG (YAML) and NEMIDP_* environment variables; see README.md.
 `
 
+// logOut is the process's buffered stderr log (logging.Writer: flushed every
+// logging.FlushInterval, warnings and errors at once); serve applies log_format to it. Nil in
+// tests, which keep their own default logger.
+var logOut *logging.Writer
+
 func main() {
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	logOut = logging.NewWriter(os.Stderr, logging.FlushInterval, logging.BufferSize)
+	defer logOut.Close() // also while a panic of this goroutine unwinds
+	logger, _ := logging.New(logOut, "text", slog.LevelInfo)
 	slog.SetDefault(logger)
+	// zitadel/oidc starts an OpenTelemetry span in most of its calls; nemidp exports no traces.
+	idp.DisableTracing()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	stop()
+	// Every buffered line is out before the error and the exit (os.Exit runs no defers).
+	_ = logOut.Close()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "nemidp:", err)
 		os.Exit(1)
 	}
@@ -79,6 +92,13 @@ func serve(ctx context.Context, getenv func(string) string, out io.Writer) error
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err
+	}
+	if logOut != nil && cfg.LogFormat != "text" {
+		logger, err := logging.New(logOut, cfg.LogFormat, slog.LevelInfo)
+		if err != nil {
+			return err
+		}
+		slog.SetDefault(logger)
 	}
 
 	redisURL := cfg.RedisURL
