@@ -186,10 +186,10 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	s.Storage.CallbackURL = func(ctx context.Context, id string) string {
 		return op.AuthCallbackURL(provider)(ctx, id)
 	}
-	// Codes are opened only as the provider seals them (AES-256-GCM), never by its fallback
-	// for unauthenticated AES-CFB data: a code is then a sealed grant id nobody else can make,
-	// and Redis keeps no copy of it (oidc.Storage.SaveAuthCode).
-	s.Storage.Codes = op.NewAES256GCMCrypto(cryptoKey, opConfig.CryptoKeyId)
+	// Codes are opened as the provider seals them (authenticated only, see opaqueCrypto): a
+	// code is a sealed grant id nobody else can make, and Redis keeps no copy of it
+	// (oidc.Storage.SaveAuthCode).
+	s.Storage.Codes = codes
 
 	s.Web = &web.Handler{Flows: engine, Clients: st, CSRFKey: sec.Derive("csrf"), Secure: !cfg.InsecureCookies(),
 		Origin: web.OriginOf(cfg.Issuer), Metrics: web.NewMetrics(reg),
