@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,17 +202,30 @@ func TestProcCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := 0
-	for start := time.Now(); time.Since(start) < 150*time.Millisecond; {
-		x++
+	// Spin until getrusage, an independent reading, says the process used 200 ms of CPU more
+	// (however long a loaded machine takes to give it that), then read /proc.
+	rusage := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
+	start, x := rusage(), 0
+	for deadline := time.Now().Add(30 * time.Second); rusage()-start < 200*time.Millisecond && time.Now().Before(deadline); {
+		for range 100000 {
+			x++
+		}
+	}
+	spun := rusage() - start
 	after, err := readProcCPU(os.Getpid(), ticks)
 	if err != nil {
 		t.Fatal(err)
 	}
 	used := (after.User + after.System) - (before.User + before.System)
-	if used < 50*time.Millisecond || used > 10*time.Second {
-		t.Fatalf("150 ms of spinning (%d loops) read as %v of CPU", x, used)
+	// /proc counts in clock ticks (10 ms): allow a few either way.
+	if used < spun-50*time.Millisecond || used > spun+10*time.Second {
+		t.Fatalf("%v of CPU by getrusage (%d loops) read from /proc as %v", spun, x, used)
 	}
 	if _, err := readProcCPU(1<<30, ticks); err == nil {
 		t.Error("a process that does not exist was read")
