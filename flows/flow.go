@@ -394,7 +394,9 @@ func (e *Engine) update(ctx context.Context, f *Flow, change func(*Flow) error) 
 		if lerr != nil {
 			return lerr
 		}
-		fresh.release = f.release
+		// What the answer carries over to the retry: the attempt to give back, the status the
+		// first save's round trip settled the password with, and the wish for a session.
+		fresh.release, fresh.accept, fresh.accepted, fresh.wantSession = f.release, f.accept, f.accepted, f.wantSession
 		*f = *fresh // the change, applied again, decides any approval anew
 	}
 	return Errorf(CodeConflict, "This login changed in another window; reload the page.")
