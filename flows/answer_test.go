@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -456,5 +457,79 @@ func TestAnswerKDFQueueFull(t *testing.T) {
 			tk.Release()
 		}
 		env.mustAnswer(t, f.ID, flows.StepPassword, right, boundTo("browser-a"), flows.StepCodeCard)
+	})
+}
+
+// TestDuplicateAnswersRace: the right answer sent several times at once through Answer (a
+// double click, a retry), released together at a barrier: exactly one moves the login on,
+// every other is wrong_step; nothing is counted (the flow's wrong answers, the citizen's
+// failures, attempts in flight), and of the card keys exactly the one that completed the
+// login hands back an SSO session.
+func TestDuplicateAnswersRace(t *testing.T) {
+	t.Parallel()
+	const racers = maxFailures - 1 // within both budgets: every duplicate is judged
+	eachBackend(t, func(t *testing.T, env *env) {
+		c := env.issueWithPassword(t, "Hemmelig42")
+		f := env.boundFlow(t, flows.Start{}, "browser-a")
+		race := func(step flows.Step, a flows.Answer) ([]*flows.Flow, []error) {
+			got, errs := make([]*flows.Flow, racers), make([]error, racers)
+			var ready, done sync.WaitGroup
+			start := make(chan struct{})
+			ready.Add(racers)
+			for i := range racers {
+				done.Go(func() {
+					ready.Done()
+					<-start
+					got[i], errs[i] = env.answer(f.ID, step, a, boundTo("browser-a"))
+				})
+			}
+			ready.Wait()
+			close(start)
+			done.Wait()
+			return got, errs
+		}
+		winner := func(t *testing.T, errs []error) int {
+			t.Helper()
+			won := -1
+			for i, err := range errs {
+				if err == nil {
+					if won >= 0 {
+						t.Fatalf("answers %d and %d both won", won, i)
+					}
+					won = i
+					continue
+				}
+				wantCode(t, err, flows.CodeWrongStep)
+			}
+			if won < 0 {
+				t.Fatalf("no answer won: %v", errs)
+			}
+			return won
+		}
+		_, errs := race(flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password})
+		winner(t, errs)
+		stored := env.load(t, f.ID)
+		if stored.Step != flows.StepCodeCard || stored.Failures != 0 {
+			t.Fatalf("after duplicate passwords: step %q, %d wrong answers", stored.Step, stored.Failures)
+		}
+		if n := env.inFlight(t, c.UserID, false); n != 0 {
+			t.Fatalf("duplicate passwords left %d attempts in flight", n)
+		}
+		got, errs := race(flows.StepCodeCard, flows.Answer{Key: c.key(stored.KeyNumber)})
+		w := winner(t, errs)
+		for i, g := range got {
+			if cookie := g.SessionCookie(); (cookie != "") != (i == w) {
+				t.Fatalf("answer %d (winner %d) has SessionCookie %q", i, w, cookie)
+			}
+		}
+		if s, err := env.e.Session(context.Background(), got[w].SessionCookie()); err != nil || s == nil || s.CitizenID != c.UserID {
+			t.Fatalf("the winner's cookie names session %+v (%v)", s, err)
+		}
+		if stored := env.load(t, f.ID); stored.Step != flows.StepDone || stored.Failures != 0 {
+			t.Fatalf("after duplicate keys: step %q, %d wrong answers", stored.Step, stored.Failures)
+		}
+		if got := env.citizen(t, c.UserID); got.Failures != 0 || got.Status != store.StatusActive {
+			t.Fatalf("duplicates counted against the citizen: status %q failures %d", got.Status, got.Failures)
+		}
 	})
 }
