@@ -31,6 +31,7 @@ type fixture struct {
 	engine *flows.Engine
 	issuer *issuance.Issuer
 	st     *store.Store
+	prefix string // the store's key prefix
 	// skew moves the engine's clock (nanoseconds ahead of the real one), race-free.
 	skew *atomic.Int64
 }
@@ -71,7 +72,7 @@ func newFixtureWith(t testing.TB, cfg fixtureConfig) *fixture {
 	srv := httptest.NewServer(h.CleanPaths(mux))
 	h.Origin = srv.URL
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, h: h, engine: e, st: st, skew: skew, issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards}}
+	return &fixture{srv: srv, h: h, engine: e, st: st, prefix: prefix, skew: skew, issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards}}
 }
 
 func (f *fixture) flow(t testing.TB) string {
