@@ -17,6 +17,7 @@ const (
 	maxDuration    = 10 * time.Minute
 	maxOps         = 1_000_000
 	maxCitizens    = 10_000
+	maxLive        = 100_000
 )
 
 // Modes are the kinds of operation the driver times.
@@ -31,6 +32,7 @@ type Config struct {
 	Duration    time.Duration
 	MaxOps      int
 	Citizens    int
+	Live        int    // login flows opened before the timed run and left unfinished
 	PID         int    // server process for CPU from /proc (0: not measured)
 	RedisURL    string // for INFO commandstats (empty: not measured)
 	JSON        bool
@@ -49,7 +51,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.DurationVar(&c.Duration, "d", 10*time.Second, fmt.Sprintf("run duration (at most %v)", maxDuration))
 	fs.IntVar(&c.MaxOps, "n", 100_000, fmt.Sprintf("maximum operations (at most %d); the run ends at -d or -n, whichever comes first", maxOps))
 	fs.IntVar(&c.Citizens, "citizens", 0, "citizens to create (default and minimum: one per worker)")
-	fs.IntVar(&c.PID, "pid", 0, "server process id: report its CPU per operation from /proc/<pid>/stat")
+	fs.IntVar(&c.Live, "live", 0, fmt.Sprintf("login flows to open (authorize → login page) before the timed run and leave unfinished, -c at a time (at most %d); they stay in Redis until login.flow_ttl", maxLive))
+	fs.IntVar(&c.PID, "pid", 0, "server process id: report its CPU and page faults per operation from /proc/<pid>/stat and its memory from /proc/<pid>/status")
 	fs.StringVar(&c.RedisURL, "redis", "", "Redis URL of the server: report Redis commands per operation from INFO commandstats")
 	fs.BoolVar(&c.JSON, "json", false, "print the summary as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -91,6 +94,9 @@ func (c *Config) validate() error {
 	}
 	if c.Citizens < 0 || c.Citizens > maxCitizens {
 		return fmt.Errorf("--citizens %d: want 0..%d", c.Citizens, maxCitizens)
+	}
+	if c.Live < 0 || c.Live > maxLive {
+		return fmt.Errorf("--live %d: want 0..%d", c.Live, maxLive)
 	}
 	if c.Citizens < c.Concurrency {
 		c.Citizens = c.Concurrency // each worker logs its own citizens in: one card, one pending key number

@@ -168,7 +168,7 @@ func TestFlags(t *testing.T) {
 		}
 	}
 	for _, args := range [][]string{{"-c", "0"}, {"-c", "1000"}, {"-d", "0s"}, {"-d", "11m"}, {"-n", "0"},
-		{"-n", "2000000"}, {"--mode", "saml"}, {"--citizens", "20000"}, {"stray"}} {
+		{"-n", "2000000"}, {"--mode", "saml"}, {"--citizens", "20000"}, {"--live", "-1"}, {"--live", "100001"}, {"stray"}} {
 		if _, err := parseFlags(args, env, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}
@@ -179,6 +179,37 @@ func TestFlags(t *testing.T) {
 	c, err := parseFlags([]string{"-c", "8", "--citizens", "3", "--admin-token", "x"}, env, io.Discard)
 	if err != nil || c.Citizens != 8 || c.AdminToken != "x" {
 		t.Errorf("citizens below -c: %+v %v, want one per worker", c, err)
+	}
+	if c, err := parseFlags([]string{"--live", "10000"}, env, io.Discard); err != nil || c.Live != 10000 {
+		t.Errorf("--live 10000: %+v %v", c, err)
+	}
+}
+
+// TestLive: --live opens that many flows, each at the password step, before the run, and the
+// run after them still succeeds, with the server's memory and page faults measured.
+func TestLive(t *testing.T) {
+	p := startIdP(t)
+	cfg := p.config("login")
+	cfg.Live, cfg.MaxOps = 25, 2
+	sum := runConfig(t, t.Context(), cfg)
+	if sum.Errors != 0 || sum.Ops != 2 {
+		t.Fatalf("%d ops, %d errors %v", sum.Ops, sum.Errors, sum.ErrorKinds)
+	}
+	if sum.Live == nil || sum.Live.Flows != 25 || sum.Live.Seconds <= 0 {
+		t.Errorf("live %+v, want 25 flows", sum.Live)
+	}
+	if m := sum.Memory; m == nil || m.Samples < 2 || m.PeakMiB <= 0 || m.HWMMiB < m.PeakMiB {
+		t.Errorf("memory %+v", sum.Memory)
+	}
+	if sum.CPU == nil || sum.CPU.MinFlt < 0 || sum.CPU.MsPerOK < sum.CPU.MsPerOp {
+		t.Errorf("CPU %+v", sum.CPU)
+	}
+	var text bytes.Buffer
+	sum.writeText(&text)
+	for _, want := range []string{"live flows: 25 opened", "server RSS:", "server page faults:"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text summary lacks %q:\n%s", want, text.String())
+		}
 	}
 }
 
@@ -233,13 +264,78 @@ func TestProcCPU(t *testing.T) {
 }
 
 func TestParseProcStat(t *testing.T) {
-	line := "4242 (we ird) (name) S 1 2 3 4 5 6 7 8 9 10 250 30 0 0 20 0 1 0 100 0 0\n"
-	got, err := parseProcStat(line, 100)
-	if err != nil || got.User != 2500*time.Millisecond || got.System != 300*time.Millisecond {
-		t.Fatalf("got %+v %v", got, err)
+	tests := []struct {
+		name, line string
+		ticks      int
+		want       procCPU
+		wantErr    bool
+	}{
+		{"spaces and parentheses in the name", "4242 (we ird) (name) S 1 2 3 4 5 6 7 8 9 10 250 30 0 0 20 0 1 0 100 0 0\n", 100,
+			procCPU{User: 2500 * time.Millisecond, System: 300 * time.Millisecond, MinFlt: 7, MajFlt: 9}, false},
+		{"1000 ticks", "1 (nemidp) R 0 1 1 0 -1 4194560 123456 0 2 0 1500 250 0 0 20 0 9 0 5 0 0", 1000,
+			procCPU{User: 1500 * time.Millisecond, System: 250 * time.Millisecond, MinFlt: 123456, MajFlt: 2}, false},
+		{"garbage", "garbage", 100, procCPU{}, true},
+		{"too short", "1 (x) S 1 2 3", 100, procCPU{}, true},
+		{"bad faults", "1 (x) S 1 2 3 4 5 6 many 8 9 10 250 30 0", 100, procCPU{}, true},
+		{"no ticks", "1 (x) S 1 2 3 4 5 6 7 8 9 10 250 30 0", 0, procCPU{}, true},
 	}
-	if _, err := parseProcStat("garbage", 100); err == nil {
-		t.Error("garbage parsed")
+	for _, tt := range tests {
+		got, err := parseProcStat(tt.line, tt.ticks)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("%s: got %+v, %v; want %+v (error %v)", tt.name, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestParseProcStatus(t *testing.T) {
+	const head = "Name:\tnemidp\nUmask:\t0022\nState:\tS (sleeping)\nVmPeak:\t 1300000 kB\n"
+	tests := []struct {
+		name, status string
+		want         procMem
+		wantErr      bool
+	}{
+		{"both", head + "VmHWM:\t  142716 kB\nVmRSS:\t   65604 kB\nRssAnon:\t   40000 kB\n", procMem{RSS: 65604, HWM: 142716}, false},
+		{"kernel thread", "Name:\tkthreadd\nState:\tS (sleeping)\n", procMem{}, true},
+		{"no unit", head + "VmHWM:\t  142716\nVmRSS:\t   65604 kB\n", procMem{}, true},
+		{"not a number", head + "VmHWM:\t  lots kB\nVmRSS:\t   65604 kB\n", procMem{}, true},
+	}
+	for _, tt := range tests {
+		got, err := parseProcStatus(tt.status)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("%s: got %+v, %v; want %+v (error %v)", tt.name, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// TestProcMem reads the test's own memory: it has some, the peak at least what it has now, and
+// a sampler over a run of allocations sees at least as much as at its start.
+func TestProcMem(t *testing.T) {
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("no /proc")
+	}
+	m, err := readProcMem(os.Getpid())
+	if err != nil || m.RSS <= 0 || m.HWM < m.RSS {
+		t.Fatalf("got %+v, %v", m, err)
+	}
+	s, err := startMemSampler(os.Getpid(), 5*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make([]byte, 32<<20)
+	for i := range held {
+		held[i] = byte(i)
+	}
+	time.Sleep(30 * time.Millisecond)
+	st := s.stop()
+	if st.Samples < 2 || st.PeakMiB < st.StartMiB || st.PeakMiB < st.EndMiB || st.HWMMiB < st.PeakMiB || st.Note != "" {
+		t.Errorf("sampler: %+v", st)
+	}
+	if st.PeakMiB < 32 {
+		t.Errorf("32 MiB touched, peak RSS %.1f MiB", st.PeakMiB)
+	}
+	_ = held[len(held)-1]
+	if _, err := startMemSampler(1<<30, time.Millisecond); err == nil {
+		t.Error("a process that does not exist was sampled")
 	}
 }
 

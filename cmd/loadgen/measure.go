@@ -12,10 +12,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// procCPU is a process's CPU time so far, from /proc/<pid>/stat (utime and stime, fields 14
-// and 15, in clock ticks).
+// procCPU is a process's CPU time and page faults so far, from /proc/<pid>/stat (minflt and
+// majflt, fields 10 and 12; utime and stime, fields 14 and 15, in clock ticks).
 type procCPU struct {
-	User, System time.Duration
+	User, System   time.Duration
+	MinFlt, MajFlt int64
 }
 
 func readProcCPU(pid int, ticks int) (procCPU, error) {
@@ -26,7 +27,7 @@ func readProcCPU(pid int, ticks int) (procCPU, error) {
 	return parseProcStat(string(raw), ticks)
 }
 
-// parseProcStat reads utime and stime of a /proc/<pid>/stat line. The command name (field 2)
+// parseProcStat reads the faults, utime and stime of a /proc/<pid>/stat line. The command name (field 2)
 // is in parentheses and may hold spaces and parentheses, so the fields are counted from the
 // last ')'.
 func parseProcStat(s string, ticks int) (procCPU, error) {
@@ -34,17 +35,60 @@ func parseProcStat(s string, ticks int) (procCPU, error) {
 	if i < 0 || ticks <= 0 {
 		return procCPU{}, fmt.Errorf("/proc stat: unexpected format")
 	}
-	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state): utime is field 14 = f[11]
+	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state): field n is f[n-3]
 	if len(f) < 13 {
 		return procCPU{}, fmt.Errorf("/proc stat: %d fields after the command name", len(f))
 	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return procCPU{}, fmt.Errorf("/proc stat: utime %q stime %q", f[11], f[12])
+	minf, err1 := strconv.ParseInt(f[7], 10, 64)
+	majf, err2 := strconv.ParseInt(f[9], 10, 64)
+	ut, err3 := strconv.ParseUint(f[11], 10, 64)
+	st, err4 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
+		return procCPU{}, fmt.Errorf("/proc stat: minflt %q majflt %q utime %q stime %q", f[7], f[9], f[11], f[12])
 	}
 	tick := time.Second / time.Duration(ticks)
-	return procCPU{User: time.Duration(ut) * tick, System: time.Duration(st) * tick}, nil
+	return procCPU{User: time.Duration(ut) * tick, System: time.Duration(st) * tick, MinFlt: minf, MajFlt: majf}, nil
+}
+
+// procMem is a process's memory from /proc/<pid>/status: resident now (VmRSS) and its peak
+// since the process started (VmHWM), in KiB.
+type procMem struct {
+	RSS, HWM int64
+}
+
+func readProcMem(pid int) (procMem, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return procMem{}, err
+	}
+	return parseProcStatus(string(raw))
+}
+
+// parseProcStatus reads VmRSS and VmHWM ("VmRSS:\t  104220 kB") of a /proc/<pid>/status.
+func parseProcStatus(s string) (procMem, error) {
+	var m procMem
+	seen := 0
+	for line := range strings.SplitSeq(s, "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || (name != "VmRSS" && name != "VmHWM") {
+			continue
+		}
+		v, ok := strings.CutSuffix(strings.TrimSpace(rest), " kB")
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if !ok || err != nil {
+			return procMem{}, fmt.Errorf("/proc status: %s %q", name, rest)
+		}
+		if name == "VmRSS" {
+			m.RSS = n
+		} else {
+			m.HWM = n
+		}
+		seen++
+	}
+	if seen != 2 {
+		return procMem{}, fmt.Errorf("/proc status: no VmRSS and VmHWM (a kernel thread or a zombie?)")
+	}
+	return m, nil
 }
 
 // clockTicks is USER_HZ from `getconf CLK_TCK`, or 100 (Linux's value everywhere) with a note.

@@ -95,11 +95,17 @@ func (r *runner) Run(ctx context.Context) (*Summary, error) {
 	for i, c := range cits {
 		workers[i%cfg.Concurrency].cits = append(workers[i%cfg.Concurrency].cits, c)
 	}
-	if err := parallel(ctx, len(workers), cfg.Concurrency, func(i int) error { return workers[i].setup(ctx) }); err != nil {
+	if err := parallel(ctx, len(workers), min(cfg.Concurrency, setupConcurrency), func(i int) error { return workers[i].setup(ctx) }); err != nil {
 		return nil, err
 	}
 
 	sum := &Summary{Mode: cfg.Mode, Concurrency: cfg.Concurrency, ErrorKinds: map[string]int{}}
+	if cfg.Live > 0 {
+		fmt.Fprintf(r.stderr, "loadgen: opening %d live login flows…\n", cfg.Live)
+		if sum.Live, err = openLive(ctx, e, cfg.Live, cfg.Concurrency); err != nil {
+			return nil, fmt.Errorf("--live: %w", err)
+		}
+	}
 	var ticks int
 	var cpu0 procCPU
 	if cfg.PID > 0 {
@@ -109,6 +115,12 @@ func (r *runner) Run(ctx context.Context) (*Summary, error) {
 			return nil, fmt.Errorf("--pid: %w", err)
 		}
 		sum.CPU = &CPUStats{PID: cfg.PID, ClockTicks: ticks, Note: note}
+	}
+	var mem *memSampler
+	if cfg.PID > 0 {
+		if mem, err = startMemSampler(cfg.PID, memSampleEvery); err != nil {
+			return nil, fmt.Errorf("--pid: %w", err)
+		}
 	}
 	var rdb redis.UniversalClient
 	var cmd0 map[string]int64
@@ -172,11 +184,15 @@ func (r *runner) Run(ctx context.Context) (*Summary, error) {
 	close(done)
 	<-progressDone
 
+	if mem != nil {
+		sum.Memory = mem.stop()
+	}
 	if sum.CPU != nil {
 		if cpu1, err := readProcCPU(cfg.PID, ticks); err != nil {
 			sum.CPU.Note = joinNote(sum.CPU.Note, "reading /proc after the run: "+err.Error())
 		} else {
 			sum.CPU.UserMs, sum.CPU.SystemMs = ms(cpu1.User-cpu0.User), ms(cpu1.System-cpu0.System)
+			sum.CPU.MinFlt, sum.CPU.MajFlt = cpu1.MinFlt-cpu0.MinFlt, cpu1.MajFlt-cpu0.MajFlt
 		}
 	}
 	if rdb != nil {
@@ -205,6 +221,11 @@ func (r *runner) Run(ctx context.Context) (*Summary, error) {
 	if sum.CPU != nil && sum.Ops > 0 {
 		sum.CPU.MsPerOp = (sum.CPU.UserMs + sum.CPU.SystemMs) / float64(sum.Ops)
 		sum.CPU.Cores = (sum.CPU.UserMs + sum.CPU.SystemMs) / 1000 / elapsed.Seconds()
+		if merged.ok > 0 {
+			sum.CPU.MsPerOK = (sum.CPU.UserMs + sum.CPU.SystemMs) / float64(merged.ok)
+		}
+		sum.CPU.MinFltPerOp = float64(sum.CPU.MinFlt) / float64(sum.Ops)
+		sum.CPU.MajFltPerOp = float64(sum.CPU.MajFlt) / float64(sum.Ops)
 	}
 	if sum.Redis != nil && sum.Ops > 0 {
 		sum.Redis.PerOp = float64(sum.Redis.Commands) / float64(sum.Ops)
@@ -215,7 +236,7 @@ func (r *runner) Run(ctx context.Context) (*Summary, error) {
 	if sum.CitizensAdded > 0 && (sum.CPU != nil || sum.Redis != nil) {
 		sum.Notes = append(sum.Notes, "the server CPU and Redis figures include issuing and first-logging-in the citizens added during the run")
 	}
-	sum.Notes = append(sum.Notes, "ops/s and percentiles count successful operations; CPU and Redis per op divide by all operations")
+	sum.Notes = append(sum.Notes, "ops/s and percentiles count successful operations; CPU, faults and Redis per op divide by all operations (and CPU per successful op by those alone)")
 	return sum, nil
 }
 
@@ -244,10 +265,91 @@ func redisDelta(before, after map[string]int64) *RedisStats {
 	return rs
 }
 
-// issueAll issues cfg.Citizens citizens, -c at a time.
+// openLive opens n login flows, k at a time, each in a browser of its own: authorize, then
+// the login page it leads to, which must be the password step. Nothing answers them, so they
+// stay in the server's store, unfinished, until they expire (login.flow_ttl).
+func openLive(ctx context.Context, e *env, n, k int) (*LiveStats, error) {
+	t0 := time.Now()
+	err := parallel(ctx, n, k, func(int) error {
+		l := e.newLogin(newBrowser(e.tr), &trace{})
+		if err := l.start(ctx); err != nil {
+			return err
+		}
+		if l.back != nil || l.v.Step != "password" {
+			return &opError{Step: "live", Code: "not_at_password_step_" + l.v.Step}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	d := time.Since(t0).Seconds()
+	return &LiveStats{Flows: n, Seconds: d, FlowsSec: float64(n) / d}, nil
+}
+
+// memSampleEvery is how often the server's VmRSS is sampled during the timed run.
+const memSampleEvery = 100 * time.Millisecond
+
+// memSampler reads the server's /proc/<pid>/status every period until stop.
+type memSampler struct {
+	pid  int
+	done chan struct{}
+	out  chan *MemStats
+}
+
+func startMemSampler(pid int, every time.Duration) (*memSampler, error) {
+	m0, err := readProcMem(pid)
+	if err != nil {
+		return nil, err
+	}
+	s := &memSampler{pid: pid, done: make(chan struct{}), out: make(chan *MemStats, 1)}
+	go func() {
+		st := &MemStats{StartMiB: mib(m0.RSS), PeakMiB: mib(m0.RSS), Samples: 1}
+		tk := time.NewTicker(every)
+		defer tk.Stop()
+		for {
+			var stop bool
+			select {
+			case <-tk.C:
+			case <-s.done:
+				stop = true
+			}
+			m, err := readProcMem(pid)
+			if err != nil {
+				st.Note = joinNote(st.Note, "reading /proc/<pid>/status: "+err.Error())
+				s.out <- st
+				return
+			}
+			st.Samples++
+			st.PeakMiB = max(st.PeakMiB, mib(m.RSS))
+			if stop {
+				st.EndMiB, st.HWMMiB = mib(m.RSS), mib(m.HWM)
+				s.out <- st
+				return
+			}
+		}
+	}()
+	return s, nil
+}
+
+// stop takes a last sample and returns the figures.
+func (s *memSampler) stop() *MemStats {
+	close(s.done)
+	return <-s.out
+}
+
+func mib(kib int64) float64 { return float64(kib) / 1024 }
+
+// setupConcurrency bounds the setup's logins and issuings at once (each runs the server's
+// password KDF): past the server's KDF queue (login.kdf_queue, 4 × GOMAXPROCS by default)
+// they would be refused with 503 (500 from the operator API), and the KDF is the bottleneck
+// of the setup anyway.
+const setupConcurrency = 4
+
+// issueAll issues cfg.Citizens citizens, -c (at most setupConcurrency) at a time.
 func (r *runner) issueAll(ctx context.Context, e *env) ([]*citizen, error) {
 	cits := make([]*citizen, r.cfg.Citizens)
-	err := parallel(ctx, len(cits), r.cfg.Concurrency, func(i int) error {
+	err := parallel(ctx, len(cits), min(r.cfg.Concurrency, setupConcurrency), func(i int) error {
 		c, err := e.issueCitizen(ctx)
 		cits[i] = c
 		return err

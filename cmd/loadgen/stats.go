@@ -62,15 +62,39 @@ type StepStats struct {
 	Max   float64 `json:"max_ms"`
 }
 
-// CPUStats is the server's CPU over the timed run.
+// CPUStats is the server's CPU and page faults over the timed run.
 type CPUStats struct {
-	PID        int     `json:"pid"`
-	UserMs     float64 `json:"user_ms"`
-	SystemMs   float64 `json:"system_ms"`
-	MsPerOp    float64 `json:"ms_per_op"`
-	Cores      float64 `json:"cores_busy"`
-	ClockTicks int     `json:"clock_ticks"`
-	Note       string  `json:"note,omitempty"`
+	PID         int     `json:"pid"`
+	UserMs      float64 `json:"user_ms"`
+	SystemMs    float64 `json:"system_ms"`
+	MsPerOp     float64 `json:"ms_per_op"`
+	MsPerOK     float64 `json:"ms_per_successful_op"`
+	Cores       float64 `json:"cores_busy"`
+	MinFlt      int64   `json:"minor_faults"`
+	MajFlt      int64   `json:"major_faults"`
+	MinFltPerOp float64 `json:"minor_faults_per_op"`
+	MajFltPerOp float64 `json:"major_faults_per_op"`
+	ClockTicks  int     `json:"clock_ticks"`
+	Note        string  `json:"note,omitempty"`
+}
+
+// MemStats is the server's resident memory (/proc/<pid>/status), in MiB: at the start and
+// end of the timed run, the highest VmRSS sampled during it (every memSampleEvery), and VmHWM
+// at the end (the kernel's peak since the process started, setup and live flows included).
+type MemStats struct {
+	StartMiB float64 `json:"rss_start_mib"`
+	PeakMiB  float64 `json:"rss_peak_sampled_mib"`
+	EndMiB   float64 `json:"rss_end_mib"`
+	HWMMiB   float64 `json:"vmhwm_mib"`
+	Samples  int     `json:"samples"`
+	Note     string  `json:"note,omitempty"`
+}
+
+// LiveStats are the login flows opened before the timed run and left unfinished (--live).
+type LiveStats struct {
+	Flows    int     `json:"flows"`
+	Seconds  float64 `json:"open_s"`
+	FlowsSec float64 `json:"flows_per_s"`
 }
 
 // RedisStats are the Redis commands over the timed run (INFO commandstats deltas).
@@ -93,6 +117,8 @@ type Summary struct {
 	ErrorKinds    map[string]int `json:"error_kinds"`
 	CPU           *CPUStats      `json:"server_cpu,omitempty"`
 	Redis         *RedisStats    `json:"redis,omitempty"`
+	Memory        *MemStats      `json:"server_memory,omitempty"`
+	Live          *LiveStats     `json:"live_flows,omitempty"`
 	Interrupted   bool           `json:"interrupted"`
 	CitizensAdded int64          `json:"citizens_issued_during_run"`
 	Notes         []string       `json:"notes,omitempty"`
@@ -163,6 +189,10 @@ func (s *Summary) writeText(w io.Writer) {
 	for _, st := range s.Steps {
 		fmt.Fprintf(w, "%-14s %7d %9.2f %9.2f %9.2f %9.2f %9.2f\n", st.Step, st.Count, st.Mean, st.P50, st.P95, st.P99, st.Max)
 	}
+	if l := s.Live; l != nil {
+		fmt.Fprintf(w, "live flows: %d opened (authorize → login page) in %.1f s = %.0f/s before the run, left unfinished\n",
+			l.Flows, l.Seconds, l.FlowsSec)
+	}
 	if len(s.ErrorKinds) > 0 {
 		fmt.Fprintln(w, "errors:")
 		for _, k := range slices.Sorted(maps.Keys(s.ErrorKinds)) {
@@ -170,10 +200,19 @@ func (s *Summary) writeText(w io.Writer) {
 		}
 	}
 	if c := s.CPU; c != nil {
-		fmt.Fprintf(w, "server CPU (pid %d): %.0f ms user + %.0f ms system = %.3f ms/op, %.2f cores busy\n",
-			c.PID, c.UserMs, c.SystemMs, c.MsPerOp, c.Cores)
+		fmt.Fprintf(w, "server CPU (pid %d): %.0f ms user + %.0f ms system = %.3f ms/op (%.3f ms per successful op), %.2f cores busy\n",
+			c.PID, c.UserMs, c.SystemMs, c.MsPerOp, c.MsPerOK, c.Cores)
+		fmt.Fprintf(w, "server page faults: %d minor = %.1f/op, %d major = %.2f/op\n",
+			c.MinFlt, c.MinFltPerOp, c.MajFlt, c.MajFltPerOp)
 		if c.Note != "" {
 			fmt.Fprintf(w, "  note: %s\n", c.Note)
+		}
+	}
+	if m := s.Memory; m != nil {
+		fmt.Fprintf(w, "server RSS: %.1f MiB at start, %.1f MiB peak (%d samples), %.1f MiB at end; VmHWM %.1f MiB (peak since the server started)\n",
+			m.StartMiB, m.PeakMiB, m.Samples, m.EndMiB, m.HWMMiB)
+		if m.Note != "" {
+			fmt.Fprintf(w, "  note: %s\n", m.Note)
 		}
 	}
 	if r := s.Redis; r != nil {

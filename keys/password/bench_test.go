@@ -26,3 +26,28 @@ func BenchmarkVerifyTestParams(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkVerifyDefaultParallel: right-password Verify at the default cost from GOMAXPROCS
+// goroutines at once, as the server's login.kdf_parallel slots (GOMAXPROCS by default) run
+// in a login storm: the hashes share caches and memory bandwidth, so one costs more CPU than
+// in BenchmarkVerifyDefault, where one runs at a time.
+func BenchmarkVerifyDefaultParallel(b *testing.B) {
+	ctx := context.Background()
+	h := NewHasher(Params{})
+	const pw = "Walk1234abcd9"
+	enc, err := h.Hash(ctx, pw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	c0 := readCost(b)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if ok, err := h.Verify(ctx, enc, pw); err != nil || !ok {
+				b.Errorf("Verify = %v, %v", ok, err)
+				return
+			}
+		}
+	})
+	reportCost(b, c0)
+}

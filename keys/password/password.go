@@ -12,9 +12,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
-	"golang.org/x/crypto/argon2"
+	"github.com/nemidp/nemidp/keys/password/internal/argon2id"
 )
 
 // OWASP argon2id recommendation (m=19 MiB, t=2, p=1).
@@ -62,11 +63,23 @@ var TestParams = Params{MemoryKiB: 64, Time: 1, Threads: 1}
 // Hasher hashes and verifies passwords. At most Concurrency hashes run at
 // once, so a login storm queues instead of multiplying memory use, and at
 // most Queue more wait.
+//
+// Each running hash has its argon2 memory from a pool of at most Concurrency buffers of the
+// hasher's own cost (m KiB each), made when all made are in use and then kept, instead of
+// allocating m KiB per hash: a server holds at most Concurrency × m of KDF memory however many
+// logins come, on unix outside the Go heap (keys/password/internal/argon2id). A buffer is
+// zeroed before it goes back to the pool. A stored hash made with more memory than the
+// hasher's is verified in a buffer of its own, zeroed and freed after.
 type Hasher struct {
 	p       Params
 	sem     chan struct{} // running hashes
 	tickets chan struct{} // running and waiting hashes
 	waiting atomic.Int64  // waiting for a slot
+	blocks  int           // the pooled buffers' size: argon2id.Blocks of the hasher's cost
+
+	poolMu sync.Mutex
+	free   []*argon2id.Buffer // last in, first out: light load keeps to few buffers
+	made   int                // pooled buffers made, at most Concurrency
 }
 
 // Waiting reports how many hashes wait for a slot (the queue's depth, for metrics and tests).
@@ -81,7 +94,8 @@ func NewHasher(p Params) *Hasher {
 	if p.Queue <= 0 {
 		p.Queue = 4 * p.Concurrency
 	}
-	return &Hasher{p: p, sem: make(chan struct{}, p.Concurrency), tickets: make(chan struct{}, p.Concurrency+p.Queue)}
+	return &Hasher{p: p, sem: make(chan struct{}, p.Concurrency), tickets: make(chan struct{}, p.Concurrency+p.Queue),
+		blocks: argon2id.Blocks(p.MemoryKiB, p.Threads)}
 }
 
 // Ticket is a place in the hash queue: one hash, verification or dummy verification at a
@@ -166,14 +180,54 @@ type phc struct {
 }
 
 func (x phc) String() string {
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version,
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2id.Version,
 		x.memory, x.time, x.threads,
 		base64.RawStdEncoding.EncodeToString(x.salt),
 		base64.RawStdEncoding.EncodeToString(x.key))
 }
 
-func (x phc) derive(password string) []byte {
-	return argon2.IDKey([]byte(password), x.salt, x.time, x.memory, x.threads, uint32(len(x.key)))
+// derive is x's key for password (len(x.key) bytes), in one of the hash slots: it waits for a
+// slot as acquire does, and runs in a pooled buffer.
+func (h *Hasher) derive(ctx context.Context, x phc, password string) ([]byte, error) {
+	if err := h.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer h.release()
+	need := argon2id.Blocks(x.memory, x.threads)
+	buf, put := h.buffer(need)
+	defer put()
+	return argon2id.IDKey(buf, []byte(password), x.salt, x.time, x.memory, x.threads, uint32(len(x.key))), nil
+}
+
+// buffer is argon2 memory of at least need blocks for a hash holding a slot, and put, which
+// zeroes what the hash used and gives the buffer back. The most recently used buffer is taken
+// first, and a new one is made only when all made are in use: at most one per slot, since a
+// slot takes one at a time (the limit is only a safeguard). A need above the hasher's own cost
+// (a stored hash made with more memory) gets a buffer of its own, which put frees.
+func (h *Hasher) buffer(need int) (buf *argon2id.Buffer, put func()) {
+	if need <= h.blocks {
+		h.poolMu.Lock()
+		mine := false
+		if n := len(h.free); n > 0 {
+			buf, h.free, mine = h.free[n-1], h.free[:n-1], true
+		} else if h.made < h.p.Concurrency {
+			h.made, mine = h.made+1, true
+		}
+		h.poolMu.Unlock()
+		if mine {
+			if buf == nil {
+				buf = argon2id.NewBuffer(h.blocks)
+			}
+			return buf, func() {
+				buf.Clear(need)
+				h.poolMu.Lock()
+				h.free = append(h.free, buf)
+				h.poolMu.Unlock()
+			}
+		}
+	}
+	buf = argon2id.NewBuffer(need)
+	return buf, buf.Free
 }
 
 // Hash returns password's argon2id hash in PHC string format.
@@ -197,12 +251,12 @@ func (h *Hasher) hash(ctx context.Context, password string) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("password: salt: %w", err)
 	}
-	if err := h.acquire(ctx); err != nil {
+	x := phc{memory: h.p.MemoryKiB, time: h.p.Time, threads: h.p.Threads, salt: salt, key: make([]byte, keyLen)}
+	key, err := h.derive(ctx, x, password) // derive sizes its output by len(x.key)
+	if err != nil {
 		return "", err
 	}
-	defer h.release()
-	x := phc{memory: h.p.MemoryKiB, time: h.p.Time, threads: h.p.Threads, salt: salt, key: make([]byte, keyLen)}
-	x.key = x.derive(password) // derive sizes its output by len(x.key)
+	x.key = key
 	return x.String(), nil
 }
 
@@ -222,11 +276,11 @@ func (h *Hasher) verify(ctx context.Context, encoded, password string) (bool, er
 	if err != nil {
 		return false, err
 	}
-	if err := h.acquire(ctx); err != nil {
+	key, err := h.derive(ctx, x, password)
+	if err != nil {
 		return false, err
 	}
-	defer h.release()
-	return subtle.ConstantTimeCompare(x.derive(password), x.key) == 1, nil
+	return subtle.ConstantTimeCompare(key, x.key) == 1, nil
 }
 
 // dummySalt is fixed: VerifyDummy only needs to cost the same, not to match.
@@ -242,12 +296,12 @@ func (h *Hasher) VerifyDummy(ctx context.Context, password string) {
 }
 
 func (h *Hasher) verifyDummy(ctx context.Context, password string) error {
-	if err := h.acquire(ctx); err != nil {
+	x := phc{memory: h.p.MemoryKiB, time: h.p.Time, threads: h.p.Threads, salt: dummySalt, key: make([]byte, keyLen)}
+	key, err := h.derive(ctx, x, password)
+	if err != nil {
 		return err
 	}
-	defer h.release()
-	x := phc{memory: h.p.MemoryKiB, time: h.p.Time, threads: h.p.Threads, salt: dummySalt, key: make([]byte, keyLen)}
-	subtle.ConstantTimeCompare(x.derive(password), x.key)
+	subtle.ConstantTimeCompare(key, x.key)
 	return nil
 }
 
@@ -262,7 +316,7 @@ func parsePHC(s string) (phc, error) {
 	if parts[1] != "argon2id" {
 		return phc{}, malformed("algorithm is not argon2id")
 	}
-	if parts[2] != "v="+strconv.Itoa(argon2.Version) {
+	if parts[2] != "v="+strconv.Itoa(argon2id.Version) {
 		return phc{}, malformed("unsupported version")
 	}
 

@@ -213,11 +213,14 @@ func FuzzVerify(f *testing.F) {
 func BenchmarkHashDefault(b *testing.B) {
 	h := NewHasher(Params{})
 	ctx := context.Background()
+	b.ReportAllocs()
+	c0 := readCost(b)
 	for b.Loop() {
 		if _, err := h.Hash(ctx, "Walk1234abcd9"); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCost(b, c0)
 }
 
 func BenchmarkVerifyDefault(b *testing.B) {
@@ -227,9 +230,12 @@ func BenchmarkVerifyDefault(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.ReportAllocs()
+	c0 := readCost(b)
 	for b.Loop() {
 		if ok, err := h.Verify(ctx, enc, "Walk1234abcd9"); err != nil || !ok {
 			b.Fatal(ok, err)
 		}
 	}
+	reportCost(b, c0)
 }
