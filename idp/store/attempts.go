@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -138,33 +137,9 @@ func (s *Store) CancelAttempt(ctx context.Context, uid string, a Attempt) error 
 	return wrap("cancel attempt", s.rdb.ZRem(ctx, s.attemptsKey(uid), a.ID).Err())
 }
 
-var okAttemptScript = redis.NewScript(pendingKeyLua + `
-redis.call('ZREM', KEYS[2], ARGV[1])
-local number = ''
-if ARGV[2] == '1' then number = pending_key(KEYS[3], KEYS[4]) end
-return {redis.call('HGET', KEYS[1], 'status') or '', redis.call('HGET', KEYS[1], 'block_reason') or '', number,
-  tostring(redis.call('SCARD', KEYS[5]))}
-`)
-
-// PasswordAccepted settles a reservation after a right password and returns the citizen's
-// status as it is now (a parallel wrong guess may have locked the NemID meanwhile) and, in
-// the same round trip, the card's pending key number ("" when the card has no unused keys)
-// and how many key-app devices are active.
-func (s *Store) PasswordAccepted(ctx context.Context, uid, serial string, a Attempt) (Accepted, error) {
-	hasCard := "1"
-	if serial == "" {
-		serial, hasCard = "-", "0" // a placeholder in the citizen's slot, never read
-	}
-	keys := []string{s.citizenKey(uid), s.attemptsKey(uid), s.cardKey(uid, serial), s.unusedKey(uid, serial), s.devActKey(uid)}
-	res, err := okAttemptScript.Run(ctx, s.rdb, keys, a.ID, hasCard).StringSlice()
-	if err != nil {
-		return Accepted{}, wrap("password accepted", err)
-	}
-	n, _ := strconv.Atoi(res[3])
-	return Accepted{Status: res[0], BlockReason: res[1], KeyNumber: res[2], Devices: n}, nil
-}
-
-// Accepted is the citizen's state after a right password.
+// Accepted is the citizen's state after a right password: the status AcceptPasswordSaving
+// returns. No store call fills KeyNumber or Devices any more (BeginPasswordAnswer returns
+// them in its PasswordAnswer).
 type Accepted struct {
 	Status, BlockReason string
 	KeyNumber           string // the card's pending key number ("" when none)

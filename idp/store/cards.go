@@ -156,7 +156,7 @@ return {'ok', 0, redis.call('SCARD', KEYS[3])}
 
 // UseCardKeyInFlow checks a key for a login flow and consumes it; the same flow sending the
 // same key again gets KeyRepeat instead of a failed attempt. In the same round trip it
-// reserves one of the flow's attempts (see ReserveFlowAttempt), which the flow's next save
+// reserves one of the flow's attempts (see reserveFlowScript), which the flow's next save
 // gives back when the key was right.
 func (s *Store) UseCardKeyInFlow(ctx context.Context, flow, uid, serial, number, hash string, maxFailures int) (KeyResult, int, error) {
 	res, n, _, err := s.UseCardKey(ctx, flow, true, uid, serial, number, hash, maxFailures, "", "")

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -236,13 +235,12 @@ func testOldFormatCard(t *testing.T, h *harness) {
 	}
 
 	// The password step is asked the card's pending number, and so is every later login.
-	a, err := h.s.BeginAttempt(ctx, c.UserID, MaxFailures, time.Now(), time.Minute)
-	noErr(t, "BeginAttempt", err)
-	acc, err := h.s.PasswordAccepted(ctx, c.UserID, serial, a)
-	noErr(t, "PasswordAccepted", err)
-	p := acc.KeyNumber
+	pa := h.begin(t, "", false, c.UserID, "", MaxFailures)
+	_, _, _, err := h.s.AcceptPasswordSaving(ctx, pa.Reserved, store.FlowSave{})
+	noErr(t, "AcceptPasswordSaving", err)
+	p := pa.KeyNumber
 	if _, ok := card.keys[p]; !ok || p == ns[0] || p == ns[1] {
-		t.Fatalf("PasswordAccepted asks key number %q, want an unused one of the card", p)
+		t.Fatalf("BeginPasswordAnswer asks key number %q, want an unused one of the card", p)
 	}
 	if again, err := h.s.PendingKey(ctx, c.UserID, serial); err != nil || again != p {
 		t.Fatalf("PendingKey = %q, %v; want the password step's %s", again, err, p)

@@ -403,32 +403,38 @@ func countTrue(bs []bool) int {
 	return n
 }
 
-// testPasswordAcceptedDevices: the password step learns the active device count in its one
-// round trip.
-func testPasswordAcceptedDevices(t *testing.T, h *harness) {
+// testPasswordAnswerDevices: the password answer learns the active device count in its first
+// round trip (BeginPasswordAnswer), with the card's pending key number; the settling
+// (AcceptPasswordSaving) tells the status.
+func testPasswordAnswerDevices(t *testing.T, h *harness) {
 	ctx := t.Context()
 	c, card := h.citizen(t, 2)
-	accept := func(serial string) store.Accepted {
-		t.Helper()
-		a, err := h.s.BeginAttempt(ctx, c.UserID, MaxFailures, time.Now(), time.Minute)
-		noErr(t, "BeginAttempt", err)
-		acc, err := h.s.PasswordAccepted(ctx, c.UserID, serial, a)
-		noErr(t, "PasswordAccepted", err)
-		return acc
+	type answer struct {
+		status, keyNumber string
+		devices           int
 	}
-	if acc := accept(card.rec.Serial); acc.Devices != 0 || acc.Status != store.StatusActive || acc.KeyNumber == "" {
+	accept := func() answer {
+		t.Helper()
+		pa := h.begin(t, "", false, c.UserID, "", MaxFailures)
+		status, _, _, err := h.s.AcceptPasswordSaving(ctx, pa.Reserved, store.FlowSave{})
+		noErr(t, "AcceptPasswordSaving", err)
+		return answer{status, pa.KeyNumber, pa.Devices}
+	}
+	if acc := accept(); acc.devices != 0 || acc.status != store.StatusActive || acc.keyNumber == "" {
 		t.Fatalf("no devices: %+v", acc)
 	}
 	ds := h.addDevices(t, c.UserID, 2)
-	if acc := accept(card.rec.Serial); acc.Devices != 2 || acc.KeyNumber == "" {
-		t.Fatalf("two devices: %+v, want Devices 2", acc)
+	if acc := accept(); acc.devices != 2 || acc.keyNumber == "" {
+		t.Fatalf("two devices: %+v, want devices 2", acc)
 	}
-	if acc := accept(""); acc.Devices != 2 || acc.KeyNumber != "" {
-		t.Fatalf("two devices, no card: %+v, want Devices 2", acc)
+	noErr(t, "no active card", h.s.Redis().HDel(ctx, h.citizenKey(c.UserID), "active_card").Err())
+	if acc := accept(); acc.devices != 2 || acc.keyNumber != "" {
+		t.Fatalf("two devices, no card: %+v, want devices 2, no key number", acc)
 	}
+	noErr(t, "active card again", h.s.Redis().HSet(ctx, h.citizenKey(c.UserID), "active_card", card.rec.Serial).Err())
 	noErr(t, "RemoveDevice", h.s.RemoveDevice(ctx, c.UserID, ds[0].ID, "citizen"))
-	if acc := accept(card.rec.Serial); acc.Devices != 1 {
-		t.Fatalf("one device removed: %+v, want Devices 1", acc)
+	if acc := accept(); acc.devices != 1 || acc.keyNumber == "" {
+		t.Fatalf("one device removed: %+v, want devices 1", acc)
 	}
 }
 

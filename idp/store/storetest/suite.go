@@ -105,7 +105,19 @@ func Run(t *testing.T, b Backend) {
 		{"Approvals/CancelBeforeCreate", testApprovalsCancelBeforeCreate},
 		{"Approvals/InactiveDevice", testApprovalsInactiveDevice},
 		{"Waiters/Wake", testWaitersWake},
-		{"PasswordAccepted/Devices", testPasswordAcceptedDevices},
+		{"Answers/Devices", testPasswordAnswerDevices},
+		{"Answers/Records", testAnswerRecords},
+		{"Answers/UnknownThenCitizen", testAnswerUnknownThenCitizen},
+		{"Answers/Citizen", testAnswerCitizen},
+		{"Answers/Flow", testAnswerFlow},
+		{"Answers/RefusedBusy", testAnswerRefusedBusy},
+		{"Answers/Race", testAnswerRace},
+		{"Answers/FailRace", testAnswerFailRace},
+		{"Answers/AcceptPasswordSaving", testAcceptPasswordSaving},
+		{"Answers/Release", testAnswerRelease},
+		{"Answers/RoundTrips", testAnswerRoundTrips},
+		{"Cards/UseKeyWithSubject", testUseCardKeySubject},
+		{"Flows/SaveWithSession", testSaveFlowSession},
 		{"Unavailable/ClosedClient", testClosedClient},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -472,6 +484,16 @@ func (h *harness) use(t *testing.T, c *store.Citizen, serial, number, hash strin
 }
 
 func testUseKeyOutcomes(t *testing.T, h *harness) {
+	h.checkKeyOutcomes(t, func(uid, serial, number, hash string) (store.KeyResult, error) {
+		r, _, err := h.s.UseCardKeyInFlow(t.Context(), "", uid, serial, number, hash, MaxFailures)
+		return r, err
+	})
+}
+
+// checkKeyOutcomes runs one card's keys through use (a key's use, outside a login flow, with
+// MaxFailures) and checks each outcome and which keys are left unused.
+func (h *harness) checkKeyOutcomes(t *testing.T, use func(uid, serial, number, hash string) (store.KeyResult, error)) {
+	t.Helper()
 	ctx := t.Context()
 	c, card := h.citizen(t, 4)
 	ns := card.numbers()
@@ -495,7 +517,7 @@ func testUseKeyOutcomes(t *testing.T, h *harness) {
 		{"unknown citizen", NewUserID(), serial, ns[1], card.keys[ns[1]], store.KeyResult{Outcome: store.KeyNoPerson}},
 		{"right key again", c.UserID, serial, ns[1], card.keys[ns[1]], store.KeyResult{Outcome: store.KeyOK, KeysLeft: 2}},
 	} {
-		got, _, err := h.s.UseCardKeyInFlow(ctx, "", s.uid, s.serial, s.number, s.hash, MaxFailures)
+		got, err := use(s.uid, s.serial, s.number, s.hash)
 		noErr(t, s.name, err)
 		if got != s.want {
 			t.Fatalf("%s: UseCardKey = %+v, want %+v", s.name, got, s.want)
@@ -784,11 +806,26 @@ func testScriptsAfterFlush(t *testing.T, h *harness) {
 		noErr(t, "SCRIPT FLUSH", h.s.Redis().ScriptFlush(ctx).Err())
 	}
 	flush()
-	got, n, err := h.s.LookupLogin(ctx, id, c.UserID, "")
-	noErr(t, "LookupLogin after SCRIPT FLUSH", err)
-	if got.UserID != c.UserID || n != 1 {
-		t.Fatalf("LookupLogin after SCRIPT FLUSH: %s, attempt %d; want %s, 1", got.UserID, n, c.UserID)
+	pa, err := h.s.BeginPasswordAnswer(ctx, id, false, c.UserID, "", MaxFailures, time.Now(), attemptHold)
+	noErr(t, "BeginPasswordAnswer after SCRIPT FLUSH", err)
+	if pa.Citizen == nil || pa.Citizen.UserID != c.UserID || pa.FlowAttempt != 1 || h.inFlight(t, h.attemptsKey(c.UserID)) != 1 {
+		t.Fatalf("BeginPasswordAnswer after SCRIPT FLUSH: %+v, attempt %d, %d in flight; want %s, 1, 1", pa.Citizen, pa.FlowAttempt, h.inFlight(t, h.attemptsKey(c.UserID)), c.UserID)
 	}
+	flush()
+	_, _, v, err := h.s.AcceptPasswordSaving(ctx, pa.Reserved, store.FlowSave{ID: id, Prev: 1, Data: []byte("y"), TTL: time.Hour})
+	noErr(t, "AcceptPasswordSaving after SCRIPT FLUSH", err)
+	if v != 2 || h.inFlight(t, h.attemptsKey(c.UserID)) != 0 {
+		t.Fatalf("AcceptPasswordSaving after SCRIPT FLUSH: v%d, %d in flight; want v2, 0", v, h.inFlight(t, h.attemptsKey(c.UserID)))
+	}
+	flush()
+	// Typed with a dash: the first round trip only reads the index, the second runs the script.
+	pa, err = h.s.BeginPasswordAnswer(ctx, id, true, dashed(c.CPR), c.CPR, MaxFailures, time.Now(), attemptHold)
+	noErr(t, "BeginPasswordAnswer(cpr) after SCRIPT FLUSH", err)
+	if pa.Citizen == nil || pa.Citizen.UserID != c.UserID || pa.FlowAttempt != 2 || pa.Flow.Version != 2 || h.inFlight(t, h.attemptsKey(c.UserID)) != 1 {
+		t.Fatalf("BeginPasswordAnswer(cpr) after SCRIPT FLUSH: %+v, attempt %d, flow v%d; want %s, 2, v2, 1 in flight", pa.Citizen, pa.FlowAttempt, pa.Flow.Version, c.UserID)
+	}
+	flush()
+	noErr(t, "Release after SCRIPT FLUSH", h.s.Release(ctx, id, true, pa.Reserved))
 	flush()
 	var number string
 	for k := range card.keys {
@@ -802,8 +839,9 @@ func testScriptsAfterFlush(t *testing.T, h *harness) {
 	}
 }
 
-// testFlowAttempts: LookupLogin reserves a flow attempt in its round trip; a save with release
-// gives it back; a missing flow reserves nothing (and creates no key).
+// testFlowAttempts: BeginPasswordAnswer reserves a flow attempt in its round trip, whoever the
+// user ID names; a save with release gives it back; a missing flow reserves nothing (and
+// creates no key).
 func testFlowAttempts(t *testing.T, h *harness) {
 	ctx := t.Context()
 	c, _ := h.citizen(t, 1)
@@ -811,16 +849,13 @@ func testFlowAttempts(t *testing.T, h *harness) {
 	_, err := h.s.SaveFlow(ctx, id, 0, []byte("x"), time.Hour, false)
 	noErr(t, "SaveFlow", err)
 	for i := 1; i <= 3; i++ {
-		got, n, err := h.s.LookupLogin(ctx, id, c.UserID, "")
-		noErr(t, "LookupLogin", err)
-		if got.UserID != c.UserID || n != i {
-			t.Fatalf("LookupLogin = %s, %d; want %s, %d", got.UserID, n, c.UserID, i)
+		pa := h.begin(t, id, false, c.UserID, "", MaxFailures)
+		if pa.Citizen == nil || pa.Citizen.UserID != c.UserID || pa.FlowAttempt != i {
+			t.Fatalf("BeginPasswordAnswer = %+v, %d; want %s, %d", pa.Citizen, pa.FlowAttempt, c.UserID, i)
 		}
 	}
-	_, n, err := h.s.LookupLogin(ctx, id, NewUserID(), "")
-	wantErr(t, "LookupLogin(unknown)", err, store.ErrNotFound)
-	if n != 4 {
-		t.Fatalf("unknown user: attempt %d, want 4", n)
+	if pa := h.begin(t, id, false, NewUserID(), "", MaxFailures); pa.Citizen != nil || pa.FlowAttempt != 4 {
+		t.Fatalf("unknown user: %+v, attempt %d; want no citizen, 4", pa.Citizen, pa.FlowAttempt)
 	}
 	_, err = h.s.SaveFlow(ctx, id, 1, []byte("y"), time.Hour, true)
 	noErr(t, "SaveFlow(release)", err)
@@ -831,12 +866,14 @@ func testFlowAttempts(t *testing.T, h *harness) {
 		t.Fatalf("LoadFlow: failures %d v%d, want 2 v2", rec.Failures, rec.Version)
 	}
 	gone := newID()
-	_, n, _ = h.s.LookupLogin(ctx, gone, c.UserID, "")
-	if n != -1 {
-		t.Fatalf("missing flow: attempt %d, want -1", n)
+	if pa := h.begin(t, gone, false, c.UserID, "", MaxFailures); pa.FlowAttempt != -1 {
+		t.Fatalf("missing flow: attempt %d, want -1", pa.FlowAttempt)
 	}
 	_, err = h.s.LoadFlow(ctx, gone)
-	wantErr(t, "LoadFlow(missing flow after LookupLogin)", err, store.ErrNotFound)
+	wantErr(t, "LoadFlow(missing flow after BeginPasswordAnswer)", err, store.ErrNotFound)
+	if h.exists(t, h.flowKey(gone)) {
+		t.Fatal("BeginPasswordAnswer made a key for a missing flow")
+	}
 }
 
 // ---- failures ----
@@ -1662,9 +1699,8 @@ func CheckUnavailable(t *testing.T, s *store.Store) {
 			_, err := s.BeginUnknownAttempt(ctx, "x", MaxFailures, time.Now(), time.Minute)
 			return err
 		},
-		"SaveFlow":    func() error { _, err := s.SaveFlow(ctx, "f", 0, []byte("x"), time.Hour, false); return err },
-		"LoadFlow":    func() error { _, err := s.LoadFlow(ctx, "f"); return err },
-		"LookupLogin": func() error { _, _, err := s.LookupLogin(ctx, "f", "123456789", ""); return err },
+		"SaveFlow": func() error { _, err := s.SaveFlow(ctx, "f", 0, []byte("x"), time.Hour, false); return err },
+		"LoadFlow": func() error { _, err := s.LoadFlow(ctx, "f"); return err },
 		"BeginAttempt": func() error {
 			_, err := s.BeginAttempt(ctx, NewUserID(), MaxFailures, time.Now(), time.Minute)
 			return err
@@ -1674,6 +1710,25 @@ func CheckUnavailable(t *testing.T, s *store.Store) {
 		"LoadCodeGrant":    func() error { _, err := s.LoadCodeGrant(ctx, "g", "c", "code", "1"); return err },
 		"BeginPasswordAnswer": func() error {
 			_, err := s.BeginPasswordAnswer(ctx, "f", true, "123456789", "", MaxFailures, time.Now(), time.Minute)
+			return err
+		},
+		"BeginPasswordAnswer(cpr)": func() error {
+			cpr := NewCPR()
+			_, err := s.BeginPasswordAnswer(ctx, "", false, dashed(cpr), cpr, MaxFailures, time.Now(), time.Minute)
+			return err
+		},
+		"BeginPasswordAnswer(alias)": func() error {
+			_, err := s.BeginPasswordAnswer(ctx, "", false, "alias", "", MaxFailures, time.Now(), time.Minute)
+			return err
+		},
+		"FailReserved": func() error {
+			_, err := s.FailReserved(ctx, store.Attempt{ID: "a"}, MaxFailures, time.Now())
+			return err
+		},
+		"Release": func() error { return s.Release(ctx, "f", true, store.Attempt{ID: "a"}) },
+		"SaveFlowWith": func() error {
+			_, err := s.SaveFlowWith(ctx, store.FlowSave{ID: "f", Data: []byte("x"), TTL: time.Minute,
+				Session: &store.SessionWrite{ID: "s", Data: []byte("s"), TTL: time.Minute}})
 			return err
 		},
 		"AcceptPasswordSaving": func() error {
