@@ -38,14 +38,16 @@ return {n, v[1] or '0', v[2] or ''}
 // Returns {kind, fields, failures, outcome, key number, devices}; kind 'none': nothing done.
 var beginLoginScript = redis.NewScript(reserveAttemptLua + pendingKeyLua + `
 local c = redis.call('HGETALL', KEYS[1])
-if #c == 0 then
+local uid, st, card = '', '', ''
+for i = 1, #c, 2 do
+  if c[i] == 'status' then st = c[i + 1] elseif c[i] == 'active_card' then card = c[i + 1]
+  elseif c[i] == 'user_id' then uid = c[i + 1] end
+end
+-- A record without its user id (fields left by a write to a user id with no NemID) is none.
+if uid == '' then
   if ARGV[5] ~= '1' then return {'none'} end
   local f, outcome = reserve(KEYS[4], KEYS[5], 'active')
   return {'unknown', {}, f, outcome, '', '0'}
-end
-local st, card = '', ''
-for i = 1, #c, 2 do
-  if c[i] == 'status' then st = c[i + 1] elseif c[i] == 'active_card' then card = c[i + 1] end
 end
 local f, outcome = reserve(KEYS[1], KEYS[2], st)
 local number = ''
@@ -117,6 +119,16 @@ func (s *Store) BeginPasswordAnswer(ctx context.Context, flow string, load bool,
 	}
 	if flowCall != nil {
 		if err := out.readFlow(flowCall, load); err != nil {
+			// Whatever the citizen's script reserved is given back here: the caller learns
+			// of no reservation from an error.
+			if begin != nil && idShaped {
+				var dropped PasswordAnswer
+				if found, _ := dropped.readBegin(begin, beginAtt); found && dropped.Reserved.ID != "" {
+					_ = s.Release(context.WithoutCancel(ctx), "", false, dropped.Reserved)
+				}
+			} else if begin != nil && unknown.ID != "" {
+				_ = s.Release(context.WithoutCancel(ctx), "", false, unknown)
+			}
 			return out, err
 		}
 	}
@@ -319,7 +331,7 @@ func (s *Store) UseCardKey(ctx context.Context, flow string, reserve bool, uid, 
 		use = queueScript(ctx, p, useKeyScript, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339),
 			flow, fd, usedDigest("key", hash))
 		if sector != "" {
-			sub = queueScript(ctx, p, pairwiseScript, []string{s.pairwiseKey(uid)}, sector, fresh)
+			sub = queueScript(ctx, p, citizenPairwiseScript, []string{s.citizenKey(uid), s.pairwiseKey(uid)}, sector, fresh)
 		}
 		return []*scriptCall{rcall, use, sub}
 	})
@@ -339,3 +351,11 @@ func (s *Store) UseCardKey(ctx context.Context, flow string, reserve bool, uid, 
 	}
 	return res, attempt, subject, nil
 }
+
+// citizenPairwiseScript is pairwiseScript for a citizen who exists ('' otherwise, and nothing
+// made).
+var citizenPairwiseScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'user_id') == 0 then return '' end
+redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[2], ARGV[1])
+`)

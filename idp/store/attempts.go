@@ -142,8 +142,6 @@ func (s *Store) CancelAttempt(ctx context.Context, uid string, a Attempt) error 
 // them in its PasswordAnswer).
 type Accepted struct {
 	Status, BlockReason string
-	KeyNumber           string // the card's pending key number ("" when none)
-	Devices             int    // active key-app devices
 }
 
 var recordFailureScript = redis.NewScript(`
@@ -208,14 +206,14 @@ func idShaped(username string) bool {
 
 // BeginUnknownAttempt is BeginAttempt for a user ID with no NemID.
 func (s *Store) BeginUnknownAttempt(ctx context.Context, username string, max int, now time.Time, hold time.Duration) (Attempt, error) {
-	rec, att := s.unknownKeys(username)
+	rec, att := s.unknownRecord(username, "")
 	return s.beginAttempt(ctx, rec, att, true, max, now, hold)
 }
 
 // FailUnknownAttempt is FailAttempt for a user ID with no NemID (never blocked: there is
 // nothing to block, but the count answers "locked" at the limit all the same).
 func (s *Store) FailUnknownAttempt(ctx context.Context, username string, limit int, a Attempt, now time.Time) (FailureResult, error) {
-	rec, att := s.unknownKeys(username)
+	rec, att := s.unknownRecord(username, "")
 	return s.failAttempt(ctx, rec, att, limit, a, now)
 }
 

@@ -942,3 +942,33 @@ func testAnswerRoundTrips(t *testing.T, h *harness) {
 		t.Errorf("SaveFlowWith with a session and a wake: %d round trips, want 1", n)
 	}
 }
+
+// testAnswerRecordWithoutUserID: fields left on a user ID with no NemID (a password or a
+// failure written there) make no citizen: the answer counts on the unknown user ID's record,
+// and a key used for it makes no pairwise subject.
+func testAnswerRecordWithoutUserID(t *testing.T, h *harness) {
+	ctx := t.Context()
+	uid := NewUserID()
+	noErr(t, "SetPassword(no citizen)", h.s.SetPassword(ctx, uid, "$argon2id$stray"))
+	pa := h.begin(t, "", false, uid, "", MaxFailures)
+	if pa.Citizen != nil {
+		t.Fatalf("a record without its user id answered as citizen %+v", pa.Citizen)
+	}
+	rec, att := h.unknownIDKeys(uid)
+	if pa.Reserved.ID == "" || h.inFlight(t, att) != 1 {
+		t.Fatalf("reservation %+v, %d in flight on the unknown record; want one", pa.Reserved, h.inFlight(t, att))
+	}
+	res, err := h.s.FailReserved(ctx, pa.Reserved, MaxFailures, time.Now())
+	noErr(t, "FailReserved", err)
+	if res.AttemptsLeft != MaxFailures-1 || h.failures(t, rec) != 1 {
+		t.Fatalf("failure %+v, %d failures on the unknown record; want one counted there", res, h.failures(t, rec))
+	}
+	if h.exists(t, h.prefix) {
+		t.Fatal("a key named by the bare prefix was written")
+	}
+	_, _, sub, err := h.s.UseCardKey(ctx, "", false, uid, "G000000001", "0001", "h", MaxFailures, "sector", "fresh")
+	noErr(t, "UseCardKey(no citizen)", err)
+	if sub != "" || h.exists(t, h.prefix+"{c:"+uid+"}:pairwise") {
+		t.Fatalf("a key for no citizen made the pairwise subject %q", sub)
+	}
+}

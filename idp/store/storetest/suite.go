@@ -115,6 +115,7 @@ func Run(t *testing.T, b Backend) {
 		{"Answers/FailRace", testAnswerFailRace},
 		{"Answers/AcceptPasswordSaving", testAcceptPasswordSaving},
 		{"Answers/Release", testAnswerRelease},
+		{"Answers/RecordWithoutUserID", testAnswerRecordWithoutUserID},
 		{"Answers/RoundTrips", testAnswerRoundTrips},
 		{"Cards/UseKeyWithSubject", testUseCardKeySubject},
 		{"Flows/SaveWithSession", testSaveFlowSession},
