@@ -352,7 +352,7 @@ func (s *Store) UseCardKey(ctx context.Context, flow string, reserve bool, uid, 
 	return res, attempt, subject, nil
 }
 
-// citizenPairwiseScript is pairwiseScript for a citizen who exists ('' otherwise, and nothing
+// citizenPairwiseScript is pairwiseScript for a citizen who exists (” otherwise, and nothing
 // made).
 var citizenPairwiseScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], 'user_id') == 0 then return '' end
