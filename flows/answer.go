@@ -102,8 +102,8 @@ func (e *Engine) LoadAnswering(ctx context.Context, id, browser, mark string) (*
 	if err != nil {
 		return nil, Answering{}, err
 	}
-	if !c.Judged && c.Value == "" && f.Done() && f.Browser == browser {
-		// Saved before its state was kept beside it: judged here, claimed apart.
+	if !c.Judged && c.Value == "" && f.Done() && browser != "" && f.Browser == browser {
+		// Saved without its state beside it (by an earlier release): judged here, claimed apart.
 		ok, err := e.Store.ClaimFlowMarkAs(ctx, id, mark, strconv.FormatInt(now.UnixMilli(), 10))
 		if err != nil {
 			return f, Answering{}, fmt.Errorf("flows: claim %s: %w", id, err)

@@ -233,6 +233,25 @@ func TestCodeOlderThanItsLifetime(t *testing.T) {
 			}
 		})
 	}
+	// A code replayed after its lifetime still revokes what its first use issued: the replay
+	// is judged as one, not as a code run out.
+	offset.Store(0)
+	l := p.newBrowser(t).authorize(t, bank)
+	l.run(c)
+	code := l.code()
+	tok, err := l.exchange(code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offset.Store(int64(codeTTL + 10*time.Second))
+	_, err = l.exchange(code)
+	offset.Store(0)
+	if !isOAuthError(err, "invalid_grant") {
+		t.Fatalf("the replay past the code's lifetime: err = %v, want invalid_grant", err)
+	}
+	if _, err := rp.Userinfo[*oidc.UserInfo](t.Context(), tok.AccessToken, "Bearer", tok.IDTokenClaims.Subject, bank); err == nil {
+		t.Fatal("the first use's access token still works after the code was replayed past its lifetime")
+	}
 }
 
 // TestForgedCodeIsInvalidGrant: a code changed anywhere (a byte flipped in its nonce, in the

@@ -19,9 +19,9 @@ type authRequest struct {
 	subject    string       // pairwise; set when the request is loaded for a token exchange
 	actor      *actorRecord // the guardian, when the login acts for a ward; set with subject
 	code       string       // the code it was loaded by, consumed when the tokens are issued
-	codeMarked bool
+	codeMarked bool         // the code was made under the flow's one-time mark
 	// citizen is the citizen's record, read with the flow by the code exchange (nil: not read).
-	citizen *store.Citizen // the code was made under the flow's one-time mark
+	citizen *store.Citizen
 }
 
 var _ op.AuthRequest = (*authRequest)(nil)

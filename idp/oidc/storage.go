@@ -218,7 +218,9 @@ func (s *Storage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRe
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid or expired code")
 	}
 	made, rec := g.Made, g.Flow
-	if at := flows.MarkTime(made); made != "-" && (at.IsZero() || s.now().After(at.Add(s.Lifetimes.Code))) {
+	// A code past its lifetime is refused; a replayed one goes on, whatever its age, so that
+	// the issue (after PKCE and client authentication) revokes what its first use issued.
+	if at := flows.MarkTime(made); g.State == nil && made != "-" && (at.IsZero() || s.now().After(at.Add(s.Lifetimes.Code))) {
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid or expired code")
 	}
 	f, err := s.Flows.FlowOf(grant, rec)

@@ -49,12 +49,15 @@ if uid == '' then
   local f, outcome = reserve(KEYS[4], KEYS[5], 'active')
   return {'unknown', {}, f, outcome, '', '0'}
 end
-local f, outcome = reserve(KEYS[1], KEYS[2], st)
+-- The card's keys are named here, in the citizen's slot, from its active card: read first, so
+-- that a script Redis stops at one (a slot being resharded) has reserved nothing.
 local number = ''
-if outcome == '' and card ~= '' then
+if card ~= '' then
   local ck = KEYS[1] .. ':card:' .. card
   number = pending_key(ck, ck .. ':unused')
 end
+local f, outcome = reserve(KEYS[1], KEYS[2], st)
+if outcome ~= '' then number = '' end
 return {'citizen', c, f, outcome, number, tostring(redis.call('SCARD', KEYS[3]))}
 `)
 
@@ -115,6 +118,13 @@ func (s *Store) BeginPasswordAnswer(ctx context.Context, flow string, load bool,
 		return []*scriptCall{flowCall, begin}
 	})
 	if err != nil && err != redis.Nil {
+		// A flow attempt that was reserved all the same is reported, for the caller to give
+		// back.
+		if flowCall != nil && flowCall.cmd.Err() == nil {
+			if n, ok := flowAttempt(flowCall); ok {
+				out.FlowAttempt = n
+			}
+		}
 		return out, wrap("begin password answer", err)
 	}
 	if flowCall != nil {
@@ -176,6 +186,16 @@ func (s *Store) BeginPasswordAnswer(ctx context.Context, flow string, load bool,
 	}
 	out.Reserved = a
 	return out, err
+}
+
+// flowAttempt is the attempt loadReserveFlowScript reserved.
+func flowAttempt(c *scriptCall) (int, bool) {
+	res, err := c.cmd.Slice()
+	if err != nil || len(res) == 0 {
+		return 0, false
+	}
+	n, ok := res[0].(int64)
+	return int(n), ok
 }
 
 func (out *PasswordAnswer) readFlow(c *scriptCall, load bool) error {

@@ -127,12 +127,13 @@ func (s *Store) Client(ctx context.Context, id string) (*Client, error) {
 func (s *Store) flowKey(id string) string { return s.key("flow", id) }
 
 // saveFlowScript: ARGV 1 previous version, 2 data, 3 ttl (ms), 4 release, 5 the flow's state
-// as the callback's one script judges it ('done' or 'open'), 6 the browser it is bound to.
+// as the callback's one script judges it ('done' or 'open'), 6 the browser it is bound to;
+// 'xv' is the version they were written with (a save by an earlier release leaves them stale).
 var saveFlowScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], 'v')
 if (v or '0') ~= ARGV[1] then return -1 end
 local nv = tonumber(v or '0') + 1
-redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[2], 'x', ARGV[5], 'b', ARGV[6])
+redis.call('HSET', KEYS[1], 'v', nv, 'd', ARGV[2], 'x', ARGV[5], 'b', ARGV[6], 'xv', nv)
 if ARGV[4] == '1' and tonumber(redis.call('HINCRBY', KEYS[1], 'f', -1)) < 0 then redis.call('HSET', KEYS[1], 'f', 0) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return nv
@@ -347,10 +348,13 @@ return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 // one-time mark ARGV[1] to ARGV[3] unless it is set already. Returns {} for no flow, else
 // {version, data, failures, claimed (1/0), the mark's value, state}.
 var loadClaimScript = redis.NewScript(`
-local r = redis.call('HMGET', KEYS[1], 'v', 'd', 'f', 'x', 'b', ARGV[1])
+local r = redis.call('HMGET', KEYS[1], 'v', 'd', 'f', 'x', 'b', ARGV[1], 'xv')
 if not r[1] or not r[2] then return {} end
+-- The state and browser count only when written with the data now there: a save by an
+-- earlier release (data only) leaves the judging to the caller.
+if r[7] ~= r[1] then r[4] = '' end
 local claimed = 0
-if r[4] == 'done' and r[5] == ARGV[2] and not r[6] then
+if r[4] == 'done' and ARGV[2] ~= '' and r[5] == ARGV[2] and not r[6] then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
   claimed, r[6] = 1, ARGV[3]
 end

@@ -67,12 +67,11 @@ var TestParams = Params{MemoryKiB: 64, Time: 1, Threads: 1}
 // Each running hash has its argon2 memory from a pool of at most Concurrency buffers of the
 // hasher's own cost (m KiB each), made when all made are in use and then kept, instead of
 // allocating m KiB per hash: a server holds at most Concurrency × m of KDF memory however many
-// logins come, on unix outside the Go heap (keys/password/internal/argon2id). A buffer is not
-// zeroed between hashes (that cost 0.8–1 ms a login, 5 % of it): the first pass writes every
-// block the hash uses, so nothing a buffer held reaches another hash, and what it holds —
-// argon2 blocks, one-way from the password — lets nobody test a guess faster than the stored
-// hash does; it is outside the heap and, on Linux, out of core dumps. A stored hash made with
-// more memory than the hasher's is verified in a buffer of its own, freed after.
+// logins come, on unix outside the Go heap (keys/password/internal/argon2id). A buffer is
+// zeroed before it goes back to the pool (0.8–1 ms a login): from the blocks a hash leaves, its
+// later passes can be undone back to the first, whose blocks test a password guess with a few
+// Blake2b calls instead of the whole KDF. A stored hash made with more memory than the
+// hasher's is verified in a buffer of its own, zeroed and freed after.
 type Hasher struct {
 	p       Params
 	sem     chan struct{} // running hashes
@@ -203,7 +202,7 @@ func (h *Hasher) derive(ctx context.Context, x phc, password string) ([]byte, er
 }
 
 // buffer is argon2 memory of at least need blocks for a hash holding a slot, and put, which
-// gives the buffer back. The most recently used buffer is taken
+// zeroes what the hash used and gives the buffer back. The most recently used buffer is taken
 // first, and a new one is made only when all made are in use: at most one per slot, since a
 // slot takes one at a time (the limit is only a safeguard). A need above the hasher's own cost
 // (a stored hash made with more memory) gets a buffer of its own, which put frees.
@@ -222,6 +221,7 @@ func (h *Hasher) buffer(need int) (buf *argon2id.Buffer, put func()) {
 				buf = argon2id.NewBuffer(h.blocks)
 			}
 			return buf, func() {
+				buf.Clear(need)
 				h.poolMu.Lock()
 				h.free = append(h.free, buf)
 				h.poolMu.Unlock()

@@ -116,6 +116,9 @@ func TestPool(t *testing.T) {
 				if b.Len() != h.blocks {
 					t.Errorf("a pooled buffer has %d blocks, want the hasher's %d", b.Len(), h.blocks)
 				}
+				if !b.IsZero() {
+					t.Error("a pooled buffer was not cleared")
+				}
 			}
 			if len(bufs) < 1 || len(bufs) > tt.p.Concurrency {
 				t.Errorf("%d buffers made, want 1..%d", len(bufs), tt.p.Concurrency)
@@ -133,8 +136,8 @@ func TestPoolReuse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if bufs := pooled(t, h); len(bufs) != 1 {
-		t.Fatalf("%d buffers after hashes one at a time, want 1", len(bufs))
+	if bufs := pooled(t, h); len(bufs) != 1 || !bufs[0].IsZero() {
+		t.Fatalf("%d buffers after hashes one at a time, want 1, cleared", len(bufs))
 	}
 }
 

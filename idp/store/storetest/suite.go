@@ -1233,6 +1233,20 @@ func testCodeOnePerGrant(t *testing.T, h *harness) {
 	}
 	_, _, err = h.s.LoadFlowClaiming(ctx, newID(), "code", "b1", "1000")
 	wantErr(t, "LoadFlowClaiming(missing)", err, store.ErrNotFound)
+	// A finished flow bound to no browser is claimed by no request without one either.
+	unbound := newID()
+	_, err = h.s.SaveFlowWith(ctx, store.FlowSave{ID: unbound, Data: []byte("done"), TTL: time.Minute, Done: true})
+	noErr(t, "SaveFlowWith(done, unbound)", err)
+	if _, c, _ = h.s.LoadFlowClaiming(ctx, unbound, "code", "", "1000"); c.Claimed {
+		t.Fatal("a request without a browser claimed an unbound flow's code mark")
+	}
+	// A save by an earlier release writes the data and version only: the state kept beside
+	// them is stale, and the claim is left to the caller's judging.
+	old := codeFlow(t, h, time.Minute)
+	noErr(t, "earlier release's save", h.s.Redis().HSet(ctx, h.prefix+"flow:"+old, "v", "2", "d", "open again").Err())
+	if _, c, _ = h.s.LoadFlowClaiming(ctx, old, "code", "b1", "1000"); c.Claimed || c.Judged {
+		t.Fatalf("after an earlier release's save: %+v, want not judged, not claimed", c)
+	}
 	// Racers for one mark: exactly one claims it.
 	race2 := codeFlow(t, h, time.Minute)
 	var mu sync.Mutex
