@@ -26,6 +26,7 @@ import (
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/idp/throttle"
 	"github.com/nemidp/nemidp/idp/web"
+	"github.com/nemidp/nemidp/keys/password"
 	keysecret "github.com/nemidp/nemidp/keys/secret"
 )
 
@@ -80,6 +81,10 @@ func (a *API) auth(fn func(http.ResponseWriter, *http.Request) error) http.Handl
 			case errors.As(err, &ae):
 			case errors.Is(err, store.ErrUnavailable):
 				ae = &apiError{http.StatusServiceUnavailable, "unavailable", "The store is unavailable; nothing was changed."}
+			case errors.Is(err, password.ErrBusy):
+				// The password hash comes before any write: the operator may simply try again.
+				w.Header().Set("Retry-After", "2")
+				ae = &apiError{http.StatusServiceUnavailable, "unavailable", "Password hashing is busy with logins; nothing was changed. Try again in a moment."}
 			case errors.Is(err, store.ErrConflict):
 				ae = &apiError{http.StatusConflict, "conflict", err.Error()}
 			case errors.Is(err, store.ErrNotFound):
