@@ -198,7 +198,9 @@ func TestLive(t *testing.T) {
 	if sum.Live == nil || sum.Live.Flows != 25 || sum.Live.Seconds <= 0 {
 		t.Errorf("live %+v, want 25 flows", sum.Live)
 	}
-	if m := sum.Memory; m == nil || m.Samples < 2 || m.PeakMiB <= 0 || m.HWMMiB < m.PeakMiB {
+	// VmHWM is the kernel's own peak, but its RSS counters are synced per thread lazily, so it
+	// may trail a VmRSS sample a little (72.25 MiB against a sample of 72.33 in one CI run).
+	if m := sum.Memory; m == nil || m.Samples < 2 || m.PeakMiB <= 0 || m.HWMMiB < m.PeakMiB-1 {
 		t.Errorf("memory %+v", sum.Memory)
 	}
 	if sum.CPU == nil || sum.CPU.MinFlt < 0 || sum.CPU.MsPerOK < sum.CPU.MsPerOp {
