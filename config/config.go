@@ -24,6 +24,8 @@ type Config struct {
 	Issuer      string `yaml:"issuer"`
 	RedisURL    string `yaml:"redis_url"`
 	RedisPrefix string `yaml:"redis_prefix"`
+	// AdminToken is the operator API's bearer tokens: "label:token" pairs separated by
+	// commas, or a bare token (labelled "operator"); see AdminTokens.
 	AdminToken  string `yaml:"admin_token"`
 	Secret      string `yaml:"secret"`
 	SigningKeys string `yaml:"signing_keys"`
@@ -209,6 +211,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.validateAdminAddr(); err != nil {
+		return err
+	}
+	if _, err := c.AdminTokens(); err != nil {
 		return err
 	}
 	switch c.LogFormat {

@@ -8,8 +8,10 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/nemidp/nemidp/config"
 	"github.com/nemidp/nemidp/flows"
 	"github.com/nemidp/nemidp/idp/admin"
+	"github.com/nemidp/nemidp/idp/audit"
 	"github.com/nemidp/nemidp/idp/claims"
 	"github.com/nemidp/nemidp/idp/issuance"
 	"github.com/nemidp/nemidp/idp/keyapp"
@@ -73,6 +76,9 @@ type Options struct {
 	PasswordParams password.Params
 	// Logger receives warnings during assembly.
 	Logger *slog.Logger
+	// AuditOut receives the audit trail, one JSON line per event whatever the log format
+	// (flushed at once when it has a Flush method); nil is os.Stderr.
+	AuditOut io.Writer
 }
 
 // New assembles the server on an open store.
@@ -128,6 +134,11 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	if err != nil {
 		return nil, &config.FieldError{Field: "trusted_proxies (NEMIDP_TRUSTED_PROXIES)", Err: err}
 	}
+	auditOut := opts.AuditOut
+	if auditOut == nil {
+		auditOut = os.Stderr
+	}
+	auditLog := audit.New(auditOut, proxies)
 	failures := throttle.New(st.Redis(), cfg.RedisPrefix+"fail:ip:", cfg.Login.IPMaxFailures, cfg.Login.IPWindow.D())
 	pws := password.NewHasher(pp)
 	reg := prometheus.NewRegistry()
@@ -193,21 +204,27 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 
 	s.Web = &web.Handler{Flows: engine, Clients: st, CSRFKey: sec.Derive("csrf"), Secure: !cfg.InsecureCookies(),
 		Origin: web.OriginOf(cfg.Issuer), Metrics: web.NewMetrics(reg),
-		Throttle: &throttle.Guard{Limiter: failures, Proxies: proxies, Purpose: "login"}}
+		Throttle: &throttle.Guard{Limiter: failures, Proxies: proxies, Purpose: "login"}, Audit: auditLog}
 	api := &admin.API{Store: st, Issuer: s.Issuer, Token: cfg.AdminToken, SigningAlgs: keys.Algorithms(),
-		Throttle: &throttle.Guard{Limiter: failures, Proxies: proxies, Purpose: "admin"}}
-	switch {
-	case cfg.AdminToken == "":
+		Throttle: &throttle.Guard{Limiter: failures, Proxies: proxies, Purpose: "admin"}, Audit: auditLog}
+	operators, err := cfg.AdminTokens()
+	if err != nil {
+		return nil, err
+	}
+	if len(operators) == 0 {
 		log.Warn("NEMIDP_ADMIN_TOKEN is not set: the operator API refuses every call")
-	case len(cfg.AdminToken) < 24:
-		log.Warn("NEMIDP_ADMIN_TOKEN is short; use at least 32 random characters in production")
+	}
+	for _, o := range operators {
+		if len(o.Token) < 24 {
+			log.Warn("an NEMIDP_ADMIN_TOKEN token is short; use at least 32 random characters in production", "operator", o.Label)
+		}
 	}
 
 	mux := http.NewServeMux()
 	s.Mux = mux
 	s.Web.Register(mux)
 	(&keyapp.API{Flows: engine, Store: st, Audience: strings.TrimSuffix(cfg.Issuer, "/") + "/keyapp", Metrics: kaMetrics,
-		Waiters: waiters, Throttle: s.Web.Throttle}).Register(mux)
+		Waiters: waiters, Throttle: s.Web.Throttle, Audit: auditLog}).Register(mux)
 	adminMux := s.registerAdmin(mux, api)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")

@@ -125,7 +125,13 @@ func serve(ctx context.Context, getenv func(string) string, out io.Writer) error
 	if cfg.RedisURL != "" {
 		checkEvictionPolicy(ctx, st, slog.Default())
 	}
-	srv, err := idp.New(ctx, cfg, st, idp.Options{})
+	opts := idp.Options{}
+	if logOut != nil {
+		// The audit trail goes to the log output as JSON lines whatever log_format, each
+		// written through at once (audit.New flushes a logging.Writer after every line).
+		opts.AuditOut = logOut
+	}
+	srv, err := idp.New(ctx, cfg, st, opts)
 	if err != nil {
 		return err
 	}

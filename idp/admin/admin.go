@@ -1,8 +1,10 @@
 // Package admin is the operator API (/admin/v1/…): registering relying parties and issuing
-// NemIDs. Every call needs the bearer token from the configuration.
+// NemIDs. Every call needs one of the bearer tokens from the configuration; its label names
+// the operator in the audit trail.
 package admin
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -14,11 +16,14 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/nemidp/nemidp/config"
+	"github.com/nemidp/nemidp/idp/audit"
 	"github.com/nemidp/nemidp/idp/claims"
 	"github.com/nemidp/nemidp/idp/cpr"
 	"github.com/nemidp/nemidp/idp/issuance"
@@ -34,14 +39,27 @@ import (
 type API struct {
 	Store  *store.Store
 	Issuer *issuance.Issuer
-	// Token is the operator bearer token; empty disables the API (every call is refused).
+	// Token is the admin_token setting: a bare operator bearer token, or "label:token" pairs
+	// separated by commas (config.ParseAdminTokens); empty disables the API (every call is
+	// refused), and so does a value that does not parse (config.Validate refuses it at start).
 	Token string
+	// Audit receives the audit trail of the operator calls (nil: none).
+	Audit *audit.Logger
 	// Throttle counts failed calls per client address like failed login answers: past the
 	// limit every call from that address is refused with 429 (nil: no limit).
 	Throttle *throttle.Guard
 	// SigningAlgs are the algorithms the loaded signing keys sign with: a client may register
 	// only for one of them.
 	SigningAlgs []jose.SignatureAlgorithm
+
+	once      sync.Once
+	operators []operator
+}
+
+// operator is one configured token, kept as its SHA-256 digest.
+type operator struct {
+	label  string
+	digest [sha256.Size]byte
 }
 
 // Register adds the routes.
@@ -72,9 +90,11 @@ func (e *apiError) Error() string { return e.code + ": " + e.message }
 func (a *API) auth(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		if !a.authenticate(w, r) {
+		label, ok := a.authenticate(w, r)
+		if !ok {
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), operatorKey{}, label))
 		if err := fn(w, r); err != nil {
 			var ae *apiError
 			switch {
@@ -93,47 +113,68 @@ func (a *API) auth(fn func(http.ResponseWriter, *http.Request) error) http.Handl
 				slog.ErrorContext(r.Context(), "admin request failed", "path", r.URL.Path, "err", err)
 				ae = &apiError{http.StatusInternalServerError, "internal", "Unexpected error."}
 			}
+			a.refused(w, r, ae.status, ae.code)
 			web.WriteJSONError(w, ae.status, ae.code, ae.message)
 		}
 	})
 }
 
-// authenticate is the one place an operator call is let through or refused (401): a hook on
-// failed calls (counting them per address) belongs here.
-func (a *API) authenticate(w http.ResponseWriter, r *http.Request) bool {
+// authenticate is the one place an operator call is let through (with the label of its
+// token) or refused (401): a hook on failed calls (counting them per address) belongs here.
+func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (string, bool) {
 	if wait, ok := a.Throttle.Throttled(r); ok {
-		a.throttled(w, wait)
-		return false
+		a.throttled(w, r, wait)
+		return "", false
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if ok && tokenMatches(got, a.Token) {
-		return true
+	if ok {
+		if label, ok := a.match(got); ok {
+			return label, true
+		}
 	}
 	over, err := a.Throttle.Fail(r)
 	if err != nil {
 		slog.WarnContext(r.Context(), "failed operator call not counted for its address", "err", err)
 	}
 	if over {
-		a.throttled(w, a.Throttle.Wait(r))
-		return false
+		a.throttled(w, r, a.Throttle.Wait(r))
+		return "", false
 	}
+	a.refused(w, r, http.StatusUnauthorized, "unauthorized")
 	w.Header().Set("WWW-Authenticate", `Bearer realm="nemidp-admin"`)
 	web.WriteJSONError(w, http.StatusUnauthorized, "unauthorized", "A valid operator bearer token is required.")
-	return false
+	return "", false
 }
 
-func (a *API) throttled(w http.ResponseWriter, wait time.Duration) {
+func (a *API) throttled(w http.ResponseWriter, r *http.Request, wait time.Duration) {
+	a.refused(w, r, http.StatusTooManyRequests, "throttled")
 	w.Header().Set("Retry-After", throttle.RetryAfter(wait))
 	web.WriteJSONError(w, http.StatusTooManyRequests, "throttled", "Too many failed operator calls from this address; try again later.")
 }
 
-// tokenMatches compares a presented token with the configured one in time independent of
-// both lengths: the SHA-256 digests are compared (subtle.ConstantTimeCompare on the raw
-// strings returns at once when the lengths differ, which tells the token's length). An empty
-// configured token (API disabled) matches nothing.
-func tokenMatches(got, want string) bool {
-	g, w := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
-	return subtle.ConstantTimeCompare(g[:], w[:]) == 1 && want != ""
+// match finds the operator whose token got is, comparing it with every configured token in
+// time independent of which one (if any) matches and of the lengths: SHA-256 digests are
+// compared, all of them, without stopping at a match.
+func (a *API) match(got string) (string, bool) {
+	a.once.Do(func() {
+		toks, err := config.ParseAdminTokens(a.Token)
+		if err != nil {
+			return // no operator: every call is refused
+		}
+		for _, t := range toks {
+			a.operators = append(a.operators, operator{label: t.Label, digest: sha256.Sum256([]byte(t.Token))})
+		}
+	})
+	g := sha256.Sum256([]byte(got))
+	found := -1
+	for i := range a.operators {
+		eq := subtle.ConstantTimeCompare(g[:], a.operators[i].digest[:])
+		found = subtle.ConstantTimeSelect(eq, i, found)
+	}
+	if found < 0 {
+		return "", false
+	}
+	return a.operators[found].label, true
 }
 
 const maxBody = 64 << 10
@@ -320,6 +361,7 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	slog.InfoContext(r.Context(), "client registered", "client_id", c.ID)
+	a.audit(w, r, "client.registered", "", map[string]any{"client_id": c.ID, "public": c.Public})
 	writeJSON(w, http.StatusCreated, ResponseOf(c, generated))
 	return nil
 }
@@ -341,6 +383,7 @@ func (a *API) createCitizen(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	slog.InfoContext(r.Context(), "nemid issued", "user_id", out.UserID)
+	a.audit(w, r, "citizen.issued", out.UserID, map[string]any{"card_serial": out.Card.Serial})
 	writeJSON(w, http.StatusCreated, out)
 	return nil
 }
@@ -495,6 +538,8 @@ func (a *API) createGuardianship(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("admin: guardianship: %w", err)
 	}
 	slog.InfoContext(ctx, "guardianship registered", "id", g.ID, "guardian", g.Guardian, "ward", g.Ward, "kind", g.Kind)
+	a.audit(w, r, "guardianship.created", g.Ward, map[string]any{"guardianship_id": g.ID, "guardian": g.Guardian, "kind": g.Kind,
+		"valid_from": g.ValidFrom, "valid_to": g.ValidTo})
 	writeJSON(w, http.StatusCreated, guardianshipView(g))
 	return nil
 }
@@ -519,6 +564,7 @@ func (a *API) endGuardianship(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	slog.InfoContext(r.Context(), "guardianship ended", "id", g.ID, "guardian", g.Guardian, "ward", g.Ward)
+	a.audit(w, r, "guardianship.ended", g.Ward, map[string]any{"guardianship_id": g.ID, "guardian": g.Guardian})
 	writeJSON(w, http.StatusOK, guardianshipView(g))
 	return nil
 }

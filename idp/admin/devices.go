@@ -64,6 +64,7 @@ func (a *API) removeDevice(w http.ResponseWriter, r *http.Request) error {
 	if err := a.Store.RemoveDevice(ctx, uid, id, "operator"); err != nil {
 		return err
 	}
+	a.audit(w, r, "device.removed", uid, map[string]any{"device_id": id})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -17,6 +17,7 @@ func (a *API) renewCitizen(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	slog.InfoContext(r.Context(), "nemid renewed", "user_id", uid)
+	a.audit(w, r, "citizen.renewed", uid, nil)
 	return a.getCitizen(w, r)
 }
 
@@ -45,6 +46,7 @@ func (a *API) attachOCES(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	slog.InfoContext(r.Context(), "oces attached", "user_id", uid)
+	a.audit(w, r, "oces.attached", uid, nil)
 	writeJSON(w, http.StatusOK, map[string]string{"pid": pid})
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nemidp/nemidp/flows"
+	"github.com/nemidp/nemidp/idp/audit"
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/idp/throttle"
 	"github.com/nemidp/nemidp/idp/web"
@@ -48,6 +49,8 @@ type API struct {
 	Throttle *throttle.Guard
 	Metrics  *Metrics
 	Waiters  *store.Waiters
+	// Audit receives a line per activation answer, added device and decision (nil: none).
+	Audit *audit.Logger
 }
 
 // Metrics counts key-app events.
@@ -219,23 +222,16 @@ func (a *API) count(step string, err error) {
 	if a.Metrics == nil {
 		return
 	}
-	outcome := "ok"
-	var fe *flows.Error
-	var ae *apiError
-	switch {
-	case errors.As(err, &ae):
-		outcome = ae.code
-	case errors.As(err, &fe):
-		outcome = fe.Code
-	case err != nil:
-		outcome = "error"
-	}
-	a.Metrics.Activations.WithLabelValues(step, outcome).Inc()
+	a.Metrics.Activations.WithLabelValues(step, outcome(err)).Inc()
 }
 
 func (a *API) beginActivation(w http.ResponseWriter, r *http.Request) (err error) {
-	defer func() { a.count("password", err) }()
 	var req beginRequest
+	var f *flows.Flow
+	defer func() {
+		a.count("password", err)
+		a.auditAnswer(w, r, "password", f, req.Username, err)
+	}()
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -243,7 +239,7 @@ func (a *API) beginActivation(w http.ResponseWriter, r *http.Request) (err error
 		return err
 	}
 	ctx := r.Context()
-	f, err := a.Flows.BeginActivation(ctx)
+	f, err = a.Flows.BeginActivation(ctx)
 	if err != nil {
 		return err
 	}
@@ -298,7 +294,11 @@ type completeRequest struct {
 }
 
 func (a *API) completeActivation(w http.ResponseWriter, r *http.Request) (err error) {
-	defer func() { a.count("codecard", err) }()
+	var f *flows.Flow
+	defer func() {
+		a.count("codecard", err)
+		a.auditAnswer(w, r, "codecard", f, "", err)
+	}()
 	var req completeRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
@@ -317,7 +317,7 @@ func (a *API) completeActivation(w http.ResponseWriter, r *http.Request) (err er
 		return err
 	}
 	ctx := r.Context()
-	f, err := a.Flows.Load(ctx, r.PathValue("activation"))
+	f, err = a.Flows.Load(ctx, r.PathValue("activation"))
 	if err != nil {
 		return err
 	}
@@ -352,6 +352,8 @@ func (a *API) completeActivation(w http.ResponseWriter, r *http.Request) (err er
 		return err
 	}
 	slog.InfoContext(ctx, "key-app device activated", "user_id", f.CitizenID, "device_id", d.ID)
+	a.Audit.Log(w, r, audit.Event{By: audit.ByCitizen, Who: f.CitizenID, What: "device.added", UserID: f.CitizenID,
+		Detail: map[string]any{"device_id": d.ID}})
 	writeJSON(w, http.StatusCreated, map[string]any{"device_id": d.ID})
 	return nil
 }
@@ -525,7 +527,9 @@ type decisionRequest struct {
 	Decision string `json:"decision"`
 }
 
-func (a *API) decide(w http.ResponseWriter, r *http.Request, d *authed) error {
+func (a *API) decide(w http.ResponseWriter, r *http.Request, d *authed) (err error) {
+	decided := "" // approved or denied, once recorded
+	defer func() { a.auditDecision(w, r, d, decided, err) }()
 	var req decisionRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
@@ -582,6 +586,7 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request, d *authed) error {
 		status = "approved"
 	}
 	a.Metrics.Event(status)
+	decided = status
 	slog.InfoContext(ctx, "key-app request decided", "user_id", d.citizen, "device_id", d.device.ID, "decision", status)
 	writeJSON(w, http.StatusOK, map[string]any{"request": id, "status": status})
 	return nil

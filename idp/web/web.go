@@ -27,6 +27,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nemidp/nemidp/flows"
+	"github.com/nemidp/nemidp/idp/audit"
+	"github.com/nemidp/nemidp/idp/cpr"
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/idp/throttle"
 )
@@ -111,6 +113,8 @@ type Handler struct {
 	Metrics *Metrics
 	// Throttle counts failed answers per client address (nil: no address limit).
 	Throttle *throttle.Guard
+	// Audit receives a line per judged answer and per completed login (nil: none).
+	Audit *audit.Logger
 }
 
 // Metrics counts login outcomes.
@@ -368,6 +372,7 @@ func (h *Handler) post(req *request) error {
 			return err
 		}
 		h.count(string(step), flows.Errorf(flows.CodeThrottled, ""))
+		h.audit(req, step, flows.Errorf(flows.CodeThrottled, ""))
 		return h.throttled(req, wait)
 	}
 	// The flow is loaded by the answer itself (in its first round trip); guard refuses it as
@@ -388,6 +393,7 @@ func (h *Handler) post(req *request) error {
 		return err // refused before (or by) the guard: nothing judged
 	}
 	h.count(string(step), err)
+	h.audit(req, step, err)
 	if err != nil {
 		var fe *flows.Error
 		if !errors.As(err, &fe) {
@@ -506,6 +512,7 @@ func (h *Handler) keyAppSession(req *request) {
 		return
 	}
 	if ok {
+		h.auditDone(req) // the one look that claims the login the key app completed
 		h.startSession(req)
 	}
 }
@@ -542,17 +549,81 @@ func (h *Handler) count(step string, err error) {
 	if h.Metrics == nil {
 		return
 	}
-	outcome := "ok"
+	h.Metrics.Steps.WithLabelValues(step, outcomeOf(err)).Inc()
+}
+
+// outcomeOf is an answer's outcome as metrics and the audit trail name it: ok or the error
+// code.
+func outcomeOf(err error) string {
 	var fe *flows.Error
 	switch {
 	case errors.As(err, &fe) && fe.Code == flows.CodeUsedKey && !fe.Failed():
-		outcome = "used_key_by_other_login" // a second tab, not a replay
+		return "used_key_by_other_login" // a second tab, not a replay
 	case errors.As(err, &fe):
-		outcome = fe.Code
+		return fe.Code
 	case err != nil:
-		outcome = "error"
+		return "error"
 	}
-	h.Metrics.Steps.WithLabelValues(step, outcome).Inc()
+	return "ok"
+}
+
+// audit writes the audit line of a judged answer to step (login.password, login.codecard,
+// login.new_password, login.act_as) and, when it completed the login, login.done. The citizen
+// is the one whose password the flow accepted (by citizen); before that nobody is proven (by
+// anonymous), and a wrong password names the NemID the typed user ID belongs to (never the
+// typed user ID, which may be a CPR number), or outcome unknown_user without a user_id.
+func (h *Handler) audit(req *request, step flows.Step, err error) {
+	if h.Audit == nil || req.flow == nil {
+		return
+	}
+	f := req.flow
+	ev := audit.Event{By: audit.ByAnonymous, What: "login." + string(step), UserID: f.CitizenID,
+		Detail: map[string]any{"outcome": outcomeOf(err), "client_id": f.ClientID}}
+	if f.CitizenID != "" {
+		ev.By, ev.Who = audit.ByCitizen, f.CitizenID
+	}
+	var fe *flows.Error
+	if step == flows.StepPassword && f.CitizenID == "" && errors.As(err, &fe) &&
+		(fe.Code == flows.CodeInvalidCredentials || fe.Code == flows.CodeLocked) {
+		ev.UserID = h.namedCitizen(req)
+		if ev.UserID == "" {
+			ev.Detail["outcome"], ev.Detail["code"] = "unknown_user", fe.Code
+		}
+	}
+	h.Audit.Log(req.w, req.r, ev)
+	if err == nil && f.Done() {
+		h.auditDone(req)
+	}
+}
+
+// namedCitizen is the NemID number of the citizen the password answer's user ID names ("":
+// none, or the lookup failed, which the log says).
+func (h *Handler) namedCitizen(req *request) string {
+	username := strings.TrimSpace(req.answer.Username)
+	norm, _ := cpr.Parse(username)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.r.Context()), 2*time.Second)
+	defer cancel()
+	c, err := h.Flows.Store.CitizenByUsername(ctx, username, string(norm))
+	switch {
+	case err == nil && c != nil:
+		return c.UserID
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		slog.WarnContext(ctx, "audit: citizen of a failed password answer not looked up", "err", err)
+	}
+	return ""
+}
+
+// auditDone writes login.done for the completed login of req's flow.
+func (h *Handler) auditDone(req *request) {
+	res := req.flow.Result
+	if h.Audit == nil || res == nil {
+		return
+	}
+	d := map[string]any{"client_id": req.flow.ClientID, "amr": res.AMR, "acr": res.ACR, "from_session": res.FromSession}
+	if res.OnBehalfOf != nil {
+		d["on_behalf_of"], d["guardianship_id"] = res.OnBehalfOf.CitizenID, res.OnBehalfOf.Guardianship
+	}
+	h.Audit.Log(req.w, req.r, audit.Event{By: audit.ByCitizen, Who: res.CitizenID, What: "login.done", UserID: res.CitizenID, Detail: d})
 }
 
 // checkOrigin refuses POSTs a browser marks as cross-site: a JSON POST is never accepted from a
