@@ -736,8 +736,12 @@ func TestUnknownUserLooksLikeWrongPassword(t *testing.T) {
 				errKnown := env.submit(known, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password})
 				errUnknown := env.submit(other, flows.StepPassword, flows.Answer{Username: unknown, Password: c.Password})
 				a, b := wantCode(t, errKnown, flows.CodeLocked), wantCode(t, errUnknown, flows.CodeLocked)
-				if *a != *b {
-					t.Fatalf("locked: known %+v, unknown %+v", a, b)
+				// What the browser gets is the same (the NemID the engine counted against is
+				// for the audit trail only, never sent).
+				ja, _ := json.Marshal(a)
+				jb, _ := json.Marshal(b)
+				if string(ja) != string(jb) {
+					t.Fatalf("locked: known %s, unknown %s", ja, jb)
 				}
 			})
 		}

@@ -51,7 +51,14 @@ type Error struct {
 	Message      string `json:"message"`
 	AttemptsLeft *int   `json:"attempts_left,omitempty"`
 	notCounted   bool   // a code that usually is a failed answer, here not one
+	// citizen is the NemID a wrong password counted against ("" for a user ID with no NemID):
+	// for the audit trail, never shown to the browser.
+	citizen string
 }
+
+// Citizen is the user id of the NemID a wrong password (or a lockout it caused) counted
+// against; "" for a user ID with no NemID and for every other error.
+func (e *Error) Citizen() string { return e.citizen }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 

@@ -266,7 +266,11 @@ func (e *Engine) password(ctx context.Context, id string, f *Flow, a Answer, gua
 			release()
 			return f, busyError(derr)
 		}
-		return f, flowFailure(e, f, n, credentialsError(store.FailureResult{Locked: true}))
+		ce := credentialsError(store.FailureResult{Locked: true})
+		if c != nil {
+			ce.citizen = c.UserID
+		}
+		return f, flowFailure(e, f, n, ce)
 	}
 	var ok bool
 	if c != nil {
@@ -289,7 +293,11 @@ func (e *Engine) password(ctx context.Context, id string, f *Flow, a Answer, gua
 		if err != nil {
 			return f, fmt.Errorf("flows: password: %w", err)
 		}
-		return f, flowFailure(e, f, n, credentialsError(res))
+		ce := credentialsError(res)
+		if c != nil {
+			ce.citizen = c.UserID
+		}
+		return f, flowFailure(e, f, n, ce)
 	}
 	// A right password. Refusals told only now: a NemID not active (the status read before the
 	// KDF; the one read with the settling is checked after the save), no card to ask.

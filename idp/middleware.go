@@ -43,7 +43,7 @@ func limitBody(next http.Handler) http.Handler {
 func requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
-		if len(id) == 0 || len(id) > 64 {
+		if !safeRequestID(id) {
 			var b [8]byte
 			_, _ = rand.Read(b[:])
 			id = hex.EncodeToString(b[:])
@@ -51,6 +51,37 @@ func requestID(next http.Handler) http.Handler {
 		w.Header().Set("X-Request-Id", id)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// safeRequestID accepts a caller's request id (a proxy's, for correlation) only when it can
+// carry nothing a log must not: 1–64 of [A-Za-z0-9._:-], no run of exactly 9 or 10 digits (a
+// NemID or CPR number) and no CPR number with its dash (6 digits, '-', 4 digits). Anything
+// else gets one of ours. (UUIDs and the usual proxy ids pass.)
+func safeRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	run, before := 0, 0 // digits in the current run; in the run before a '-'
+	for i := 0; i <= len(id); i++ {
+		if i < len(id) && id[i] >= '0' && id[i] <= '9' {
+			run++
+			continue
+		}
+		// A run of digits ends here.
+		if run == 9 || run == 10 || (before == 6 && run == 4) {
+			return false
+		}
+		switch {
+		case i == len(id):
+		case id[i] == '-':
+			before, run = run, 0
+		case id[i] >= 'a' && id[i] <= 'z', id[i] >= 'A' && id[i] <= 'Z', id[i] == '.', id[i] == '_', id[i] == ':':
+			before, run = 0, 0
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // recoverer turns a panic into a 500 and a log line (with the stack, without the request body).

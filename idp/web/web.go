@@ -28,7 +28,6 @@ import (
 
 	"github.com/nemidp/nemidp/flows"
 	"github.com/nemidp/nemidp/idp/audit"
-	"github.com/nemidp/nemidp/idp/cpr"
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/idp/throttle"
 )
@@ -570,8 +569,8 @@ func outcomeOf(err error) string {
 // audit writes the audit line of a judged answer to step (login.password, login.codecard,
 // login.new_password, login.act_as) and, when it completed the login, login.done. The citizen
 // is the one whose password the flow accepted (by citizen); before that nobody is proven (by
-// anonymous), and a wrong password names the NemID the typed user ID belongs to (never the
-// typed user ID, which may be a CPR number), or outcome unknown_user without a user_id.
+// anonymous), and a wrong password names the NemID it counted against (never the typed user
+// ID, which may be a CPR number), or outcome unknown_user without a user_id.
 func (h *Handler) audit(req *request, step flows.Step, err error) {
 	if h.Audit == nil || req.flow == nil {
 		return
@@ -585,7 +584,7 @@ func (h *Handler) audit(req *request, step flows.Step, err error) {
 	var fe *flows.Error
 	if step == flows.StepPassword && f.CitizenID == "" && errors.As(err, &fe) &&
 		(fe.Code == flows.CodeInvalidCredentials || fe.Code == flows.CodeLocked) {
-		ev.UserID = h.namedCitizen(req)
+		ev.UserID = fe.Citizen() // the engine knows whose count it was, at no extra round trip
 		if ev.UserID == "" {
 			ev.Detail["outcome"], ev.Detail["code"] = "unknown_user", fe.Code
 		}
@@ -594,23 +593,6 @@ func (h *Handler) audit(req *request, step flows.Step, err error) {
 	if err == nil && f.Done() {
 		h.auditDone(req)
 	}
-}
-
-// namedCitizen is the NemID number of the citizen the password answer's user ID names ("":
-// none, or the lookup failed, which the log says).
-func (h *Handler) namedCitizen(req *request) string {
-	username := strings.TrimSpace(req.answer.Username)
-	norm, _ := cpr.Parse(username)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.r.Context()), 2*time.Second)
-	defer cancel()
-	c, err := h.Flows.Store.CitizenByUsername(ctx, username, string(norm))
-	switch {
-	case err == nil && c != nil:
-		return c.UserID
-	case err != nil && !errors.Is(err, store.ErrNotFound):
-		slog.WarnContext(ctx, "audit: citizen of a failed password answer not looked up", "err", err)
-	}
-	return ""
 }
 
 // auditDone writes login.done for the completed login of req's flow.
