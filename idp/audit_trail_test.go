@@ -58,7 +58,7 @@ func auditServer(t *testing.T) (*testServer, *audit.Recorder) {
 	cfg := config.Default()
 	cfg.Addr = ln.Addr().String()
 	cfg.Issuer = "http://" + cfg.Addr
-	cfg.RedisURL = u
+	cfg.RedisURL, cfg.RedisPrefix = u, prefix // the address throttle's keys too: nothing shared, nothing left
 	cfg.AdminToken = "borgerservice:" + auditTokenBS + ",bank.dk:" + auditTokenBank
 	cfg.Secret = "test-secret-0123456789abcdef0123456789"
 	off := false
