@@ -139,7 +139,9 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 		auditOut = os.Stderr
 	}
 	auditLog := audit.New(auditOut, proxies)
-	failures := throttle.New(st.Redis(), cfg.RedisPrefix+"fail:ip:", cfg.Login.IPMaxFailures, cfg.Login.IPWindow.D())
+	// Under the store's own prefix (the one it was opened with), so a store and its throttle
+	// never part ways.
+	failures := throttle.New(st.Redis(), st.Prefix()+"fail:ip:", cfg.Login.IPMaxFailures, cfg.Login.IPWindow.D())
 	pws := password.NewHasher(pp)
 	reg := prometheus.NewRegistry()
 	waiters := st.NewWaiters()

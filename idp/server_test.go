@@ -77,7 +77,7 @@ func newTestServer(tb testing.TB, kdf password.Params) *testServer {
 	cfg := config.Default()
 	cfg.Addr = ln.Addr().String()
 	cfg.Issuer = "http://" + cfg.Addr
-	cfg.RedisURL = u
+	cfg.RedisURL, cfg.RedisPrefix = u, prefix // the address throttle's keys under it too: no bucket shared between tests
 	cfg.AdminToken = "test-admin-token-0123456789"
 	cfg.Secret = "test-secret-0123456789abcdef0123456789"
 	off := false

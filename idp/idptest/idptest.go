@@ -31,7 +31,7 @@ type Server struct {
 // Start serves an IdP until the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	st := storetest.NewStore(t, storetest.Real().Client(t)) // fresh prefix, deleted after; skips without Redis
+	st, prefix := storetest.NewStorePrefixed(t, storetest.Real().Client(t)) // fresh prefix, deleted after; skips without Redis
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +40,7 @@ func Start(t testing.TB) *Server {
 	cfg := config.Default()
 	cfg.Addr = ln.Addr().String()
 	cfg.Issuer = "http://" + cfg.Addr
-	cfg.RedisURL = storetest.RedisURL()
+	cfg.RedisURL, cfg.RedisPrefix = storetest.RedisURL(), prefix // the address throttle's keys under it too
 	cfg.AdminToken = "admin-" + randHex(16)
 	cfg.Secret = "secret-" + randHex(20)
 	cfg.Demo = &demo

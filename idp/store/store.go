@@ -67,6 +67,9 @@ func Open(rawURL, prefix string) (*Store, error) {
 	return New(redis.NewClient(opt), prefix, nil), nil
 }
 
+// Prefix is what every key of the store begins with.
+func (s *Store) Prefix() string { return s.prefix }
+
 // Redis returns the underlying client (for health checks and tests).
 func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 
