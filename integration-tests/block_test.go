@@ -340,3 +340,26 @@ func TestBlockRacesRightPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardianBlockEndsWardGrants: a guardian's block ends the grants the guardian holds for a
+// ward as well (refresh invalid_grant, userinfo 401), and the unblock does not bring them back.
+func TestGuardianBlockEndsWardGrants(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	kommune := p.relyingParty(t, p.registerOnBehalfClient(t, "openid", "profile", "offline_access"), "openid", "profile", "offline_access")
+	guardian := p.issueCitizen(t, freshCPR(), "Grete Værge")
+	ward := p.issueCitizen(t, freshCPR(), "Mads Myndling")
+	p.activate(t, kommune, guardian)
+	p.guardianship(t, guardian, ward, "full")
+	tok := p.newBrowser(t).loginActingAs(t, kommune, guardian, "Mads Myndling")
+	p.block(t, guardian.UserID, "misuse")
+	if code, out := p.adminCall(t, "/admin/v1/citizens/"+guardian.UserID+"/unblock", nil); code != http.StatusOK || out.Status != "active" {
+		t.Fatalf("unblock: %d %+v", code, out)
+	}
+	if st := userinfoStatus(t, p, kommune, tok.AccessToken); st != http.StatusUnauthorized {
+		t.Fatalf("userinfo of the ward's grant after the guardian's block: %d, want 401", st)
+	}
+	if _, err := rp.RefreshTokens[*oidc.IDTokenClaims](t.Context(), kommune, tok.RefreshToken, "", ""); !isOAuthError(err, "invalid_grant") {
+		t.Fatalf("refresh of the ward's grant after the guardian's block: %v, want invalid_grant", err)
+	}
+}
