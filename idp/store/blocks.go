@@ -104,7 +104,7 @@ func (s *Store) Block(ctx context.Context, uid, reason, by string, now time.Time
 	return BlockResult{Changed: true}, nil
 }
 
-// KEYS: citizen, events. ARGV: 1 now (RFC 3339), 2 by.
+// KEYS: citizen, events. ARGV: 1 now (RFC 3339), 2 by, 3 today (YYYY-MM-DD in Denmark).
 var unblockScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'missing', ''} end
@@ -117,7 +117,9 @@ if prev == 'failures' then
   now = 'blocked'
   redis.call('HSET', KEYS[1], 'block_reason', 'failures')
 else
-  if prev == 'expired' then now = 'expired' end
+  -- Expired when blocked, and not renewed since (a renewal moves expires_at past today).
+  local exp = redis.call('HGET', KEYS[1], 'expires_at') or ''
+  if prev == 'expired' and not (exp ~= '' and exp > ARGV[3]) then now = 'expired' end
   redis.call('HSET', KEYS[1], 'status', now, 'block_reason', '')
   redis.call('HDEL', KEYS[1], 'blocked_at')
 end
@@ -128,13 +130,13 @@ return {'unblocked', now}
 
 // Unblock lifts a block for misuse, a lost card or by an operator, in one step with a
 // nemid_unblocked event, and returns the status the NemID is back at: active, expired (it was
-// expired when blocked) or blocked (locked after failures when blocked: the lockout stays).
+// expired when blocked and has not been renewed since: expires_at is not after today) or blocked (locked after failures when blocked: the lockout stays).
 // The sessions and grants the block ended stay ended. ErrNotBlocked for a NemID not blocked,
 // ErrLockedOut for a lockout after failures (a temporary password lifts it), ErrNotFound
 // when the citizen does not exist.
 func (s *Store) Unblock(ctx context.Context, uid, by string, now time.Time) (string, error) {
 	res, err := unblockScript.Run(ctx, s.rdb, []string{s.citizenKey(uid), s.eventsKey(uid)},
-		now.UTC().Format(time.RFC3339), by).StringSlice()
+		now.UTC().Format(time.RFC3339), by, now.In(copenhagen).Format(time.DateOnly)).StringSlice()
 	if err != nil {
 		return "", wrap("unblock", err)
 	}

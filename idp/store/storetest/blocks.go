@@ -206,6 +206,33 @@ func testTemporaryPassword(t *testing.T, h *harness) {
 	}
 }
 
+// testUnblockRenewed: a NemID expired when blocked and renewed while blocked (expires_at
+// after today) is active after the unblock; one whose expires_at is today or before stays
+// expired.
+func testUnblockRenewed(t *testing.T, h *harness) {
+	ctx := t.Context()
+	now := time.Now()
+	for _, tc := range []struct {
+		name, expiresAt, want string
+	}{
+		{"renewed while blocked", now.AddDate(3, 0, 0).Format(time.DateOnly), store.StatusActive},
+		{"still expired", now.AddDate(0, 0, -2).Format(time.DateOnly), store.StatusExpired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := h.citizen(t, 1)
+			h.setState(t, c.UserID, store.StatusExpired, "")
+			_, err := h.s.Block(ctx, c.UserID, store.BlockOperator, "operator", now)
+			noErr(t, "Block", err)
+			noErr(t, "renew", h.s.Redis().HSet(ctx, h.citizenKey(c.UserID), "expires_at", tc.expiresAt).Err())
+			st, err := h.s.Unblock(ctx, c.UserID, "operator", now)
+			noErr(t, "Unblock", err)
+			if got := h.load(t, c.UserID); st != tc.want || got.Status != tc.want {
+				t.Fatalf("unblocked: answered %s, stored %s; want %s", st, got.Status, tc.want)
+			}
+		})
+	}
+}
+
 // testBlockOverLockout: blocked over a lockout, unblocked back to the lockout, which the
 // temporary password then lifts.
 func testBlockOverLockout(t *testing.T, h *harness) {

@@ -122,6 +122,7 @@ func Run(t *testing.T, b Backend) {
 		{"Blocks/Refusals", testBlockRefusals},
 		{"Blocks/TemporaryPassword", testTemporaryPassword},
 		{"Blocks/OverLockout", testBlockOverLockout},
+		{"Blocks/UnblockRenewed", testUnblockRenewed},
 		{"Blocks/Race", testBlockRace},
 		{"Flows/SaveWithSession", testSaveFlowSession},
 		{"Unavailable/ClosedClient", testClosedClient},
