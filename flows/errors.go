@@ -50,7 +50,9 @@ type Error struct {
 	Code         string `json:"code"`
 	Message      string `json:"message"`
 	AttemptsLeft *int   `json:"attempts_left,omitempty"`
-	notCounted   bool   // a code that usually is a failed answer, here not one
+	// Reason is a blocked NemID's block category (misuse, lost_card, operator).
+	Reason     string `json:"reason,omitempty"`
+	notCounted bool   // a code that usually is a failed answer, here not one
 	// citizen is the NemID a wrong password counted against ("" for a user ID with no NemID):
 	// for the audit trail, never shown to the browser.
 	citizen string

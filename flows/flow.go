@@ -479,7 +479,9 @@ func (e *Engine) Resume(ctx context.Context, f *Flow, s *SessionInfo) (bool, err
 	if err != nil {
 		return false, fmt.Errorf("flows: resume: %w", err)
 	}
-	if c == nil || c.Status != store.StatusActive || c.MustChange {
+	// A block (or a temporary password) since the session's login ended it for good, also
+	// once the NemID is unblocked.
+	if c == nil || c.Status != store.StatusActive || c.MustChange || store.LoginEnded(c.SessionsEnded, s.AuthTime) {
 		return false, nil
 	}
 	// The session's own snapshot, as its login saw it (a session from before snapshots gets

@@ -145,11 +145,30 @@ func statusError(c *store.Citizen) *Error {
 	case c.Status == store.StatusBlocked && c.BlockReason == store.BlockFailures:
 		return Errorf(CodeLocked, "Your NemID is locked after too many failed attempts. Contact NemID support or borgerservice to have it unlocked.")
 	case c.Status == store.StatusBlocked:
-		return Errorf(CodeBlocked, "Your NemID is blocked. Contact NemID support.")
+		return blockedError(c.BlockReason)
 	case c.Status == store.StatusExpired:
 		return Errorf(CodeExpired, "Your NemID has expired and must be renewed.")
 	}
 	return nil
+}
+
+// blockedError is the refusal of a NemID blocked for reason (store.ValidBlockReason): the code
+// is blocked whatever the reason, the message names the reason's category and Reason carries
+// it ("" for a block recorded without one).
+func blockedError(reason string) *Error {
+	var e *Error
+	switch reason {
+	case store.BlockMisuse:
+		e = Errorf(CodeBlocked, "Your NemID is blocked because misuse was suspected. Contact NemID support to have it unblocked.")
+	case store.BlockLostCard:
+		e = Errorf(CodeBlocked, "Your NemID is blocked because its code card was reported lost. Contact NemID support or borgerservice for a new card and to have it unblocked.")
+	case store.BlockOperator:
+		e = Errorf(CodeBlocked, "Your NemID has been blocked by NemID support. Contact NemID support or borgerservice to have it unblocked.")
+	default:
+		return Errorf(CodeBlocked, "Your NemID is blocked. Contact NemID support.")
+	}
+	e.Reason = reason
+	return e
 }
 
 // ---- password ----

@@ -245,6 +245,15 @@ func TestAuditTrail(t *testing.T) {
 		}
 	}
 	op(auditTokenBS, "DELETE", "/admin/v1/citizens/"+uid+"/devices/"+dev.ID, nil, http.StatusNoContent)
+	op(auditTokenBank, "POST", "/admin/v1/citizens/"+uid+"/block", map[string]any{"reason": "misuse"}, http.StatusOK)
+	op(auditTokenBank, "POST", "/admin/v1/citizens/"+uid+"/block", map[string]any{"reason": "lost_card"}, http.StatusOK)
+	op(auditTokenBS, "POST", "/admin/v1/citizens/"+uid+"/unblock", nil, http.StatusOK)
+	tmp := op(auditTokenBS, "POST", "/admin/v1/citizens/"+uid+"/temporary-password", nil, http.StatusOK)
+	temporary, _ := tmp["password"].(string)
+	if temporary == "" {
+		t.Fatalf("temporary password: %v", tmp)
+	}
+	secrets = append(secrets, temporary)
 
 	// Every line is JSON and holds no secret.
 	all := rec.String()
@@ -300,6 +309,10 @@ func TestAuditTrail(t *testing.T) {
 		{"keyapp.decision", "citizen", uid, uid, map[string]any{"outcome": "denied"}},
 		{"keyapp.decision", "citizen", uid, uid, map[string]any{"outcome": "wrong_binding_code"}},
 		{"device.removed", "operator", "borgerservice", uid, map[string]any{"device_id": dev.ID}},
+		{"citizen.blocked", "operator", "bank.dk", uid, map[string]any{"reason": "misuse"}},
+		{"citizen.block_reason_changed", "operator", "bank.dk", uid, map[string]any{"reason": "lost_card", "was": "misuse"}},
+		{"citizen.unblocked", "operator", "borgerservice", uid, map[string]any{"status": "active"}},
+		{"citizen.temporary_password", "operator", "borgerservice", uid, map[string]any{"was": "active"}},
 	}
 	lines := rec.Lines()
 	i := 0

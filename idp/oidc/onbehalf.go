@@ -51,7 +51,9 @@ func (s *Storage) actorClaims(ctx context.Context, rec *tokenRecord, scopes []st
 	if err != nil {
 		return nil, fmt.Errorf("oidc: guardian of grant %s: %w", rec.Grant, err)
 	}
-	if guardian.Status != store.StatusActive {
+	// The guardian's own block (or temporary password) since the login ends the grants the
+	// guardian holds for a ward too, also once unblocked.
+	if guardian.Status != store.StatusActive || store.LoginEnded(guardian.SessionsEnded, rec.AuthTime) {
 		return nil, errNoLongerGuardian
 	}
 	name := ""

@@ -629,11 +629,13 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 	}
 	// A ward's grant stands on the guardian's NemID (judged with the guardianship, below), not
 	// on the ward's: a ward under guardianship may well have let theirs lapse.
-	if c.Status != store.StatusActive && rec.Actor == nil {
+	// A block (or a temporary password) since the login ended the grant for good, also once
+	// the NemID is unblocked.
+	if !loginStands(c, &rec) {
 		if err := s.refuseInactive(ctx, rec.Grant); !errors.Is(err, errInactive) {
 			return storeErr(err)
 		}
-		return oidc.ErrInvalidGrant().WithDescription("the NemID is blocked or expired")
+		return oidc.ErrInvalidGrant().WithDescription("the NemID is blocked or expired, or was blocked since the login")
 	}
 	act, err := s.actorClaims(ctx, &rec, scopes)
 	if err != nil {
@@ -650,6 +652,16 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 		ui.AppendClaims("sid", rec.SessionID) // OpenID Front-Channel Logout §2
 	}
 	return nil
+}
+
+// loginStands reports whether the citizen c of grant rec may still have tokens: the NemID is
+// active and no block or temporary password ended its sessions and grants since the login
+// (store.LoginEnded). A ward's grant stands on the guardian's NemID, judged in actorClaims.
+func loginStands(c *store.Citizen, rec *tokenRecord) bool {
+	if rec.Actor != nil {
+		return true
+	}
+	return c.Status == store.StatusActive && !store.LoginEnded(c.SessionsEnded, rec.AuthTime)
 }
 
 // requestCitizen is the citizen's record for a token request: the one the code exchange read
@@ -697,7 +709,7 @@ func (s *Storage) fillUserinfo(ctx context.Context, ui *oidc.UserInfo, rec *toke
 	if err != nil {
 		return storeErr(err)
 	}
-	if c.Status != store.StatusActive && rec.Actor == nil { // a ward's grant: see SetUserinfoFromRequest
+	if !loginStands(c, rec) { // a ward's grant: see SetUserinfoFromRequest
 		return errInactive
 	}
 	act, err := s.actorClaims(ctx, rec, scopes)

@@ -53,6 +53,11 @@ type Citizen struct {
 	// YouthCert is the OCES youth marker ("ung under 18"): the OCES was issued before the 18th
 	// birthday; it stays until the OCES is reissued (renewal).
 	YouthCert bool
+	// SessionsEnded is when a block or a temporary password last ended the citizen's SSO
+	// sessions and token grants (zero: never): a login authenticated at or before it is not
+	// resumed or refreshed (LoginEnded), also once the NemID is unblocked. Set only by the
+	// scripts in blocks.go.
+	SessionsEnded time.Time
 }
 
 func (c *Citizen) fields() map[string]any {
@@ -75,6 +80,7 @@ func citizenFrom(m map[string]string) *Citizen {
 		Password: m["password"], MustChange: m["must_change"] == "1", Failures: failures,
 		IssuedAt: m["issued_at"], CreatedAt: created, Address: m["address"], ActiveCard: m["active_card"],
 		ExpiresAt: m["expires_at"], PID: m["pid"], OCESIssuedAt: m["oces_issued_at"], YouthCert: m["youth_cert"] == "1",
+		SessionsEnded: parseMillis(m["sessions_ended"]),
 	}
 }
 

@@ -118,6 +118,12 @@ func Run(t *testing.T, b Backend) {
 		{"Answers/RecordWithoutUserID", testAnswerRecordWithoutUserID},
 		{"Answers/RoundTrips", testAnswerRoundTrips},
 		{"Cards/UseKeyWithSubject", testUseCardKeySubject},
+		{"Blocks/BlockUnblock", testBlockUnblock},
+		{"Blocks/Refusals", testBlockRefusals},
+		{"Blocks/TemporaryPassword", testTemporaryPassword},
+		{"Blocks/OverLockout", testBlockOverLockout},
+		{"Blocks/UnblockRenewed", testUnblockRenewed},
+		{"Blocks/Race", testBlockRace},
 		{"Flows/SaveWithSession", testSaveFlowSession},
 		{"Unavailable/ClosedClient", testClosedClient},
 	} {
