@@ -32,6 +32,15 @@ const usage = `nemidp — NemID identity-provider gateway
   nemidp serve                          run the IdP (embedded store and demo data unless NEMIDP_REDIS_URL is set)
   nemidp citizen add --cpr C --name N [--kind oces|bank] [--issued-at YYYY-MM-DD] [--address A]
                                         issue a NemID; prints user id, activation password and card (once)
+  nemidp citizen show <user_id>         the citizen as GET /admin/v1/citizens/{user_id} answers it
+  nemidp citizen block <user_id> --reason misuse|lost_card|operator
+                                        block the NemID (ends its SSO sessions and token grants)
+  nemidp citizen unblock <user_id>      lift a block for misuse, a lost card or by an operator
+  nemidp citizen renew <user_id>        renew the NemID
+  nemidp citizen temporary-password <user_id>
+                                        set a temporary password; prints it (once)
+                                        (these run the operator API's handlers in process, as
+                                        operator "cli"; a refusal exits 1 with its code and message)
   nemidp client add --id ID --redirect-uri URI [--redirect-uri …] [--name N] [--public] [--secret S]
                     [--scope S …] [--requires-oces] [--id-token-alg ES256|RS256] [--no-pkce]
                     [--dialect default|broker] [--sector-identifier SECTOR]
@@ -74,6 +83,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	case "citizen":
 		if len(args) > 1 && args[1] == "add" {
 			return citizenAdd(ctx, args[2:], getenv, out)
+		}
+		if len(args) > 1 {
+			if _, ok := citizenOps[args[1]]; ok {
+				return citizenOp(ctx, args[1], args[2:], getenv, out)
+			}
 		}
 	case "client":
 		if len(args) > 1 && args[1] == "add" {
