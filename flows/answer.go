@@ -13,18 +13,17 @@ import (
 // Answer loads flow id and judges an answer to its step name, as a browser sends it. guard
 // sees the flow as loaded and may refuse it (the browser it is bound to, its purpose) before
 // anything is judged; what the answer reserved is then given back. For the password and
-// code-card steps the load shares its round trip with the answer's first store call. The flow
+// step the load shares its round trip with the answer's first store call. The flow
 // is returned whenever it was loaded, also with an error; the SSO session an answer that
-// completed the login started is in its SessionCookie.
+// completed the login started is in its SessionCookie. (A code-card answer reserves its flow
+// attempt with the key's use, not with the load, so that duplicates of a right key in flight
+// never make the flow look spent to each other.)
 func (e *Engine) Answer(ctx context.Context, id string, name Step, a Answer, guard func(*Flow) error) (*Flow, error) {
 	if !validID(id) {
 		return nil, Errorf(CodeFlowExpired, "This login does not exist or has expired.")
 	}
-	switch name {
-	case StepPassword:
+	if name == StepPassword {
 		return e.password(ctx, id, nil, a, guard)
-	case StepCodeCard:
-		return e.answerCodeCard(ctx, id, a, guard)
 	}
 	f, err := e.loadGuarded(ctx, id, name, guard)
 	if err != nil {
@@ -56,32 +55,11 @@ func (e *Engine) guarded(f *Flow, name Step, guard func(*Flow) error) error {
 	return e.judgeable(f, name)
 }
 
-// answerCodeCard loads the flow and judges the key: the flow attempt is reserved with the
-// key's use (not with the load), so that duplicates of a right key in flight never make the
-// flow look spent to each other.
-func (e *Engine) answerCodeCard(ctx context.Context, id string, a Answer, guard func(*Flow) error) (*Flow, error) {
-	f, err := e.loadGuarded(ctx, id, StepCodeCard, guard)
-	if err != nil {
-		return f, err
-	}
-	f.wantSession = true
-	if err := e.codecard(ctx, f, a, 0); err != nil {
-		return f, err
-	}
-	if f.Step == StepFailed && f.Failure != nil {
-		return f, f.Failure
-	}
-	return f, nil
-}
-
 // Answering is what LoadAnswering found of a finished flow's one-time mark.
 type Answering struct {
 	// Claimed: this caller is the one to answer the flow's relying party (one code, one
 	// response per login).
 	Claimed bool
-	// At is when the mark was claimed (zero when it is not set, or was set before times
-	// were kept).
-	At time.Time
 }
 
 // LoadAnswering loads a flow and, in the same round trip, claims its one-time mark when the
@@ -110,7 +88,7 @@ func (e *Engine) LoadAnswering(ctx context.Context, id, browser, mark string) (*
 		}
 		c.Claimed = ok
 	}
-	return f, Answering{Claimed: c.Claimed, At: MarkTime(c.Value)}, nil
+	return f, Answering{Claimed: c.Claimed}, nil
 }
 
 // MarkTime reads a one-time mark's value (milliseconds since the epoch; zero for another).

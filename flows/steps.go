@@ -330,14 +330,15 @@ func (e *Engine) password(ctx context.Context, id string, f *Flow, a Answer, gua
 		}
 	}
 	if refuse != nil {
-		acc, err := e.accept(settle, att, c)
+		acc, err := e.accept(settle, att)
 		if n > 0 {
 			e.release(settle, f)
 		}
 		if err != nil {
 			return f, err
 		}
-		if se := statusError(acc); se != nil {
+		c.Status, c.BlockReason = acc.Status, acc.BlockReason
+		if se := statusError(c); se != nil {
 			return f, se // a parallel guess may have locked it meanwhile
 		}
 		return f, refuse
@@ -362,11 +363,11 @@ func (e *Engine) password(ctx context.Context, id string, f *Flow, a Answer, gua
 	f.accepted = nil
 	if f.accept != nil { // the change refused before any save: settle the reservation alone
 		f.accept = nil
-		a, aerr := e.accept(settle, att, c)
+		a, aerr := e.accept(settle, att)
 		if aerr != nil {
 			return f, errors.Join(err, aerr)
 		}
-		acc = &store.Accepted{Status: a.Status, BlockReason: a.BlockReason}
+		acc = a
 	}
 	if err != nil {
 		return f, err
@@ -384,16 +385,14 @@ func (e *Engine) password(ctx context.Context, id string, f *Flow, a Answer, gua
 	return f, nil
 }
 
-// accept settles a right password's reservation alone and returns the citizen with the
-// status as it is now.
-func (e *Engine) accept(ctx context.Context, att store.Attempt, c *store.Citizen) (*store.Citizen, error) {
+// accept settles a right password's reservation alone and returns the citizen's status as
+// it is now.
+func (e *Engine) accept(ctx context.Context, att store.Attempt) (*store.Accepted, error) {
 	status, reason, _, err := e.Store.AcceptPasswordSaving(ctx, att, store.FlowSave{})
 	if err != nil {
 		return nil, fmt.Errorf("flows: password: %w", err)
 	}
-	now := *c
-	now.Status, now.BlockReason = status, reason
-	return &now, nil
+	return &store.Accepted{Status: status, BlockReason: reason}, nil
 }
 
 // failMovedOn ends a login that a right password moved on while its NemID was blocked or
@@ -513,27 +512,17 @@ func (codecardStep) prepare(ctx context.Context, e *Engine, f *Flow) error {
 }
 
 func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) error {
-	return e.codecard(ctx, f, a, 0)
-}
-
-// codecard judges a key for f; n is the flow attempt its load reserved for this answer, or 0
-// to reserve it with the key's use.
-func (e *Engine) codecard(ctx context.Context, f *Flow, a Answer, n int) error {
 	key := strings.TrimSpace(a.Key)
 	if !codecard.ValidKey(key) {
-		if n > 0 {
-			e.release(context.WithoutCancel(ctx), f)
-		}
 		return Errorf(CodeInvalidRequest, "A key is the 6 digits printed beside key number %s.", f.KeyNumber)
 	}
 	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 	hash := e.Cards.Hash(f.CardSerial, f.KeyNumber, key)
-	res, reserved, subject, err := e.Store.UseCardKey(settle, f.ID, n == 0, f.CitizenID, f.CardSerial, f.KeyNumber, hash,
+	// The key's use reserves one of the flow's attempts (given back by the save of a right key)
+	// and brings the pairwise subject, in one round trip.
+	res, n, subject, err := e.Store.UseCardKey(settle, f.ID, true, f.CitizenID, f.CardSerial, f.KeyNumber, hash,
 		e.MaxFailures, f.sector(), NewSubject())
-	if n == 0 {
-		n = reserved
-	}
 	if err != nil {
 		return fmt.Errorf("flows: codecard: use key %s: %w", f.KeyNumber, err)
 	}

@@ -3,11 +3,8 @@ package idp_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -19,8 +16,6 @@ import (
 	"github.com/nemidp/nemidp/idp"
 	"github.com/nemidp/nemidp/idp/audit"
 	"github.com/nemidp/nemidp/idp/keyapp/deviceclient"
-	"github.com/nemidp/nemidp/idp/store"
-	"github.com/nemidp/nemidp/idp/store/storetest"
 	"github.com/nemidp/nemidp/keys/device"
 	"github.com/nemidp/nemidp/keys/password"
 )
@@ -39,39 +34,11 @@ const (
 // auditServer is the whole IdP with two operator tokens, its audit trail kept in rec.
 func auditServer(t *testing.T) (*testServer, *audit.Recorder) {
 	t.Helper()
-	u := redisURL(t)
-	var rb [6]byte
-	_, _ = rand.Read(rb[:])
-	prefix := "test-" + hex.EncodeToString(rb[:]) + ":"
-	st, err := store.Open(u, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		storetest.DeletePrefix(st.Redis(), prefix)
-		st.Close()
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.Addr = ln.Addr().String()
-	cfg.Issuer = "http://" + cfg.Addr
-	cfg.RedisURL, cfg.RedisPrefix = u, prefix // the address throttle's keys too: nothing shared, nothing left
-	cfg.AdminToken = "borgerservice:" + auditTokenBS + ",bank.dk:" + auditTokenBank
-	cfg.Secret = "test-secret-0123456789abcdef0123456789"
-	off := false
-	cfg.Demo = &off
 	rec := &audit.Recorder{}
-	srv, err := idp.New(context.Background(), cfg, st, idp.Options{PasswordParams: password.TestParams, AuditOut: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: srv.Handler}
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { hs.Close() })
-	return &testServer{Server: srv, base: cfg.Issuer}, rec
+	s := newTestServerWith(t, func(cfg *config.Config) {
+		cfg.AdminToken = "borgerservice:" + auditTokenBS + ",bank.dk:" + auditTokenBank
+	}, idp.Options{PasswordParams: password.TestParams, AuditOut: rec})
+	return s, rec
 }
 
 // call sends a JSON request and answers the status and the decoded body.

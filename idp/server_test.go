@@ -58,6 +58,13 @@ func redisURL(tb testing.TB) string {
 
 func newTestServer(tb testing.TB, kdf password.Params) *testServer {
 	tb.Helper()
+	return newTestServerWith(tb, nil, idp.Options{PasswordParams: kdf})
+}
+
+// newTestServerWith is newTestServer with the configuration changed by mod (nil: none) and
+// the given options.
+func newTestServerWith(tb testing.TB, mod func(*config.Config), opts idp.Options) *testServer {
+	tb.Helper()
 	u := redisURL(tb)
 	var rb [6]byte
 	_, _ = rand.Read(rb[:])
@@ -82,7 +89,10 @@ func newTestServer(tb testing.TB, kdf password.Params) *testServer {
 	cfg.Secret = "test-secret-0123456789abcdef0123456789"
 	off := false
 	cfg.Demo = &off
-	srv, err := idp.New(context.Background(), cfg, st, idp.Options{PasswordParams: kdf})
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := idp.New(context.Background(), cfg, st, opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -196,8 +196,8 @@ func wantsJSON(r *http.Request) bool {
 
 // browserID returns the digest of the browser cookie, setting a new cookie if there is none.
 func (h *Handler) browserID(req *request, create bool) string {
-	if c, err := req.r.Cookie(h.cookieName(browserCookie)); err == nil && len(c.Value) >= 22 && len(c.Value) <= 64 {
-		return digest(c.Value)
+	if b := h.BrowserOf(req.r); b != "" {
+		return b
 	}
 	if !create {
 		return ""
@@ -1007,10 +1007,11 @@ func (h *Handler) BoundTo(r *http.Request, f *flows.Flow) bool {
 	return b != "" && f.Browser == b
 }
 
-// BrowserOf is what a flow bound to the request's browser holds ("" without the cookie).
+// BrowserOf is what a flow bound to the request's browser holds ("" without the cookie, or
+// with one of a length we never set).
 func (h *Handler) BrowserOf(r *http.Request) string {
 	c, err := r.Cookie(h.cookieName(browserCookie))
-	if err != nil {
+	if err != nil || len(c.Value) < 22 || len(c.Value) > 64 {
 		return ""
 	}
 	return digest(c.Value)
