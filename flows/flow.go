@@ -49,6 +49,22 @@ const (
 	MethodKeyApp   = "keyapp"
 )
 
+// Notices a login may carry (DESIGN.md §5, "notice").
+const (
+	// NoticeRenewalDue: the NemID expires within 60 days and must be renewed.
+	NoticeRenewalDue = "renewal_due"
+	// NoticeNewCardSent: a new code card is on its way (or has arrived); its first used key
+	// makes it the active card.
+	NoticeNewCardSent = "new_card_sent"
+)
+
+// AddNotice adds a notice once.
+func (f *Flow) AddNotice(code string) {
+	if !slices.Contains(f.Notices, code) {
+		f.Notices = append(f.Notices, code)
+	}
+}
+
 // PurposeActivation marks a flow that activates a key-app device: a password and a card key,
 // asked by the key-app API, never shown to a browser nor finished into a protocol answer.
 const PurposeActivation = "keyapp_activation"
@@ -101,6 +117,9 @@ type Flow struct {
 	// Wards are the guardian's current wards offered at the act_as step, each under a random
 	// ref of this flow only (never a user id or CPR number in the view).
 	Wards []WardOption `json:"wards,omitempty"`
+	// Notices are things the citizen should hear of during this login that are not errors
+	// (NoticeRenewalDue, NoticeNewCardSent), most urgent first; the JSON view carries the first.
+	Notices []string `json:"notices,omitempty"`
 	// Protocol is the front end's own state (the OIDC auth request, …), opaque here.
 	Protocol json.RawMessage `json:"protocol,omitempty"`
 

@@ -695,8 +695,19 @@ func (h *Handler) view(req *request) View {
 	}
 	if f.Step != flows.StepDone && f.Step != flows.StepFailed {
 		v.CSRFToken = h.csrfToken(f.ID, req.browser)
+		if len(f.Notices) > 0 {
+			v.Notice = &Notice{Code: f.Notices[0], Message: noticeText(langEN, f.Notices[0])}
+		}
 	}
 	return v
+}
+
+// noticeText is a notice's text in lang; an unknown code has its code as text.
+func noticeText(lang, code string) string {
+	if t, ok := texts[lang]["notice_"+code]; ok {
+		return t
+	}
+	return code
 }
 
 // methods lists the second factors the citizen may switch to (the one asked now included: to
@@ -739,6 +750,9 @@ func (h *Handler) render(req *request, status int, fe *flows.Error) error {
 		username = req.flow.LoginHint // the relying party's login_hint prefills the user ID
 	}
 	d := pageData{View: v, Error: v.Error, ClientName: h.clientName(req), Username: username}
+	if v.Notice != nil {
+		d.Notices = req.flow.Notices
+	}
 	if v.Step == flows.StepKeyApp {
 		d.KeyApp = h.keyAppPage(req.flow, v, d.ClientName)
 	}
@@ -779,6 +793,8 @@ type pageData struct {
 	BackURL    string
 	RequestID  string
 	Params     url.Values // hidden fields carried through a form (logout confirmation)
+	// Notices are the flow's notices (flows.Notice…), shown above the step.
+	Notices []string
 }
 
 // keyAppPage is the state of the keyapp step's page.
