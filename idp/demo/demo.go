@@ -19,6 +19,7 @@ import (
 	httphelper "github.com/zitadel/oidc/v3/pkg/http"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
+	"github.com/nemidp/nemidp/idp/cardprint"
 	"github.com/nemidp/nemidp/idp/issuance"
 	idpoidc "github.com/nemidp/nemidp/idp/oidc"
 	"github.com/nemidp/nemidp/idp/store"
@@ -107,12 +108,6 @@ func (s *Seeder) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /demo/callback", s.callback)
 }
 
-var cardTmpl = template.Must(template.New("card").Funcs(template.FuncMap{"mod": func(a, b int) int { return a % b }}).Parse(`<!doctype html><html lang="da"><head><meta charset="utf-8">
-<title>Demo code card</title><link rel="stylesheet" href="/static/nemid.css"></head><body><main>
-<h1>Nøglekort {{.Card.Serial}}</h1><p>Demo mode only. User ID <strong>{{.UID}}</strong>. A used key cannot be used again.</p>
-<table class="card">{{range $i, $k := .Card.Keys}}{{if eq (mod $i 4) 0}}<tr>{{end}}<td>{{$k.Number}}</td><td><strong>{{$k.Key}}</strong></td>{{if eq (mod $i 4) 3}}</tr>{{end}}{{end}}</table>
-</main></body></html>`))
-
 func (s *Seeder) cardPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Header.Get("Accept") == "application/json" {
@@ -121,7 +116,14 @@ func (s *Seeder) cardPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = cardTmpl.Execute(w, map[string]any{"Card": s.card, "UID": s.uid})
+	lang := cardprint.Lang(r)
+	note := "Demo mode only. User ID " + s.uid + "."
+	if lang == cardprint.LangDA {
+		note = "Kun i demo-tilstand. Bruger-id " + s.uid + "."
+	}
+	if err := cardprint.RenderPage(w, cardprint.Page{Card: s.card, Lang: lang, Note: note}); err != nil {
+		slog.WarnContext(r.Context(), "demo: card page", "err", err)
+	}
 }
 
 // relyingParty is made on first use: it reads the IdP's discovery, which needs the server up.
