@@ -86,7 +86,9 @@ func TestOutboxRefusals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			status, body := getOutbox(t, mux, tc.query, tc.token)
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			if err := json.Unmarshal(body, &e); err != nil || status != tc.status || e.Error.Code != tc.code || e.Error.Message == "" {
 				t.Fatalf("GET outbox%s: %d %s; want %d %s", tc.query, status, body, tc.status, tc.code)
 			}

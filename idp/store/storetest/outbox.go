@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -401,5 +402,40 @@ func testOutboxPaging(t *testing.T, h *harness) {
 	}
 	if got := readOutbox(t, s); len(got) != 8 || got[0].ID == "1000-0" {
 		t.Fatalf("after the sweep %d entries (first %s), want the old one trimmed", len(got), got[0].ID)
+	}
+}
+
+// testOutboxSweeper: the sweeper relays a dead writer's event at once when started and a later
+// one on its next round; once stopped it relays nothing more.
+func testOutboxSweeper(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s, prefix := h.outboxStore(t)
+	rdb := s.Redis()
+	at := time.Now().UTC().Format(time.RFC3339)
+	crash := func(c *store.Citizen) {
+		noErr(t, "announce", rdb.ZAdd(ctx, prefix+"{outbox}:pending", redis.Z{Score: float64(time.Now().Add(-time.Hour).UnixMilli()), Member: c.UserID + "|crashed"}).Err())
+		rawEvent(t, rdb, prefix, c.UserID, "", "type", "card_blocked", "serial", "G000000001", "at", at)
+	}
+	waitFor := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for len(readOutbox(t, s)) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("the sweeper relayed %d entries in 5 s, want %d", len(readOutbox(t, s)), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	a, b, c := newCitizenIn(t, s), newCitizenIn(t, s), newCitizenIn(t, s)
+	crash(a)
+	stop := s.StartOutboxSweeper(20*time.Millisecond, slog.New(slog.DiscardHandler))
+	waitFor(1)
+	crash(b)
+	waitFor(2)
+	stop()
+	crash(c)
+	time.Sleep(100 * time.Millisecond)
+	if got := typesOf(readOutbox(t, s)); !slices.Equal(got, []string{"card_blocked/" + a.UserID, "card_blocked/" + b.UserID}) {
+		t.Fatalf("outbox %v, want a's and b's card_blocked and nothing after the stop", got)
 	}
 }

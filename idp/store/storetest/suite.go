@@ -131,6 +131,7 @@ func Run(t *testing.T, b Backend) {
 		{"Outbox/Crash", testOutboxCrash},
 		{"Outbox/RelayRace", testOutboxRelayRace},
 		{"Outbox/Paging", testOutboxPaging},
+		{"Outbox/Sweeper", testOutboxSweeper},
 		{"Unavailable/ClosedClient", testClosedClient},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
