@@ -315,6 +315,8 @@ func (s *Store) StartOutboxSweeper(interval time.Duration, log *slog.Logger) (st
 	return func() { cancel(); <-done }
 }
 
+const maxStreamID = "18446744073709551615-18446744073709551615"
+
 var outboxIDRe = regexp.MustCompile(`^[0-9]{1,20}-[0-9]{1,20}$`)
 
 // ValidOutboxID reports whether id is an outbox position ("" is the start).
@@ -339,6 +341,9 @@ func (s *Store) Outbox(ctx context.Context, after string, limit int) ([]OutboxEv
 		return nil, fmt.Errorf("store: outbox: after %q: %w", after, ErrBadOutboxID)
 	}
 	limit = min(max(limit, 1), MaxOutboxLimit)
+	if after == maxStreamID {
+		return []OutboxEvent{}, nil // nothing can follow it, and Redis refuses the range
+	}
 	start := "-"
 	if after != "" {
 		start = "(" + after

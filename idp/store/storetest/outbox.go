@@ -387,12 +387,15 @@ func testOutboxPaging(t *testing.T, h *harness) {
 	if page, err := s.Outbox(ctx, "1000-5", 2); err != nil || len(page) != 2 || page[0].ID != all[1].ID {
 		t.Fatalf("after 1000-5: %+v, %v", page, err)
 	}
+	if page, err := s.Outbox(ctx, "18446744073709551615-18446744073709551615", 5); err != nil || len(page) != 0 {
+		t.Fatalf("after the largest id: %+v, %v; want none", page, err)
+	}
 	for _, limit := range []int{0, -5} {
 		if page, err := s.Outbox(ctx, "", limit); err != nil || len(page) != 1 {
 			t.Fatalf("limit %d: %d entries, %v; want 1", limit, len(page), err)
 		}
 	}
-	for _, bad := range []string{"x", "1-", "-1", "1-2-3", "(1-0", "1000", "+", "-", " 1-0", "99999999999999999999999-0"} {
+	for _, bad := range []string{"x", "1-", "-1", "1-2-3", "(1-0", "1000", "+", "-", " 1-0", "99999999999999999999999-0", "18446744073709551616-0"} {
 		_, err := s.Outbox(ctx, bad, 10)
 		wantErr(t, "Outbox(after "+bad+")", err, store.ErrBadOutboxID)
 	}
