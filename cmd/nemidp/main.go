@@ -41,6 +41,8 @@ const usage = `nemidp — NemID identity-provider gateway
                                         set a temporary password; prints it (once)
                                         (these run the operator API's handlers in process, as
                                         operator "cli"; a refusal exits 1 with its code and message)
+  nemidp outbox [--after ID] [--limit N]
+                                        the outbox (letters to send) as GET /admin/v1/outbox answers it
   nemidp client add --id ID --redirect-uri URI [--redirect-uri …] [--name N] [--public] [--secret S]
                     [--scope S …] [--requires-oces] [--id-token-alg ES256|RS256] [--no-pkce]
                     [--dialect default|broker] [--sector-identifier SECTOR]
@@ -89,6 +91,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 				return citizenOp(ctx, args[1], args[2:], getenv, out)
 			}
 		}
+	case "outbox":
+		return outboxCmd(ctx, args[1:], getenv, out)
 	case "client":
 		if len(args) > 1 && args[1] == "add" {
 			return clientAdd(ctx, args[2:], getenv, out)
@@ -150,6 +154,9 @@ func serve(ctx context.Context, getenv func(string) string, out io.Writer) error
 		return err
 	}
 	defer srv.Close()
+	// Relays the outbox events a write left unrelayed (it died, or Redis failed, in between),
+	// at once and every 10 s; stopped (a sweep under way finished) before the store closes.
+	defer srv.Store.StartOutboxSweeper(store.OutboxSweepInterval, slog.Default())()
 	var info *demo.Info
 	if cfg.DemoMode() {
 		seeder := &demo.Seeder{Store: srv.Store, Issuer: srv.Issuer, Base: cfg.Issuer}

@@ -77,6 +77,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("DELETE /admin/v1/citizens/{user_id}/devices/{device_id}", a.auth(a.removeDevice))
 	mux.Handle("POST /admin/v1/guardianships", a.auth(a.createGuardianship))
 	mux.Handle("DELETE /admin/v1/guardianships/{id}", a.auth(a.endGuardianship))
+	mux.Handle("GET /admin/v1/outbox", a.auth(a.outbox))
 	mux.Handle("/admin/", a.auth(func(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{http.StatusNotFound, "not_found", "No such operator endpoint."}
 	}))

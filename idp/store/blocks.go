@@ -90,8 +90,12 @@ func (s *Store) Block(ctx context.Context, uid, reason, by string, now time.Time
 	if !ValidBlockReason(reason) {
 		return BlockResult{}, fmt.Errorf("store: block: reason %q is not misuse, lost_card or operator", reason)
 	}
-	res, err := blockScript.Run(ctx, s.rdb, []string{s.citizenKey(uid), s.eventsKey(uid)},
-		reason, now.UTC().Format(time.RFC3339), now.UnixMilli(), by).StringSlice()
+	var res []string
+	err := s.withOutbox(ctx, uid, func() (err error) {
+		res, err = blockScript.Run(ctx, s.rdb, []string{s.citizenKey(uid), s.eventsKey(uid)},
+			reason, now.UTC().Format(time.RFC3339), now.UnixMilli(), by).StringSlice()
+		return err
+	})
 	if err != nil {
 		return BlockResult{}, wrap("block", err)
 	}
@@ -135,8 +139,12 @@ return {'unblocked', now}
 // ErrLockedOut for a lockout after failures (a temporary password lifts it), ErrNotFound
 // when the citizen does not exist.
 func (s *Store) Unblock(ctx context.Context, uid, by string, now time.Time) (string, error) {
-	res, err := unblockScript.Run(ctx, s.rdb, []string{s.citizenKey(uid), s.eventsKey(uid)},
-		now.UTC().Format(time.RFC3339), by, now.In(copenhagen).Format(time.DateOnly)).StringSlice()
+	var res []string
+	err := s.withOutbox(ctx, uid, func() (err error) {
+		res, err = unblockScript.Run(ctx, s.rdb, []string{s.citizenKey(uid), s.eventsKey(uid)},
+			now.UTC().Format(time.RFC3339), by, now.In(copenhagen).Format(time.DateOnly)).StringSlice()
+		return err
+	})
 	if err != nil {
 		return "", wrap("unblock", err)
 	}
@@ -178,8 +186,12 @@ return {'set', st}
 // not exist.
 func (s *Store) SetTemporaryPassword(ctx context.Context, uid, hash, by string, now time.Time) (string, error) {
 	keys := []string{s.citizenKey(uid), s.attemptsKey(uid), s.eventsKey(uid)}
-	res, err := temporaryPasswordScript.Run(ctx, s.rdb, keys,
-		hash, now.UTC().Format(time.RFC3339), now.UnixMilli(), by).StringSlice()
+	var res []string
+	err := s.withOutbox(ctx, uid, func() (err error) {
+		res, err = temporaryPasswordScript.Run(ctx, s.rdb, keys,
+			hash, now.UTC().Format(time.RFC3339), now.UnixMilli(), by).StringSlice()
+		return err
+	})
 	if err != nil {
 		return "", wrap("temporary password", err)
 	}

@@ -88,7 +88,11 @@ func (s *Store) AddDevice(ctx context.Context, uid string, d Device, max int) er
 		return fmt.Errorf("store: add device: %w", err)
 	}
 	keys := []string{s.citizenKey(uid), s.devicesKey(uid), s.devActKey(uid), s.eventsKey(uid)}
-	res, err := addDeviceScript.Run(ctx, s.rdb, keys, d.ID, raw, max, d.Name, d.CreatedAt.UTC().Format(time.RFC3339)).Text()
+	var res string
+	err = s.withOutbox(ctx, uid, func() (err error) {
+		res, err = addDeviceScript.Run(ctx, s.rdb, keys, d.ID, raw, max, d.Name, d.CreatedAt.UTC().Format(time.RFC3339)).Text()
+		return err
+	})
 	if err != nil {
 		return wrap("add device", err)
 	}
@@ -208,7 +212,11 @@ return 'ok'
 // label, or "citizen").
 func (s *Store) RemoveDevice(ctx context.Context, uid, id, by string) error {
 	keys := []string{s.devicesKey(uid), s.devActKey(uid), s.eventsKey(uid)}
-	res, err := removeDeviceScript.Run(ctx, s.rdb, keys, id, time.Now().UTC().Format(time.RFC3339), by).Text()
+	var res string
+	err := s.withOutbox(ctx, uid, func() (err error) {
+		res, err = removeDeviceScript.Run(ctx, s.rdb, keys, id, time.Now().UTC().Format(time.RFC3339), by).Text()
+		return err
+	})
 	if err != nil {
 		return wrap("remove device", err)
 	}

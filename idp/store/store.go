@@ -124,12 +124,3 @@ func digest(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
-
-// withOutbox runs write, a change in uid's slot that may add events to the citizen's event
-// stream ({c:<uid>}:events), so that those events reach the outbox (outbox.go): every writer of
-// an event the citizen must hear of goes through it.
-func (s *Store) withOutbox(ctx context.Context, uid string, write func() error) error {
-	_ = ctx
-	_ = uid
-	return write()
-}

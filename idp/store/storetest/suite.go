@@ -125,6 +125,13 @@ func Run(t *testing.T, b Backend) {
 		{"Blocks/UnblockRenewed", testUnblockRenewed},
 		{"Blocks/Race", testBlockRace},
 		{"Flows/SaveWithSession", testSaveFlowSession},
+		{"Outbox/Order", testOutboxOrder},
+		{"Outbox/Addresses", testOutboxAddresses},
+		{"Outbox/SkipsOthers", testOutboxSkipsOthers},
+		{"Outbox/Crash", testOutboxCrash},
+		{"Outbox/RelayRace", testOutboxRelayRace},
+		{"Outbox/Paging", testOutboxPaging},
+		{"Outbox/Sweeper", testOutboxSweeper},
 		{"Unavailable/ClosedClient", testClosedClient},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
