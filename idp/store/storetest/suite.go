@@ -125,6 +125,9 @@ func Run(t *testing.T, b Backend) {
 		{"Blocks/UnblockRenewed", testUnblockRenewed},
 		{"Blocks/Race", testBlockRace},
 		{"Flows/SaveWithSession", testSaveFlowSession},
+		{"Renewal/Due", testRenewalDue},
+		{"Renewal/DueRace", testRenewalDueRace},
+		{"Renewal/ExpiryOf", testExpiryOf},
 		{"Unavailable/ClosedClient", testClosedClient},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
