@@ -203,6 +203,16 @@ func TestRenewalDueNotice(t *testing.T) {
 				}
 			})
 		}
+		// Before a notice the login already carries: renewal_due is the most urgent.
+		t.Run("first of two", func(t *testing.T) {
+			c := env.issueExpiring(t, 5)
+			f := env.begin(t, flows.Start{})
+			f.AddNotice(flows.NoticeNewCardSent) // saved with the password's save
+			env.mustSubmit(t, f, flows.StepPassword, flows.Answer{Username: c.UserID, Password: c.Password}, flows.StepCodeCard)
+			if got := env.load(t, f.ID).Notices; len(got) != 2 || got[0] != flows.NoticeRenewalDue || got[1] != flows.NoticeNewCardSent {
+				t.Fatalf("notices %v, want [renewal_due new_card_sent]", got)
+			}
+		})
 	})
 }
 
