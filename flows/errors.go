@@ -51,7 +51,9 @@ type Error struct {
 	Message      string `json:"message"`
 	AttemptsLeft *int   `json:"attempts_left,omitempty"`
 	// Reason is a blocked NemID's block category (misuse, lost_card, operator).
-	Reason     string `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// ExpiresAt is an expired NemID's last valid day (YYYY-MM-DD), for the page's text.
+	ExpiresAt  string `json:"expires_at,omitempty"`
 	notCounted bool   // a code that usually is a failed answer, here not one
 	// citizen is the NemID a wrong password counted against ("" for a user ID with no NemID):
 	// for the audit trail, never shown to the browser.

@@ -93,13 +93,14 @@ func (e *Engine) EndSession(ctx context.Context, id string) error {
 
 // sessionCitizen loads the session's citizen with its pairwise subject at the flow's sector
 // ("" when it has none yet), in one round trip; nil when the flow's subject hint names
-// someone else.
+// someone else, or the NemID expired since the session's login (its password login refuses
+// it then, with the instructions).
 func (e *Engine) sessionCitizen(ctx context.Context, f *Flow, s *SessionInfo) (*store.Citizen, string, error) {
 	c, sub, err := e.Store.CitizenWithSubject(ctx, s.CitizenID, f.sector())
 	if err != nil {
 		return nil, "", err
 	}
-	if f.SubjectHint != "" && sub != f.SubjectHint {
+	if (f.SubjectHint != "" && sub != f.SubjectHint) || e.expired(c) {
 		return nil, "", nil
 	}
 	return c, sub, nil

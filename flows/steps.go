@@ -147,7 +147,7 @@ func statusError(c *store.Citizen) *Error {
 	case c.Status == store.StatusBlocked:
 		return blockedError(c.BlockReason)
 	case c.Status == store.StatusExpired:
-		return Errorf(CodeExpired, "Your NemID has expired and must be renewed.")
+		return expiredError(c.ExpiresAt)
 	}
 	return nil
 }
@@ -322,7 +322,7 @@ func (e *Engine) password(ctx context.Context, id string, f *Flow, a Answer, gua
 	// KDF; the one read with the settling is checked after the save), no card to ask.
 	number := pa.KeyNumber
 	useApp := pa.Devices > 0 && f.Purpose == "" // an activation always asks the card
-	refuse := statusError(c)
+	refuse := e.refusal(c)
 	if refuse == nil && !useApp && (c.ActiveCard == "" || number == "") {
 		refuse = Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
 		if c.ActiveCard == "" {
@@ -357,6 +357,7 @@ func (e *Engine) password(ctx context.Context, id string, f *Flow, a Answer, gua
 		if useApp {
 			f.Method = MethodKeyApp
 		}
+		e.renewalNotice(f, c)
 		return e.advance(settle, f)
 	})
 	acc := f.accepted
@@ -379,6 +380,7 @@ func (e *Engine) password(ctx context.Context, id string, f *Flow, a Answer, gua
 			return f, e.failMovedOn(settle, f, c.UserID, se)
 		}
 	}
+	e.renewalDueEvent(settle, c)
 	if e.Passwords.NeedsRehash(c.Password) {
 		e.rehash(ctx, settle, kdf, c, a.Password)
 	}
@@ -598,8 +600,8 @@ func (newPasswordStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) 
 	if err != nil {
 		return fmt.Errorf("flows: new password: %w", err)
 	}
-	if se := statusError(c); se != nil {
-		return se // blocked or locked since the key was accepted
+	if se := e.refusal(c); se != nil {
+		return se // blocked, locked or expired since the key was accepted
 	}
 	if err := password.Validate(pw, c.CPR); err != nil {
 		var re *password.RuleError

@@ -47,6 +47,9 @@ type Issuer struct {
 	Passwords *password.Hasher
 	Cards     *codecard.Hasher
 	Now       func() time.Time
+	// MaxFailures is the lockout limit of wrong card keys, the login's (login.max_failures):
+	// self-service renewal counts a wrong key as a login does (0: 5).
+	MaxFailures int
 	// NewCard draws a card; nil is codecard.Generate (tests force serial collisions).
 	NewCard func() (codecard.Card, error)
 }

@@ -58,6 +58,9 @@ type Citizen struct {
 	// resumed or refreshed (LoginEnded), also once the NemID is unblocked. Set only by the
 	// scripts in blocks.go.
 	SessionsEnded time.Time
+	// RenewalNotified is the expires_at a renewal_due event was last sent for (renewal.go): one
+	// event per expiry date. Set only by NoteRenewalDue.
+	RenewalNotified string
 }
 
 func (c *Citizen) fields() map[string]any {
@@ -80,7 +83,7 @@ func citizenFrom(m map[string]string) *Citizen {
 		Password: m["password"], MustChange: m["must_change"] == "1", Failures: failures,
 		IssuedAt: m["issued_at"], CreatedAt: created, Address: m["address"], ActiveCard: m["active_card"],
 		ExpiresAt: m["expires_at"], PID: m["pid"], OCESIssuedAt: m["oces_issued_at"], YouthCert: m["youth_cert"] == "1",
-		SessionsEnded: parseMillis(m["sessions_ended"]),
+		SessionsEnded: parseMillis(m["sessions_ended"]), RenewalNotified: m["renewal_notified"],
 	}
 }
 

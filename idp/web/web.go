@@ -818,7 +818,7 @@ func (p pageData) ErrorText() string {
 		return ""
 	}
 	if s := t(p.Lang, "err_"+p.Error.Code); s != "" {
-		return s
+		return fillErrorText(p.Lang, s, p.Error)
 	}
 	return p.Error.Message
 }

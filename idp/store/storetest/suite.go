@@ -132,6 +132,9 @@ func Run(t *testing.T, b Backend) {
 		{"Outbox/RelayRace", testOutboxRelayRace},
 		{"Outbox/Paging", testOutboxPaging},
 		{"Outbox/Sweeper", testOutboxSweeper},
+		{"Renewal/Due", testRenewalDue},
+		{"Renewal/DueRace", testRenewalDueRace},
+		{"Renewal/ExpiryOf", testExpiryOf},
 		{"Unavailable/ClosedClient", testClosedClient},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
