@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nemidp/nemidp/idp/store"
+	"github.com/zitadel/oidc/v3/pkg/client/rp"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
 )
 
 // danishToday is today in Denmark, as a UTC midnight (for date arithmetic).
@@ -171,5 +173,38 @@ func TestSelfServiceRenewalClearsYouthMarker(t *testing.T) {
 	}
 	if unused, err := p.Store.KeyUnused(ctx, c.UserID, serial, number); err != nil || unused {
 		t.Fatalf("the renewal's key is still unused: %v %v", unused, err)
+	}
+}
+
+// TestExpiryEndsGrants: once a NemID's expiry date has passed, its grants end like a block's:
+// a refresh answers invalid_grant, userinfo 401, the SSO session no longer answers, with no
+// status ever written (the date decides). Renewal does not bring the old grant back.
+func TestExpiryEndsGrants(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	bank := p.relyingParty(t, p.registerClient(t, "openid", "profile", "offline_access"), "openid", "profile", "offline_access")
+	c := p.issueCitizen(t, freshCPR(), "Karen Jensen")
+	p.activate(t, bank, c)
+	b := p.newBrowser(t)
+	tok := b.login(t, bank, c)
+	if st := userinfoStatus(t, p, bank, tok.AccessToken); st != http.StatusOK {
+		t.Fatalf("userinfo before the expiry: %d", st)
+	}
+	p.setExpiry(t, c.UserID, danishToday(t).AddDate(0, 0, -1))
+	if st := userinfoStatus(t, p, bank, tok.AccessToken); st != http.StatusUnauthorized {
+		t.Fatalf("userinfo after the expiry date: %d, want 401", st)
+	}
+	if l := b.authorize(t, bank, withParam("prompt", "none")); l.Back == nil || l.Back.Query().Get("error") != "login_required" {
+		t.Fatalf("prompt=none after the expiry date: back %v, want login_required", l.Back)
+	}
+	if _, err := rp.RefreshTokens[*oidc.IDTokenClaims](t.Context(), bank, tok.RefreshToken, "", ""); !isOAuthError(err, "invalid_grant") {
+		t.Fatalf("refresh after the expiry date: %v, want invalid_grant", err)
+	}
+	if code, _ := p.adminCall(t, "/admin/v1/citizens/"+c.UserID+"/renew", nil); code != http.StatusOK {
+		t.Fatalf("renew: %d", code)
+	}
+	// The refused refresh revoked the grant: renewal gives a new login, not the old grant.
+	if _, err := rp.RefreshTokens[*oidc.IDTokenClaims](t.Context(), bank, tok.RefreshToken, "", ""); !isOAuthError(err, "invalid_grant") {
+		t.Fatalf("refresh of the revoked grant after renewal: %v, want invalid_grant", err)
 	}
 }

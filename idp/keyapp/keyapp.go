@@ -272,7 +272,7 @@ func (a *API) canActivate(ctx context.Context, f *flows.Flow) *apiError {
 	if err != nil {
 		return &apiError{status: http.StatusServiceUnavailable, code: flows.CodeUnavailable, message: "NemID is temporarily unavailable. Try again shortly."}
 	}
-	if st.ExpiresAt != "" && st.ExpiresAt < a.Flows.Time().Format(time.DateOnly) {
+	if store.ExpiryOf(st.ExpiresAt, a.Flows.Time()).Expired { // the Danish date decides
 		return &apiError{status: http.StatusForbidden, code: flows.CodeExpired, reason: "expired",
 			message: "Your NemID has expired and must be renewed before you can activate the key app."}
 	}

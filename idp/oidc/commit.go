@@ -80,7 +80,7 @@ func (s *Storage) commit(ctx context.Context, p *pendingIssue) error {
 // checkCitizenStatus refuses (and revokes the grant of) a NemID blocked or expired since the
 // login.
 func (s *Storage) checkCitizenStatus(ctx context.Context, grant, citizenID string) error {
-	st, err := s.Store.CitizenStatus(ctx, citizenID)
+	st, err := s.Store.CitizenStatus(ctx, citizenID, s.now())
 	if errors.Is(err, store.ErrNotFound) { // a server error, not a dead grant: the retry may work
 		return fmt.Errorf("oidc: citizen status: the record cannot be read (%v)", err)
 	}

@@ -53,7 +53,7 @@ func (s *Storage) actorClaims(ctx context.Context, rec *tokenRecord, scopes []st
 	}
 	// The guardian's own block (or temporary password) since the login ends the grants the
 	// guardian holds for a ward too, also once unblocked.
-	if guardian.Status != store.StatusActive || store.LoginEnded(guardian.SessionsEnded, rec.AuthTime) {
+	if !guardian.ActiveOn(s.now()) || store.LoginEnded(guardian.SessionsEnded, rec.AuthTime) {
 		return nil, errNoLongerGuardian
 	}
 	name := ""

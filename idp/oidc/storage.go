@@ -631,7 +631,7 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 	// on the ward's: a ward under guardianship may well have let theirs lapse.
 	// A block (or a temporary password) since the login ended the grant for good, also once
 	// the NemID is unblocked.
-	if !loginStands(c, &rec) {
+	if !loginStands(c, &rec, s.now()) {
 		if err := s.refuseInactive(ctx, rec.Grant); !errors.Is(err, errInactive) {
 			return storeErr(err)
 		}
@@ -657,11 +657,11 @@ func (s *Storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo,
 // loginStands reports whether the citizen c of grant rec may still have tokens: the NemID is
 // active and no block or temporary password ended its sessions and grants since the login
 // (store.LoginEnded). A ward's grant stands on the guardian's NemID, judged in actorClaims.
-func loginStands(c *store.Citizen, rec *tokenRecord) bool {
+func loginStands(c *store.Citizen, rec *tokenRecord, now time.Time) bool {
 	if rec.Actor != nil {
 		return true
 	}
-	return c.Status == store.StatusActive && !store.LoginEnded(c.SessionsEnded, rec.AuthTime)
+	return c.ActiveOn(now) && !store.LoginEnded(c.SessionsEnded, rec.AuthTime)
 }
 
 // requestCitizen is the citizen's record for a token request: the one the code exchange read
@@ -709,7 +709,7 @@ func (s *Storage) fillUserinfo(ctx context.Context, ui *oidc.UserInfo, rec *toke
 	if err != nil {
 		return storeErr(err)
 	}
-	if !loginStands(c, rec) { // a ward's grant: see SetUserinfoFromRequest
+	if !loginStands(c, rec, s.now()) { // a ward's grant: see SetUserinfoFromRequest
 		return errInactive
 	}
 	act, err := s.actorClaims(ctx, rec, scopes)

@@ -263,10 +263,22 @@ func (s *Store) Citizen(ctx context.Context, uid string) (*Citizen, error) {
 	return citizenFrom(m), nil
 }
 
-// CitizenStatus returns just the citizen's status (one field, for checks on the token path).
-func (s *Store) CitizenStatus(ctx context.Context, uid string) (string, error) {
-	st, err := s.rdb.HGet(ctx, s.citizenKey(uid), "status").Result()
-	return st, wrap("citizen status", err)
+// CitizenStatus returns the citizen's status as of now (for checks on the token path, one
+// round trip): an active NemID past its expiry date is StatusExpired.
+func (s *Store) CitizenStatus(ctx context.Context, uid string, now time.Time) (string, error) {
+	v, err := s.rdb.HMGet(ctx, s.citizenKey(uid), "status", "expires_at").Result()
+	if err != nil {
+		return "", wrap("citizen status", err)
+	}
+	st, _ := v[0].(string)
+	if v[0] == nil {
+		return "", fmt.Errorf("store: citizen status: %w", ErrNotFound)
+	}
+	exp, _ := v[1].(string)
+	if st == StatusActive && ExpiryOf(exp, now).Expired {
+		return StatusExpired, nil
+	}
+	return st, nil
 }
 
 func isDigits(s string) bool {

@@ -41,6 +41,13 @@ func ExpiryOf(expiresAt string, now time.Time) Expiry {
 	return Expiry{DaysLeft: left, Expired: left < 0, Due: left >= 0 && left <= RenewalWindowDays}
 }
 
+// ActiveOn reports whether the NemID may log in on now's Danish date: status active and not
+// past its expiry (a record whose expiry passed keeps status active until renewed; the date
+// decides, everywhere a login, a session or a grant is judged).
+func (c *Citizen) ActiveOn(now time.Time) bool {
+	return c.Status == StatusActive && !ExpiryOf(c.ExpiresAt, now).Expired
+}
+
 // DanishToday is the Danish calendar day of now (YYYY-MM-DD).
 func DanishToday(now time.Time) string { return now.In(copenhagen).Format(time.DateOnly) }
 
