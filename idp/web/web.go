@@ -817,6 +817,11 @@ func (p pageData) ErrorText() string {
 	if p.Error == nil {
 		return ""
 	}
+	if p.Error.Reason != "" {
+		if s := t(p.Lang, "err_"+p.Error.Code+"_"+p.Error.Reason); s != "" {
+			return s
+		}
+	}
 	if s := t(p.Lang, "err_"+p.Error.Code); s != "" {
 		return fillErrorText(p.Lang, s, p.Error)
 	}
