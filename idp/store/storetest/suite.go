@@ -125,6 +125,7 @@ func Run(t *testing.T, b Backend) {
 		{"Blocks/UnblockRenewed", testUnblockRenewed},
 		{"Blocks/Race", testBlockRace},
 		{"Flows/SaveWithSession", testSaveFlowSession},
+		{"Citizens/AltAddress", testAltAddress},
 		{"Unavailable/ClosedClient", testClosedClient},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
