@@ -60,7 +60,8 @@ type LifeCycle interface {
 	OrderCard(ctx context.Context, uid, reason string) (serial string, err error)
 	// RenewalKey is the card key number renewal asks.
 	RenewalKey(ctx context.Context, uid string) (serial, number string, err error)
-	// Renew renews the NemID with the key beside number on card serial.
+	// Renew renews the NemID with the key beside number on card serial. serial and number
+	// come back from the page's form: Renew must refuse any but the pending ones.
 	Renew(ctx context.Context, uid, serial, number, key string) error
 }
 
