@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -541,6 +542,9 @@ func TestRefusalsShown(t *testing.T) {
 		t.Errorf("unknown code in English: no fallback message")
 	}
 	lc.set(func(f *fakeLC) { f.orderErr = nil })
+	if a := b.get(selfservice.Path + "/kort/mistet"); a.status != http.StatusOK || !strings.Contains(a.body, `id="lost-confirm"`) {
+		t.Fatalf("lost card page: %d", a.status)
+	}
 	if a := b.post(selfservice.Path+"/kort?lang=da", url.Values{"csrf_token": {token}, "reason": {"lost"}}); a.status != http.StatusSeeOther {
 		t.Fatalf("lost card: %d", a.status)
 	}
@@ -641,5 +645,59 @@ func TestLogout(t *testing.T) {
 	}
 	if v := b.view(a.location); v["step"] != "password" {
 		t.Fatalf("the login after log off: %v", v["step"])
+	}
+}
+
+// TestCallbackRace: the callback of one done login, asked many times at once in its browser,
+// makes exactly one self-service session (one Set-Cookie, one audit line).
+func TestCallbackRace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &fakeLC{})
+	c := e.citizen(cprA, "Karen Jensen")
+	b := e.browser()
+	a := b.get(selfservice.Path)
+	v := b.view(a.location)
+	_, v = b.json("POST", a.location+"/password", v["csrf_token"].(string), map[string]string{"username": c.uid, "password": c.pw})
+	_, v = b.json("POST", a.location+"/codecard", v["csrf_token"].(string), map[string]string{"key": c.keys[v["key_number"].(string)]})
+	back, _ := v["redirect_to"].(string)
+	if back == "" {
+		t.Fatalf("login: %v", v)
+	}
+	const n = 12
+	start := make(chan struct{})
+	results := make(chan answer, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", e.base+back, nil)
+			<-start
+			resp, err := b.hc.Do(req)
+			if err != nil {
+				results <- answer{}
+				return
+			}
+			resp.Body.Close()
+			results <- answer{status: resp.StatusCode, header: resp.Header}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(results)
+	sessions := 0
+	for a := range results {
+		if a.status != http.StatusSeeOther {
+			t.Errorf("callback: %d", a.status)
+		}
+		for _, sc := range a.header.Values("Set-Cookie") {
+			if strings.HasPrefix(sc, "nemidp_selvbetjening=") && !strings.HasPrefix(sc, "nemidp_selvbetjening=;") {
+				sessions++
+			}
+		}
+	}
+	if sessions != 1 {
+		t.Fatalf("%d self-service sessions from one login, want 1", sessions)
+	}
+	if got := e.rec.Find("selfservice.login"); len(got) != 1 {
+		t.Fatalf("%d selfservice.login lines, want 1", len(got))
 	}
 }
