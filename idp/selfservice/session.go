@@ -254,8 +254,21 @@ func (h *Handler) callback(req *request) error {
 	if c.Status != store.StatusActive || store.LoginEnded(c.SessionsEnded, res.AuthTime) {
 		return errorf(http.StatusForbidden, flows.CodeBlocked, "Your NemID is blocked.")
 	}
+	// Bound to the SSO session the browser holds for this login. Should it hold none (its
+	// store failed: the login went on without SSO), the session is bound to the login alone,
+	// rather than sending the citizen round the login again and again.
+	sid := res.SessionID
+	if sid != "" {
+		sso, err := h.Flows.Session(ctx, h.Web.SessionCookie(req.r))
+		if err != nil {
+			return err
+		}
+		if sso == nil || sso.SID != sid {
+			sid = ""
+		}
+	}
 	now := h.now()
-	s := &session{ID: flows.NewID(), UserID: res.CitizenID, AuthTime: res.AuthTime, SID: res.SessionID, Started: now, Seen: now}
+	s := &session{ID: flows.NewID(), UserID: res.CitizenID, AuthTime: res.AuthTime, SID: sid, Started: now, Seen: now}
 	if err := h.writeSession(req.w, s); err != nil {
 		return err
 	}
