@@ -31,6 +31,7 @@ import (
 	"github.com/nemidp/nemidp/idp/issuance"
 	"github.com/nemidp/nemidp/idp/keyapp"
 	"github.com/nemidp/nemidp/idp/oidc"
+	"github.com/nemidp/nemidp/idp/selfservice"
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/idp/throttle"
 	"github.com/nemidp/nemidp/idp/web"
@@ -62,6 +63,9 @@ type Server struct {
 	Mux *http.ServeMux
 	// Waiters wakes key-app long-polls; Close ends its subscription.
 	Waiters *store.Waiters
+	// SelfService serves /selvbetjening; its LifeCycle (cards, renewal) is nil until wired,
+	// and the pages that need it answer 503 "not available".
+	SelfService *selfservice.Handler
 }
 
 // Close ends what the server runs beside its handlers (the long-poll subscription); the
@@ -149,7 +153,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	engine := &flows.Engine{
 		Store: st, Passwords: pws, Cards: cards, MaxFailures: cfg.Login.MaxFailures,
 		FlowTTL: cfg.Login.FlowTTL.D(), SessionTTL: cfg.Login.SessionTTL.D(), Grace: time.Hour,
-		Policy: clientPolicy{st}, Waiters: waiters, OnKeyApp: kaMetrics.Event,
+		Policy: selfservice.Policy(clientPolicy{st}), Waiters: waiters, OnKeyApp: kaMetrics.Event,
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nemidp_kdf_waiting",
@@ -225,6 +229,9 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	mux := http.NewServeMux()
 	s.Mux = mux
 	s.Web.Register(mux)
+	s.SelfService = &selfservice.Handler{Flows: engine, Store: st, Web: s.Web, Passwords: pws, Audit: auditLog,
+		Secret: secret.Secret(sec.Derive("selfservice")), Secure: !cfg.InsecureCookies(), Origin: web.OriginOf(cfg.Issuer)}
+	s.SelfService.Register(mux)
 	(&keyapp.API{Flows: engine, Store: st, Audience: strings.TrimSuffix(cfg.Issuer, "/") + "/keyapp", Metrics: kaMetrics,
 		Waiters: waiters, Throttle: s.Web.Throttle, Audit: auditLog}).Register(mux)
 	adminMux := s.registerAdmin(mux, api)

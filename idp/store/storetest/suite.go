@@ -135,6 +135,7 @@ func Run(t *testing.T, b Backend) {
 		{"Renewal/Due", testRenewalDue},
 		{"Renewal/DueRace", testRenewalDueRace},
 		{"Renewal/ExpiryOf", testExpiryOf},
+		{"Citizens/AltAddress", testAltAddress},
 		{"Unavailable/ClosedClient", testClosedClient},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
