@@ -357,6 +357,10 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.Web.ErrorPage(w, r, http.StatusForbidden, flows.CodeWrongBrowser, "This login was started in another browser.")
 		return
 	}
+	if !oidc.IsFlow(f) {
+		s.Web.ErrorPage(w, r, http.StatusBadRequest, "wrong_front_end", "This login was not started by a service using OpenID Connect; go back to where you started it.")
+		return
+	}
 	if f.Step == flows.StepFailed || f.Expired(s.Flows.Time()) {
 		ar, err := s.Storage.AuthRequestByID(ctx, f.ID)
 		if err != nil {

@@ -182,7 +182,18 @@ func authRequestOf(f *flows.Flow) (*authRequest, error) {
 	if err := json.Unmarshal(f.Protocol, &ps); err != nil {
 		return nil, fmt.Errorf("oidc: flow %s is not an OIDC flow: %w", f.ID, err)
 	}
+	if ps.RedirectURI == "" || ps.ResponseType == "" {
+		// Another front end's flow (self-service, SAML): its state is not an auth request.
+		return nil, fmt.Errorf("oidc: flow %s is not an OIDC flow", f.ID)
+	}
 	return &authRequest{flow: f, ps: ps}, nil
+}
+
+// IsFlow reports whether f was started by an OIDC authorize request (and not by another front
+// end, such as self-service), so only such a flow is finished at the OIDC callback.
+func IsFlow(f *flows.Flow) bool {
+	_, err := authRequestOf(f)
+	return err == nil
 }
 
 // pairwise is the citizen's subject at sector (store.Client.Sector).

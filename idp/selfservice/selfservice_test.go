@@ -701,3 +701,33 @@ func TestCallbackRace(t *testing.T) {
 		t.Fatalf("%d selfservice.login lines, want 1", len(got))
 	}
 }
+
+// TestOIDCCallbackRefusesSelfServiceFlow: a done self-service flow taken to the OIDC callback
+// in its own browser is refused (400), never finished into an OIDC answer, and self-service's
+// own callback still works after it.
+func TestOIDCCallbackRefusesSelfServiceFlow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	c := e.citizen(cprA, "Ida Holm")
+	b := e.browser()
+	a := b.get(selfservice.Path)
+	v := b.view(a.location)
+	st, nv := b.json("POST", a.location+"/password", v["csrf_token"].(string), map[string]string{"username": c.uid, "password": c.pw})
+	if st != http.StatusOK {
+		t.Fatalf("password: %d %v", st, nv)
+	}
+	if nv["step"] == "codecard" {
+		st, nv = b.json("POST", a.location+"/codecard", nv["csrf_token"].(string), map[string]string{"key": c.keys[nv["key_number"].(string)]})
+	}
+	back, _ := nv["redirect_to"].(string)
+	if st != http.StatusOK || nv["step"] != "done" {
+		t.Fatalf("login: %d %v", st, nv)
+	}
+	id := strings.TrimPrefix(back, selfservice.Path+"/callback?id=")
+	if got := b.get("/authorize/callback?id=" + id); got.status != http.StatusBadRequest || !strings.Contains(got.body, `data-code="wrong_front_end"`) {
+		t.Fatalf("OIDC callback with a self-service flow: %d %q %s, want the 400 wrong_front_end page", got.status, got.location, got.body)
+	}
+	if got := b.get(back); got.status != http.StatusSeeOther || got.location != selfservice.Path {
+		t.Fatalf("self-service callback after it: %d %q", got.status, got.location)
+	}
+}

@@ -69,6 +69,7 @@ var texts = map[string]map[string]string{
 		"err_locked":              "Dit NemID er spærret efter for mange forkerte forsøg. Kontakt NemID-support eller borgerservice.",
 		"err_blocked":             "Dit NemID er spærret. Kontakt NemID-support.",
 		// a block names its reason's category (flows.blockedError)
+		"err_wrong_front_end":    "Dette login blev ikke startet af en tjeneste, der bruger OpenID Connect. Gå tilbage til, hvor du startede det.",
 		"err_blocked_misuse":     "Dit NemID er spærret, fordi der er mistanke om misbrug. Kontakt NemID-support for at få det ophævet.",
 		"err_blocked_lost_card":  "Dit NemID er spærret, fordi dit nøglekort er meldt bortkommet. Kontakt NemID-support eller borgerservice for et nyt kort og for at få spærringen ophævet.",
 		"err_blocked_operator":   "Dit NemID er spærret af NemID-support. Kontakt NemID-support eller borgerservice for at få det ophævet.",
