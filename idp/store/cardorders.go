@@ -99,7 +99,7 @@ local function usable(st) return st == 'active' or st == 'sent' end
 // orderCardScript writes one ordered card with what the order does to the citizen's other
 // cards, in one step. KEYS: 1 citizen, 2 events. ARGV: 1 mode (auto, extra, lost), 2 serial,
 // 3 status, 4 by, 5 now (RFC 3339), 6 limit (extra), 7 the auto order's claim, 8 sealed print
-// ('' none), 9 post ('1': a card_sent event), 10 address of the event ('' none), then the
+// (” none), 9 post ('1': a card_sent event), 10 address of the event (” none), then the
 // card's (number, hash) pairs from 11 on. Returns {'ok', blocked serials…}, or {'missing'},
 // {'limit', n}, {'unclaimed'}.
 var orderCardScript = redis.NewScript(writeCardLua + `

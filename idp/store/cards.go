@@ -13,18 +13,18 @@ type KeyOutcome string
 
 // Key outcomes.
 const (
-	KeyOK       KeyOutcome = "ok"
-	KeyWrong    KeyOutcome = "wrong"
-	KeyUsed     KeyOutcome = "used"
-	KeyLocked   KeyOutcome = "locked"    // this attempt blocked the NemID
-	KeyBlocked  KeyOutcome = "blocked"   // the NemID was not active
-	KeyNoKey    KeyOutcome = "no_key"    // no such key number on the card
-	KeyBadCard  KeyOutcome = "bad_card"  // no such card
+	KeyOK      KeyOutcome = "ok"
+	KeyWrong   KeyOutcome = "wrong"
+	KeyUsed    KeyOutcome = "used"
+	KeyLocked  KeyOutcome = "locked"   // this attempt blocked the NemID
+	KeyBlocked KeyOutcome = "blocked"  // the NemID was not active
+	KeyNoKey   KeyOutcome = "no_key"   // no such key number on the card
+	KeyBadCard KeyOutcome = "bad_card" // no such card
 	// KeyRetired: the card was replaced by a newer one (not a failed attempt).
 	KeyRetired KeyOutcome = "retired"
 	// KeyCardBlocked: the card was blocked, reported lost (not a failed attempt).
 	KeyCardBlocked KeyOutcome = "card_blocked"
-	KeyNoPerson KeyOutcome = "no_person" // citizen gone
+	KeyNoPerson    KeyOutcome = "no_person" // citizen gone
 	// KeyRepeat: this login already used this key (a double click, a retry): not a failure.
 	KeyRepeat KeyOutcome = "repeat"
 	// KeyUsedRight: another login used this key, and this one typed it right: not a failure.
@@ -129,7 +129,7 @@ end
 // meanwhile by the first): whoever types it holds the card, and a used key logs nobody in,
 // so neither is counted. A retired or blocked card's key is refused (retired, card_blocked)
 // and not counted. ARGV: number, hash, max failures, now, flow id, flow digest, hash digest,
-// serial, now (Unix ms), order claim ('' to claim none), default threshold, claim staleness
+// serial, now (Unix ms), order claim (” to claim none), default threshold, claim staleness
 // (ms).
 var useKeyScript = redis.NewScript(keyNumberLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
