@@ -160,7 +160,8 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 			func() float64 { return float64(waiters.Waiting()) }))
 
 	s := &Server{Config: cfg, Store: st, Flows: engine, Keys: keys, Registry: reg, Waiters: waiters,
-		Issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards}}
+		Issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards, Secret: sec}}
+	engine.CardOrders = s.Issuer // the new card a key use at the threshold orders
 	s.Storage = &oidc.Storage{
 		Store: st, Flows: engine, Keys: keys,
 		Lifetimes: oidc.Lifetimes{Code: cfg.Tokens.CodeTTL.D(), AccessToken: cfg.Tokens.AccessTokenTTL.D(),
