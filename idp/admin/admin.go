@@ -410,9 +410,9 @@ type CitizenView struct {
 	ExpiresAt   string `json:"expires_at,omitempty"`
 	PID         string `json:"pid,omitempty"` // only when OCES is attached
 	// OCESIssuedAt is when the OCES was issued or last reissued; YouthCert its youth marker.
-	OCESIssuedAt string     `json:"oces_issued_at,omitempty"`
-	YouthCert    bool       `json:"youth_certificate"`
-	CPR          string     `json:"cpr_masked"`
+	OCESIssuedAt string `json:"oces_issued_at,omitempty"`
+	YouthCert    bool   `json:"youth_certificate"`
+	CPR          string `json:"cpr_masked"`
 	// IDCheck and Channel are the issuance's ID check and channel ("" for NemIDs from before).
 	IDCheck string     `json:"id_check,omitempty"`
 	Channel string     `json:"channel,omitempty"`
