@@ -143,9 +143,10 @@ if ARGV[9] == '1' then
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', '200', '*', 'type', 'card_sent', 'serial', serial, 'at', now, 'by', ARGV[4])
   end
 end
--- The new card is the one logins ask unless the citizen's default card is still usable and
--- this one is an extra beside it.
-if mode ~= 'extra' or not usable(redis.call('HGET', prefix .. ':card:' .. active, 'status')) then
+-- A lost card's successor is the one logins ask at once (the others are blocked), and so is
+-- any new card when the default one is not usable; an automatic successor becomes the
+-- default at its first key (useKeyScript), an extra card stays beside it.
+if mode == 'lost' or not usable(redis.call('HGET', prefix .. ':card:' .. active, 'status')) then
   redis.call('HSET', KEYS[1], 'active_card', serial)
 end
 local out = {'ok'}
