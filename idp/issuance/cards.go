@@ -169,13 +169,10 @@ func (is *Issuer) OrderCard(ctx context.Context, uid string, o CardOrder) (*Card
 
 // AutoOrderCard orders the successor of card replaces, whose key use reached the citizen's
 // threshold and claimed the order (claim): sent by post, printable once, with a card_sent
-// event to the citizen's postal address when they have one. The flows engine calls it
+// event (to the citizen's postal address when they have one: the store's script reads it). The flows engine calls it
 // (flows.CardOrderer); on an error it releases the claim.
 func (is *Issuer) AutoOrderCard(ctx context.Context, uid, replaces, claim string) error {
-	c, err := is.Store.Citizen(ctx, uid)
-	if err != nil {
-		return fmt.Errorf("issuance: auto order card: %w", err)
-	}
+	var err error
 	for range 10 {
 		var card codecard.Card
 		var rec store.CardRecord
@@ -187,7 +184,7 @@ func (is *Issuer) AutoOrderCard(ctx context.Context, uid, replaces, claim string
 			return err
 		}
 		_, err = is.Store.WriteCardOrder(ctx, uid, store.CardOrder{Mode: store.OriginAuto, Card: rec, By: "system",
-			Claim: claim, Post: true, Address: c.PostalAddress}, is.now())
+			Claim: claim, Post: true}, is.now())
 		if !errors.Is(err, store.ErrSerialTaken) {
 			break
 		}

@@ -137,8 +137,12 @@ end
 write_card(prefix, serial, ARGV[3], mode, replaces, ARGV[4], now, 11)
 if ARGV[8] ~= '' then redis.call('SET', prefix .. ':card:' .. serial .. ':print', ARGV[8]) end
 if ARGV[9] == '1' then
-  if ARGV[10] ~= '' then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', '200', '*', 'type', 'card_sent', 'serial', serial, 'at', now, 'by', ARGV[4], 'address', ARGV[10])
+  -- Posted to the address given, else to a citizen's postal address (no fixed address), else
+  -- (no address field) to where the outbox sends the citizen's events.
+  local addr = ARGV[10]
+  if addr == '' then addr = redis.call('HGET', KEYS[1], 'postal_address') or '' end
+  if addr ~= '' then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', '200', '*', 'type', 'card_sent', 'serial', serial, 'at', now, 'by', ARGV[4], 'address', addr)
   else
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', '200', '*', 'type', 'card_sent', 'serial', serial, 'at', now, 'by', ARGV[4])
   end
