@@ -85,7 +85,9 @@ func (c *cardsAPI) call(t *testing.T, method, path, body string, hdr ...string) 
 }
 
 func errorOf(raw string) (code, msg string) {
-	var e struct{ Error struct{ Code, Message string } }
+	var e struct {
+		Error struct{ Code, Message string }
+	}
 	_ = json.Unmarshal([]byte(raw), &e)
 	return e.Error.Code, e.Error.Message
 }
