@@ -94,15 +94,16 @@ type Flow struct {
 	// ClientName is the relying party's display name, read when the flow began.
 	ClientName string `json:"client_name,omitempty"`
 
-	Step       Step   `json:"step"`
-	CitizenID  string `json:"citizen_id,omitempty"`
-	MustChange bool   `json:"must_change,omitempty"`
-	CardSerial string `json:"card_serial,omitempty"`
+	Step       Step     `json:"step"`
+	CitizenID  string   `json:"citizen_id,omitempty"`
+	MustChange bool     `json:"must_change,omitempty"`
+	CardSerial string   `json:"card_serial,omitempty"`
+	KeyNumber  string   `json:"key_number,omitempty"`
+	Methods    []string `json:"methods,omitempty"`
+
 	// Cards are the citizen's usable cards (active or sent) when the password was accepted:
 	// the codecard step may switch to any of them (SwitchCard).
-	Cards     []string `json:"cards,omitempty"`
-	KeyNumber string   `json:"key_number,omitempty"`
-	Methods   []string `json:"methods,omitempty"`
+	Cards []string `json:"cards,omitempty"`
 	// HasApp: the citizen had an active key-app device when the password was accepted.
 	HasApp bool `json:"has_app,omitempty"`
 	// Method is the second factor the login asks for now (MethodCodeCard or MethodKeyApp).

@@ -410,15 +410,16 @@ type CitizenView struct {
 	ExpiresAt   string `json:"expires_at,omitempty"`
 	PID         string `json:"pid,omitempty"` // only when OCES is attached
 	// OCESIssuedAt is when the OCES was issued or last reissued; YouthCert its youth marker.
-	OCESIssuedAt string `json:"oces_issued_at,omitempty"`
-	YouthCert    bool   `json:"youth_certificate"`
-	CPR          string `json:"cpr_masked"`
-	// IDCheck and Channel are the issuance's ID check and channel ("" for NemIDs from before).
-	IDCheck string     `json:"id_check,omitempty"`
-	Channel string     `json:"channel,omitempty"`
-	Cards   []CardView `json:"cards"`
+	OCESIssuedAt string     `json:"oces_issued_at,omitempty"`
+	YouthCert    bool       `json:"youth_certificate"`
+	CPR          string     `json:"cpr_masked"`
+	Cards        []CardView `json:"cards"`
 	// Devices are the citizen's key-app devices, active ones first.
 	Devices []DeviceView `json:"devices"`
+
+	// IDCheck and Channel are the issuance's ID check and channel ("" for NemIDs from before).
+	IDCheck string `json:"id_check,omitempty"`
+	Channel string `json:"channel,omitempty"`
 }
 
 // CardView is one card's state.

@@ -68,21 +68,22 @@ const claimPrefix = "claim:"
 // the second factors the citizen may switch to with POST /login/{flow}/method ("keyapp" is
 // also how a new request is sent).
 type View struct {
-	Flow            string     `json:"flow"`
-	Step            flows.Step `json:"step"`
-	KeyNumber       string     `json:"key_number,omitempty"`
-	CardSerial      string     `json:"card_serial,omitempty"`
-	BindingCode     string     `json:"binding_code,omitempty"`
-	KeyAppExpiresAt *time.Time `json:"keyapp_expires_at,omitempty"`
-	Methods         []string   `json:"methods,omitempty"`
+	Flow            string       `json:"flow"`
+	Step            flows.Step   `json:"step"`
+	KeyNumber       string       `json:"key_number,omitempty"`
+	CardSerial      string       `json:"card_serial,omitempty"`
+	BindingCode     string       `json:"binding_code,omitempty"`
+	KeyAppExpiresAt *time.Time   `json:"keyapp_expires_at,omitempty"`
+	Methods         []string     `json:"methods,omitempty"`
+	Wards           []Ward       `json:"wards,omitempty"`
+	RedirectTo      string       `json:"redirect_to,omitempty"`
+	CSRFToken       string       `json:"csrf_token,omitempty"`
+	Notice          *Notice      `json:"notice,omitempty"`
+	Error           *flows.Error `json:"error,omitempty"`
+
 	// Cards (codecard step, when there are several) are the citizen's usable cards, any of
 	// which POST /login/{flow}/card {serial} switches to.
-	Cards      []string     `json:"cards,omitempty"`
-	Wards      []Ward       `json:"wards,omitempty"`
-	RedirectTo string       `json:"redirect_to,omitempty"`
-	CSRFToken  string       `json:"csrf_token,omitempty"`
-	Notice     *Notice      `json:"notice,omitempty"`
-	Error      *flows.Error `json:"error,omitempty"`
+	Cards []string `json:"cards,omitempty"`
 }
 
 // Ward is someone a guardian may act for.
