@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"unicode/utf8"
 
 	"github.com/nemidp/nemidp/idp/store"
@@ -173,6 +174,7 @@ func (is *Issuer) OrderCard(ctx context.Context, uid string, o CardOrder) (*Card
 // (flows.CardOrderer); on an error it releases the claim.
 func (is *Issuer) AutoOrderCard(ctx context.Context, uid, replaces, claim string) error {
 	var err error
+	var serial string
 	for range 10 {
 		var card codecard.Card
 		var rec store.CardRecord
@@ -183,6 +185,7 @@ func (is *Issuer) AutoOrderCard(ctx context.Context, uid, replaces, claim string
 		if rec.Print, err = is.sealPrint(card); err != nil {
 			return err
 		}
+		serial = card.Serial
 		_, err = is.Store.WriteCardOrder(ctx, uid, store.CardOrder{Mode: store.OriginAuto, Card: rec, By: "system",
 			Claim: claim, Post: true}, is.now())
 		if !errors.Is(err, store.ErrSerialTaken) {
@@ -192,6 +195,7 @@ func (is *Issuer) AutoOrderCard(ctx context.Context, uid, replaces, claim string
 	if err != nil {
 		return fmt.Errorf("issuance: auto order card for %s: %w", replaces, err)
 	}
+	slog.InfoContext(ctx, "code card ordered at the threshold of keys left", "user_id", uid, "replaces", replaces, "serial", serial)
 	return nil
 }
 
