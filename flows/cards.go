@@ -41,6 +41,28 @@ func usedUpError(noCard bool) *Error {
 	return Errorf(CodeNoKeysLeft, "Your code card is used up. Self-service needs a key, so get a new card from borgerservice or NemID support, or log in with the key app and order one under Self-service.")
 }
 
+// nextUsableCard moves a login whose card ran out of keys at its codecard step (another
+// login used the last one) to another usable card of the citizen with keys, or refuses it as
+// used up.
+func (e *Engine) nextUsableCard(ctx context.Context, f *Flow) error {
+	for _, serial := range f.Cards {
+		if serial == f.CardSerial {
+			continue
+		}
+		_, number, err := e.Store.UsableCardKey(ctx, f.CitizenID, serial)
+		if err != nil || number == "" {
+			continue // retired, blocked or used up since: try the next
+		}
+		return e.update(ctx, f, func(f *Flow) error {
+			if f.Step == StepCodeCard {
+				f.CardSerial, f.KeyNumber = serial, number
+			}
+			return nil
+		})
+	}
+	return usedUpError(false)
+}
+
 // orderCard runs the automatic order a key use claimed ("" none), after the login's save: a
 // failure costs the login nothing and releases the claim, so a later key use orders again.
 func (e *Engine) orderCard(ctx context.Context, uid, serial, claim string) {

@@ -498,7 +498,7 @@ func (codecardStep) prepare(ctx context.Context, e *Engine, f *Flow) error {
 	// the number only changes when another login used the key meanwhile.
 	number, err := e.Store.PendingKey(ctx, f.CitizenID, f.CardSerial)
 	if errors.Is(err, store.ErrNotFound) {
-		return Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
+		return e.nextUsableCard(ctx, f)
 	}
 	if err != nil {
 		return fmt.Errorf("flows: codecard: %w", err)

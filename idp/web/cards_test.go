@@ -253,3 +253,31 @@ func TestUsedUpCard(t *testing.T) {
 		t.Fatalf("citizen after logins with a used-up card: %+v %v", c, err)
 	}
 }
+
+// TestCardRunsOutMidLogin: a login whose card ran out of keys while it waited at the codecard
+// step (the last key used by another login) is moved to another usable card of the citizen.
+func TestCardRunsOutMidLogin(t *testing.T) {
+	t.Parallel()
+	f := cardFixture(t)
+	ctx := context.Background()
+	res := f.cardCitizen(t)
+	extra, err := f.issuer.OrderCard(ctx, res.UserID, issuance.CardOrder{Reason: "extra", By: "op", Operator: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, id, v := f.passwordView(t, res.UserID)
+	if v.CardSerial != res.Card.Serial {
+		t.Fatalf("asks %s, want the default card %s", v.CardSerial, res.Card.Serial)
+	}
+	unused := storetest.CitizenKey(f.prefix, res.UserID) + ":card:" + res.Card.Serial + ":unused"
+	if err := f.st.Redis().Del(ctx, unused).Err(); err != nil { // every key used meanwhile
+		t.Fatal(err)
+	}
+	code, v, raw := do(t, b, "GET", f.srv.URL+"/login/"+id, "", "", jsonAccept)
+	if code != 200 || v.CardSerial != extra.Serial || printedKey(*extra.Card, v.KeyNumber) == "" {
+		t.Fatalf("view once the card ran out: %d %s", code, raw)
+	}
+	if code, v, raw := f.key(t, b, id, printedKey(*extra.Card, v.KeyNumber), v.CSRFToken); code != 200 || v.Step != flows.StepDone {
+		t.Fatalf("key of the other card: %d %s", code, raw)
+	}
+}
