@@ -100,6 +100,10 @@ type Flow struct {
 	CardSerial string   `json:"card_serial,omitempty"`
 	KeyNumber  string   `json:"key_number,omitempty"`
 	Methods    []string `json:"methods,omitempty"`
+
+	// Cards are the citizen's usable cards (active or sent) when the password was accepted:
+	// the codecard step may switch to any of them (SwitchCard).
+	Cards []string `json:"cards,omitempty"`
 	// HasApp: the citizen had an active key-app device when the password was accepted.
 	HasApp bool `json:"has_app,omitempty"`
 	// Method is the second factor the login asks for now (MethodCodeCard or MethodKeyApp).
@@ -245,6 +249,9 @@ type Engine struct {
 	Waiters *store.Waiters
 	// OnKeyApp observes key-app request events ("created", "expired"), for metrics.
 	OnKeyApp func(event string)
+	// CardOrders orders the new card a key use brought to the threshold (nil: the order is
+	// given up, and a later key use claims it again).
+	CardOrders CardOrderer
 }
 
 func (e *Engine) now() time.Time {

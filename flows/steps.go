@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,8 @@ type Answer struct {
 	Method string `json:"method"`
 	// Principal answers act_as: "self" or the ref of one of the offered wards.
 	Principal string `json:"principal"`
+	// Serial answers POST /login/{flow}/card: the usable card to ask a key from.
+	Serial string `json:"serial"`
 }
 
 // step is one challenge: what it needs before it is shown, and how it checks an answer.
@@ -320,14 +323,11 @@ func (e *Engine) password(ctx context.Context, id string, f *Flow, a Answer, gua
 	}
 	// A right password. Refusals told only now: a NemID not active (the status read before the
 	// KDF; the one read with the settling is checked after the save), no card to ask.
-	number := pa.KeyNumber
+	number, serial := pa.KeyNumber, cmp.Or(pa.CardSerial, c.ActiveCard)
 	useApp := pa.Devices > 0 && f.Purpose == "" // an activation always asks the card
 	refuse := e.refusal(c)
-	if refuse == nil && !useApp && (c.ActiveCard == "" || number == "") {
-		refuse = Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
-		if c.ActiveCard == "" {
-			refuse = Errorf(CodeNoKeysLeft, "Your NemID has no usable code card. Contact NemID support.")
-		}
+	if refuse == nil && !useApp && (serial == "" || number == "") {
+		refuse = usedUpError(serial == "" && len(pa.Cards) == 0)
 	}
 	if refuse != nil {
 		acc, err := e.accept(settle, att)
@@ -352,7 +352,10 @@ func (e *Engine) password(ctx context.Context, id string, f *Flow, a Answer, gua
 		f.CitizenID, f.MustChange = c.UserID, c.MustChange
 		f.Cert = CertificateOf(c)
 		f.Methods = []string{AMRPassword}
-		f.CardSerial, f.KeyNumber = c.ActiveCard, number
+		f.CardSerial, f.KeyNumber, f.Cards = serial, number, pa.Cards
+		if pa.CardSent {
+			f.AddNotice(NoticeNewCardSent)
+		}
 		f.HasApp, f.Method = pa.Devices > 0, MethodCodeCard
 		if useApp {
 			f.Method = MethodKeyApp
@@ -497,7 +500,7 @@ func (codecardStep) prepare(ctx context.Context, e *Engine, f *Flow) error {
 	// the number only changes when another login used the key meanwhile.
 	number, err := e.Store.PendingKey(ctx, f.CitizenID, f.CardSerial)
 	if errors.Is(err, store.ErrNotFound) {
-		return Errorf(CodeNoKeysLeft, "Your code card has no unused keys left. Order a new card.")
+		return e.nextUsableCard(ctx, f)
 	}
 	if err != nil {
 		return fmt.Errorf("flows: codecard: %w", err)
@@ -550,6 +553,9 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		// click, an aborted request): the key was accepted, so the login moves on.
 	case store.KeyLocked:
 		return flowFailure(e, f, n, Errorf(CodeLocked, "Your NemID is locked after too many failed attempts. Contact NemID support or borgerservice to have it unlocked."))
+	case store.KeyRetired, store.KeyCardBlocked:
+		e.release(settle, f) // not a guess: the card itself is refused
+		return cardRefused(res.Outcome)
 	case store.KeyBlocked:
 		e.release(settle, f)
 		c, err := e.Store.Citizen(ctx, f.CitizenID)
@@ -566,6 +572,7 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 	}
 	number := f.KeyNumber
 	f.release = n > 0 // a right (or repeated right) key gives its flow attempt back
+	defer e.orderCard(settle, f.CitizenID, f.CardSerial, res.OrderClaim)
 	return e.updateReleasing(settle, f, func(f *Flow) error {
 		if f.Step != StepCodeCard || f.KeyNumber != number {
 			return Errorf(CodeWrongStep, "This login already moved on.")

@@ -164,7 +164,8 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 			func() float64 { return float64(waiters.Waiting()) }))
 
 	s := &Server{Config: cfg, Store: st, Flows: engine, Keys: keys, Registry: reg, Waiters: waiters,
-		Issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards, MaxFailures: cfg.Login.MaxFailures}}
+		Issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards, Secret: sec, MaxFailures: cfg.Login.MaxFailures}}
+	engine.CardOrders = s.Issuer // the new card a key use at the threshold orders
 	s.Storage = &oidc.Storage{
 		Store: st, Flows: engine, Keys: keys,
 		Lifetimes: oidc.Lifetimes{Code: cfg.Tokens.CodeTTL.D(), AccessToken: cfg.Tokens.AccessTokenTTL.D(),
@@ -211,7 +212,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	s.Web = &web.Handler{Flows: engine, Clients: st, CSRFKey: sec.Derive("csrf"), Secure: !cfg.InsecureCookies(),
 		Origin: web.OriginOf(cfg.Issuer), Metrics: web.NewMetrics(reg),
 		Throttle: &throttle.Guard{Limiter: failures, Proxies: proxies, Purpose: "login"}, Audit: auditLog}
-	api := &admin.API{Store: st, Issuer: s.Issuer, Token: cfg.AdminToken, SigningAlgs: keys.Algorithms(),
+	api := &admin.API{Store: st, Issuer: s.Issuer, Token: cfg.AdminToken, SigningAlgs: keys.Algorithms(), PublicURL: cfg.Issuer,
 		Throttle: &throttle.Guard{Limiter: failures, Proxies: proxies, Purpose: "admin"}, Audit: auditLog}
 	operators, err := cfg.AdminTokens()
 	if err != nil {

@@ -22,7 +22,6 @@ import (
 	"github.com/nemidp/nemidp/idp"
 	"github.com/nemidp/nemidp/idp/admin"
 	"github.com/nemidp/nemidp/idp/demo"
-	"github.com/nemidp/nemidp/idp/issuance"
 	"github.com/nemidp/nemidp/idp/logging"
 	"github.com/nemidp/nemidp/idp/store"
 )
@@ -31,7 +30,10 @@ const usage = `nemidp — NemID identity-provider gateway
 
   nemidp serve                          run the IdP (embedded store and demo data unless NEMIDP_REDIS_URL is set)
   nemidp citizen add --cpr C --name N [--kind oces|bank] [--issued-at YYYY-MM-DD] [--address A]
-                                        issue a NemID; prints user id, activation password and card (once)
+                    [--id-check photo|two_ids|witness] [--channel borgerservice|bank|embassy|online]
+                    [--postal-address A] [--card-threshold N]
+                                        issue a NemID; prints user id, activation password and card (once;
+                                        without a photo ID or online the card is posted: its serial only)
   nemidp citizen show <user_id>         the citizen as GET /admin/v1/citizens/{user_id} answers it
   nemidp citizen block <user_id> --reason misuse|lost_card|operator
                                         block the NemID (ends its SSO sessions and token grants)
@@ -43,6 +45,11 @@ const usage = `nemidp — NemID identity-provider gateway
                                         operator "cli"; a refusal exits 1 with its code and message)
   nemidp outbox [--after ID] [--limit N]
                                         the outbox (letters to send) as GET /admin/v1/outbox answers it
+  nemidp card issue <user_id> --reason extra|lost [--post [--address A]]
+                                        a new card, as printed (posted: its serial, printable once);
+                                        lost blocks every usable card of the citizen at once
+  nemidp card print <user_id> <serial> [--html]
+                                        a posted card as printed, once (JSON, or the HTML print view)
   nemidp client add --id ID --redirect-uri URI [--redirect-uri …] [--name N] [--public] [--secret S]
                     [--scope S …] [--requires-oces] [--id-token-alg ES256|RS256] [--no-pkce]
                     [--dialect default|broker] [--sector-identifier SECTOR]
@@ -93,6 +100,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		}
 	case "outbox":
 		return outboxCmd(ctx, args[1:], getenv, out)
+	case "card":
+		if len(args) > 1 && (args[1] == "issue" || args[1] == "print") {
+			return cardOp(ctx, args[1], args[2:], getenv, out)
+		}
 	case "client":
 		if len(args) > 1 && args[1] == "add" {
 			return clientAdd(ctx, args[2:], getenv, out)
@@ -284,31 +295,6 @@ type multi []string
 
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
-
-func citizenAdd(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
-	fs := flag.NewFlagSet("citizen add", flag.ContinueOnError)
-	var req issuance.Request
-	fs.StringVar(&req.CPR, "cpr", "", "CPR number (DDMMYY-SSSS)")
-	fs.StringVar(&req.Name, "name", "", "full name")
-	fs.StringVar(&req.Kind, "kind", "oces", "oces or bank")
-	fs.StringVar(&req.IssuedAt, "issued-at", "", "YYYY-MM-DD when importing an existing NemID")
-	fs.StringVar(&req.Address, "address", "", "postal address")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	srv, done, err := operatorServer(ctx, getenv)
-	if err != nil {
-		return err
-	}
-	defer done()
-	res, err := srv.Issuer.Issue(ctx, req)
-	if err != nil {
-		return err
-	}
-	enc := json.NewEncoder(out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(res)
-}
 
 func clientAdd(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
 	fs := flag.NewFlagSet("client add", flag.ContinueOnError)

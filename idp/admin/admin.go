@@ -4,6 +4,7 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -51,6 +52,9 @@ type API struct {
 	// SigningAlgs are the algorithms the loaded signing keys sign with: a client may register
 	// only for one of them.
 	SigningAlgs []jose.SignatureAlgorithm
+	// PublicURL is the issuer (the public listener's base URL): a card's print view takes its
+	// stylesheet from there.
+	PublicURL string
 
 	once      sync.Once
 	operators []operator
@@ -72,6 +76,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST /admin/v1/citizens/{user_id}/block", a.auth(a.blockCitizen))
 	mux.Handle("POST /admin/v1/citizens/{user_id}/unblock", a.auth(a.unblockCitizen))
 	mux.Handle("POST /admin/v1/citizens/{user_id}/temporary-password", a.auth(a.temporaryPassword))
+	mux.Handle("POST /admin/v1/citizens/{user_id}/cards", a.auth(a.orderCard))
+	mux.Handle("GET /admin/v1/citizens/{user_id}/cards/{serial}/print", a.auth(a.printCard))
 	mux.Handle("GET /admin/v1/citizens/{user_id}/guardianships", a.auth(a.listGuardianships))
 	mux.Handle("GET /admin/v1/citizens/{user_id}/devices", a.auth(a.listDevices))
 	mux.Handle("DELETE /admin/v1/citizens/{user_id}/devices/{device_id}", a.auth(a.removeDevice))
@@ -375,6 +381,7 @@ func (a *API) createCitizen(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
+	req.By = blockedBy(r)
 	out, err := a.Issuer.Issue(r.Context(), req)
 	if err != nil {
 		var ve *issuance.ValidationError
@@ -387,7 +394,8 @@ func (a *API) createCitizen(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	slog.InfoContext(r.Context(), "nemid issued", "user_id", out.UserID)
-	a.audit(w, r, "citizen.issued", out.UserID, map[string]any{"card_serial": out.Card.Serial})
+	a.audit(w, r, "citizen.issued", out.UserID, map[string]any{"card_serial": out.Card.Serial,
+		"id_check": cmp.Or(req.IDCheck, issuance.IDCheckPhoto), "channel": cmp.Or(req.Channel, issuance.ChannelBorgerservice), "card_sent": out.CardSent})
 	writeJSON(w, http.StatusCreated, out)
 	return nil
 }
@@ -412,6 +420,10 @@ type CitizenView struct {
 	Cards        []CardView `json:"cards"`
 	// Devices are the citizen's key-app devices, active ones first.
 	Devices []DeviceView `json:"devices"`
+
+	// IDCheck and Channel are the issuance's ID check and channel ("" for NemIDs from before).
+	IDCheck string `json:"id_check,omitempty"`
+	Channel string `json:"channel,omitempty"`
 }
 
 // CardView is one card's state.
@@ -419,6 +431,13 @@ type CardView struct {
 	Serial   string `json:"serial"`
 	Status   string `json:"status"`
 	KeysLeft int    `json:"keys_left"`
+	// Origin is why the card exists (first, auto, extra, lost); Replaces the card it
+	// replaces; Printable: its printed form waits for the print service (…/print).
+	Origin    string `json:"origin,omitempty"`
+	Replaces  string `json:"replaces,omitempty"`
+	OrderedBy string `json:"ordered_by,omitempty"`
+	Printable bool   `json:"printable,omitempty"`
+	Default   bool   `json:"default,omitempty"` // the card a login asks first
 }
 
 func (a *API) getCitizen(w http.ResponseWriter, r *http.Request) error {
@@ -435,12 +454,9 @@ func (a *API) getCitizen(w http.ResponseWriter, r *http.Request) error {
 	if n, err := cpr.Parse(c.CPR); err == nil {
 		v.CPR = n.Masked()
 	}
-	if c.ActiveCard != "" {
-		st, left, err := a.Store.CardStatus(ctx, c.UserID, c.ActiveCard)
-		if err != nil {
-			return err
-		}
-		v.Cards = append(v.Cards, CardView{Serial: c.ActiveCard, Status: st, KeysLeft: left})
+	v.IDCheck, v.Channel = c.IDCheck, c.Channel
+	if v.Cards, err = cardViews(ctx, a.Store, c); err != nil {
+		return err
 	}
 	ds, err := a.Store.Devices(ctx, c.UserID)
 	if err != nil {

@@ -8,6 +8,7 @@
 package cardprint
 
 import (
+	"cmp"
 	_ "embed"
 	"fmt"
 	"html/template"
@@ -78,6 +79,10 @@ type Page struct {
 	Lang string
 	// Note is an extra line shown above the card, outside it (the demo's user id).
 	Note string
+	// StylesheetURL is where the page's stylesheet is fetched ("": Stylesheet, on the page's
+	// own server). The operator API's print view names the issuer's public one: the operator
+	// listener may be a separate one that serves no /static/.
+	StylesheetURL string
 }
 
 type side struct {
@@ -106,7 +111,7 @@ func RenderPage(w io.Writer, p Page) error {
 		lang = LangDA
 	}
 	t := i18n[lang]
-	v := view{Lang: lang, Serial: p.Card.Serial, Note: p.Note, Stylesheet: Stylesheet, T: t, Sides: split(p.Card.Keys)}
+	v := view{Lang: lang, Serial: p.Card.Serial, Note: p.Note, Stylesheet: cmp.Or(p.StylesheetURL, Stylesheet), T: t, Sides: split(p.Card.Keys)}
 	for i := range v.Sides {
 		s := &v.Sides[i]
 		switch {

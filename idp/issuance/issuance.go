@@ -3,6 +3,7 @@
 package issuance
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/keys/codecard"
 	"github.com/nemidp/nemidp/keys/password"
+	keysecret "github.com/nemidp/nemidp/keys/secret"
 )
 
 // Request is what an operator sends to issue a NemID (POST /admin/v1/citizens).
@@ -27,6 +29,18 @@ type Request struct {
 	Kind       string `json:"kind,omitempty"`      // "oces" (default) or "bank"
 	IssuedAt   string `json:"issued_at,omitempty"` // YYYY-MM-DD, when importing an existing NemID
 	Address    string `json:"address,omitempty"`
+	// IDCheck is the ID check made (IDCheckPhoto, the default; IDCheckTwoIDs; IDCheckWitness),
+	// Channel where the NemID is issued (ChannelBorgerservice, the default; ChannelBank,
+	// ChannelEmbassy, ChannelOnline). Only a photo ID at a desk hands the card over; otherwise
+	// it is sent by post, to PostalAddress when given (a citizen with no fixed address), else
+	// to Address.
+	IDCheck       string `json:"id_check,omitempty"`
+	Channel       string `json:"channel,omitempty"`
+	PostalAddress string `json:"postal_address,omitempty"`
+	// CardThreshold is the keys left at which a new card is ordered (default 20).
+	CardThreshold *int `json:"card_threshold,omitempty"`
+	// By names who issues, for the card_sent event ("" is "operator").
+	By string `json:"-"`
 }
 
 // Result is returned once: the activation password and the card are never shown again.
@@ -34,6 +48,9 @@ type Result struct {
 	UserID             string        `json:"user_id"`
 	ActivationPassword string        `json:"activation_password,omitempty"`
 	Card               codecard.Card `json:"card"`
+	// CardSent: the card goes by post (printable once for the print service); Card then has
+	// its serial only, and the answer's card is {"serial"}.
+	CardSent bool `json:"card_sent,omitempty"`
 }
 
 // ValidationError names the field that is wrong.
@@ -46,7 +63,9 @@ type Issuer struct {
 	Store     *store.Store
 	Passwords *password.Hasher
 	Cards     *codecard.Hasher
-	Now       func() time.Time
+	// Secret seals the printed form of a card sent by post, kept once for the print service.
+	Secret keysecret.Secret
+	Now    func() time.Time
 	// MaxFailures is the lockout limit of wrong card keys, the login's (login.max_failures):
 	// self-service renewal counts a wrong key as a login does (0: 5).
 	MaxFailures int
@@ -83,10 +102,24 @@ func (is *Issuer) issue(ctx context.Context, req Request, chosen string) (*Resul
 		return nil, fmt.Errorf("issuance: hash password: %w", err)
 	}
 	c.Password, c.MustChange = hash, mustChange
-	card, rec, err := is.drawCard()
+	post := c.IDCheck != IDCheckPhoto || c.Channel == ChannelOnline
+	draw := func() (codecard.Card, store.CardRecord, error) {
+		card, rec, err := is.drawCard()
+		if err != nil || !post {
+			return card, rec, err
+		}
+		rec.Status = store.CardSent
+		if rec.Print, err = is.sealPrint(card); err != nil {
+			return card, rec, err
+		}
+		rec.Sent = &store.CardPost{By: cmp.Or(req.By, "operator"), Address: cmp.Or(c.PostalAddress, c.Address)}
+		return card, rec, nil
+	}
+	card, rec, err := draw()
 	if err != nil {
 		return nil, err
 	}
+	rec.Origin, rec.OrderedBy = store.OriginFirst, cmp.Or(req.By, "operator")
 	for range 10 {
 		if c.UserID, err = newUserID(); err != nil {
 			return nil, fmt.Errorf("issuance: %w", err)
@@ -102,9 +135,10 @@ func (is *Issuer) issue(ctx context.Context, req Request, chosen string) (*Resul
 		}
 		if errors.Is(err, store.ErrSerialTaken) {
 			var derr error
-			if card, rec, derr = is.drawCard(); derr != nil {
+			if card, rec, derr = draw(); derr != nil {
 				return nil, derr
 			}
+			rec.Origin, rec.OrderedBy = store.OriginFirst, cmp.Or(req.By, "operator")
 			continue
 		}
 		if !errors.Is(err, store.ErrUserIDTaken) {
@@ -115,6 +149,9 @@ func (is *Issuer) issue(ctx context.Context, req Request, chosen string) (*Resul
 		return nil, fmt.Errorf("issuance: %w", err)
 	}
 	out := &Result{UserID: c.UserID, Card: card}
+	if post {
+		out.Card, out.CardSent = codecard.Card{Serial: card.Serial}, true
+	}
 	if mustChange {
 		out.ActivationPassword = pw
 	}
@@ -162,6 +199,9 @@ func (is *Issuer) validate(req Request) (*store.Citizen, error) {
 	c := &store.Citizen{
 		CPR: string(n), Name: name, GivenName: given, FamilyName: family, Kind: kind,
 		Status: store.StatusActive, IssuedAt: issued, CreatedAt: now().UTC(), Address: req.Address,
+	}
+	if err := validateCardRequest(req, c); err != nil {
+		return nil, err
 	}
 	if c.ExpiresAt, err = ExpiresAt(issued); err != nil {
 		return nil, err

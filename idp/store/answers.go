@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,11 +55,27 @@ end
 local number = ''
 if card ~= '' then
   local ck = KEYS[1] .. ':card:' .. card
-  number = pending_key(ck, ck .. ':unused')
+  local cst = redis.call('HGET', ck, 'status')
+  if cst == 'active' or cst == 'sent' then number = pending_key(ck, ck .. ':unused') end
+end
+-- The citizen's usable cards (active or sent), and whether one was sent: a default card used
+-- up (or no longer usable) gives way to another usable card with keys.
+local usable, sent = {}, '0'
+for _, s in ipairs(redis.call('SMEMBERS', KEYS[1] .. ':cards')) do
+  local ck = KEYS[1] .. ':card:' .. s
+  local cst = redis.call('HGET', ck, 'status')
+  if cst == 'active' or cst == 'sent' then
+    table.insert(usable, s)
+    if cst == 'sent' then sent = '1' end
+    if number == '' then
+      local n = pending_key(ck, ck .. ':unused')
+      if n ~= '' then number, card = n, s end
+    end
+  end
 end
 local f, outcome = reserve(KEYS[1], KEYS[2], st)
 if outcome ~= '' then number = '' end
-return {'citizen', c, f, outcome, number, tostring(redis.call('SCARD', KEYS[3]))}
+return {'citizen', c, f, outcome, number, tostring(redis.call('SCARD', KEYS[3])), card, usable, sent}
 `)
 
 // PasswordAnswer is what the first round trip of a password answer found.
@@ -76,6 +93,12 @@ type PasswordAnswer struct {
 	// citizen's active key-app devices.
 	KeyNumber string
 	Devices   int
+	// CardSerial is the card KeyNumber is of: the default card, or another usable one when
+	// that is used up; Cards are the citizen's usable cards (active or sent), CardSent whether
+	// one of them was sent and never used.
+	CardSerial string
+	Cards      []string
+	CardSent   bool
 }
 
 // BeginPasswordAnswer starts one password answer: it reserves an attempt of the flow (loading
@@ -245,6 +268,18 @@ func (out *PasswordAnswer) readBegin(c *scriptCall, unknown Attempt) (found bool
 	out.KeyNumber, _ = res[4].(string)
 	devices, _ := res[5].(string)
 	out.Devices, _ = strconv.Atoi(devices)
+	if len(res) >= 9 {
+		out.CardSerial, _ = res[6].(string)
+		cards, _ := res[7].([]any)
+		for _, c := range cards {
+			if s, ok := c.(string); ok {
+				out.Cards = append(out.Cards, s)
+			}
+		}
+		slices.Sort(out.Cards)
+		sent, _ := res[8].(string)
+		out.CardSent = sent == "1"
+	}
 	return true, nil
 }
 
@@ -348,8 +383,10 @@ func (s *Store) UseCardKey(ctx context.Context, flow string, reserve bool, uid, 
 		if flow != "" {
 			fd = usedDigest("flow", flow)
 		}
-		use = queueScript(ctx, p, useKeyScript, keys, number, hash, maxFailures, time.Now().UTC().Format(time.RFC3339),
-			flow, fd, usedDigest("key", hash))
+		now := time.Now()
+		use = queueScript(ctx, p, useKeyScript, keys, number, hash, maxFailures, now.UTC().Format(time.RFC3339),
+			flow, fd, usedDigest("key", hash), serial, now.UnixMilli(), newOrderClaim(now), DefaultCardThreshold,
+			orderClaimStale.Milliseconds())
 		if sector != "" {
 			sub = queueScript(ctx, p, citizenPairwiseScript, []string{s.citizenKey(uid), s.pairwiseKey(uid)}, sector, fresh)
 		}
@@ -366,6 +403,11 @@ func (s *Store) UseCardKey(ctx context.Context, flow string, reserve bool, uid, 
 		return KeyResult{}, 0, "", wrap("use card key "+number, err)
 	}
 	res = KeyResult{Outcome: KeyOutcome(r[0].(string)), AttemptsLeft: int(r[1].(int64)), KeysLeft: int(r[2].(int64))}
+	if len(r) >= 5 {
+		res.OrderClaim, _ = r[3].(string)
+		a, _ := r[4].(int64)
+		res.Activated = a == 1
+	}
 	if sub != nil {
 		subject, _ = sub.cmd.Text()
 	}

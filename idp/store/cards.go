@@ -13,14 +13,18 @@ type KeyOutcome string
 
 // Key outcomes.
 const (
-	KeyOK       KeyOutcome = "ok"
-	KeyWrong    KeyOutcome = "wrong"
-	KeyUsed     KeyOutcome = "used"
-	KeyLocked   KeyOutcome = "locked"    // this attempt blocked the NemID
-	KeyBlocked  KeyOutcome = "blocked"   // the NemID was not active
-	KeyNoKey    KeyOutcome = "no_key"    // no such key number on the card
-	KeyBadCard  KeyOutcome = "bad_card"  // card retired, blocked or unknown
-	KeyNoPerson KeyOutcome = "no_person" // citizen gone
+	KeyOK      KeyOutcome = "ok"
+	KeyWrong   KeyOutcome = "wrong"
+	KeyUsed    KeyOutcome = "used"
+	KeyLocked  KeyOutcome = "locked"   // this attempt blocked the NemID
+	KeyBlocked KeyOutcome = "blocked"  // the NemID was not active
+	KeyNoKey   KeyOutcome = "no_key"   // no such key number on the card
+	KeyBadCard KeyOutcome = "bad_card" // no such card
+	// KeyRetired: the card was replaced by a newer one (not a failed attempt).
+	KeyRetired KeyOutcome = "retired"
+	// KeyCardBlocked: the card was blocked, reported lost (not a failed attempt).
+	KeyCardBlocked KeyOutcome = "card_blocked"
+	KeyNoPerson    KeyOutcome = "no_person" // citizen gone
 	// KeyRepeat: this login already used this key (a double click, a retry): not a failure.
 	KeyRepeat KeyOutcome = "repeat"
 	// KeyUsedRight: another login used this key, and this one typed it right: not a failure.
@@ -32,6 +36,11 @@ type KeyResult struct {
 	Outcome      KeyOutcome
 	AttemptsLeft int // after a wrong or used key
 	KeysLeft     int // unused keys left on the card after success
+	// OrderClaim, after success: this key use brought the default card to its threshold and
+	// claimed the order of its successor (WriteCardOrder with mode OriginAuto, or
+	// ReleaseCardOrder). Activated: the key was a sent card's first, which made it active.
+	OrderClaim string
+	Activated  bool
 }
 
 // Stored card format. A card is two keys under its citizen's hash tag:
@@ -118,13 +127,17 @@ end
 // it sending it again (a double click) is told apart, and so is another login of the same
 // card typing that key right (a second tab asked the card's one pending number, used
 // meanwhile by the first): whoever types it holds the card, and a used key logs nobody in,
-// so neither is counted. ARGV: number, hash, max failures, now, flow id, flow digest, hash
-// digest.
+// so neither is counted. A retired or blocked card's key is refused (retired, card_blocked)
+// and not counted. ARGV: number, hash, max failures, now, flow id, flow digest, hash digest,
+// serial, now (Unix ms), order claim (” to claim none), default threshold, claim staleness
+// (ms).
 var useKeyScript = redis.NewScript(keyNumberLua + `
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return {'no_person', 0, 0} end
 if st ~= 'active' then return {'blocked', 0, 0} end
 local cst = redis.call('HGET', KEYS[2], 'status')
+if cst == 'retired' then return {'retired', 0, 0} end
+if cst == 'blocked' then return {'card_blocked', 0, 0} end
 if cst ~= 'active' and cst ~= 'sent' then return {'bad_card', 0, 0} end
 local v = redis.call('HGET', KEYS[2], 'k:' .. ARGV[1])
 if not v then return {'no_key', 0, 0} end
@@ -151,7 +164,52 @@ redis.call('HSET', KEYS[2], 'k:' .. ARGV[1], 'u:' .. ARGV[6] .. '|' .. ARGV[7])
 redis.call('SREM', KEYS[3], ARGV[1], unused_member(ARGV[1]))
 if redis.call('HGET', KEYS[2], 'pending') == ARGV[1] then redis.call('HDEL', KEYS[2], 'pending') end
 redis.call('HSET', KEYS[1], 'failures', 0)
-return {'ok', 0, redis.call('SCARD', KEYS[3])}
+local left = redis.call('SCARD', KEYS[3])
+local serial = ARGV[8]
+local active = redis.call('HGET', KEYS[1], 'active_card') or ''
+-- A sent card's first right key makes it active; one that replaces a card becomes the
+-- citizen's default card and retires the one it replaces.
+local activated = 0
+if cst == 'sent' then
+  activated = 1
+  redis.call('HSET', KEYS[2], 'status', 'active', 'activated_at', ARGV[4])
+  local rep = redis.call('HGET', KEYS[2], 'replaces') or ''
+  local prefix = KEYS[1]
+  local activeSt = redis.call('HGET', prefix .. ':card:' .. active, 'status')
+  if rep ~= '' or (activeSt ~= 'active' and activeSt ~= 'sent') then
+    redis.call('HSET', KEYS[1], 'active_card', serial)
+    active = serial
+  end
+  if rep ~= '' then
+    local rk = prefix .. ':card:' .. rep
+    local rst = redis.call('HGET', rk, 'status')
+    if rst == 'active' or rst == 'sent' then
+      redis.call('HSET', rk, 'status', 'retired', 'retired_at', ARGV[4])
+      redis.call('DEL', rk .. ':print')
+    end
+  end
+end
+-- At the threshold of keys left on the default card, this key use claims the order of its
+-- successor (once: the claim stays until the successor is written or the claim released,
+-- or, left by a crash, goes stale).
+local claim = ''
+if ARGV[10] ~= '' and serial == active then
+  local thr = tonumber(redis.call('HGET', KEYS[1], 'card_threshold') or '') or 0
+  if thr <= 0 then thr = tonumber(ARGV[11]) end
+  if left <= thr then
+    local succ = redis.call('HGET', KEYS[2], 'successor')
+    local stale = false
+    if succ then
+      local at = tonumber(string.match(succ, '^pending:(%d+):') or '')
+      stale = at ~= nil and at + tonumber(ARGV[12]) < tonumber(ARGV[9])
+    end
+    if not succ or stale then
+      redis.call('HSET', KEYS[2], 'successor', ARGV[10])
+      claim = ARGV[10]
+    end
+  end
+end
+return {'ok', 0, left, claim, activated}
 `)
 
 // UseCardKeyInFlow checks a key for a login flow and consumes it; the same flow sending the

@@ -61,6 +61,13 @@ type Citizen struct {
 	// RenewalNotified is the expires_at a renewal_due event was last sent for (renewal.go): one
 	// event per expiry date. Set only by NoteRenewalDue.
 	RenewalNotified string
+	// Card fields (cardorders.go): CardThreshold is the keys left at which a new card is
+	// ordered (0: DefaultCardThreshold); IDCheck and Channel record the issuance's ID check
+	// and channel; PostalAddress is where cards go for a citizen with no fixed address.
+	CardThreshold int
+	IDCheck       string
+	Channel       string
+	PostalAddress string
 }
 
 func (c *Citizen) fields() map[string]any {
@@ -71,6 +78,7 @@ func (c *Citizen) fields() map[string]any {
 		"issued_at": c.IssuedAt, "created_at": c.CreatedAt.UTC().Format(time.RFC3339),
 		"address": c.Address, "active_card": c.ActiveCard, "expires_at": c.ExpiresAt, "pid": c.PID,
 		"oces_issued_at": c.OCESIssuedAt, "youth_cert": boolStr(c.YouthCert),
+		"card_threshold": c.CardThreshold, "id_check": c.IDCheck, "channel": c.Channel, "postal_address": c.PostalAddress,
 	}
 }
 
@@ -84,6 +92,7 @@ func citizenFrom(m map[string]string) *Citizen {
 		IssuedAt: m["issued_at"], CreatedAt: created, Address: m["address"], ActiveCard: m["active_card"],
 		ExpiresAt: m["expires_at"], PID: m["pid"], OCESIssuedAt: m["oces_issued_at"], YouthCert: m["youth_cert"] == "1",
 		SessionsEnded: parseMillis(m["sessions_ended"]), RenewalNotified: m["renewal_notified"],
+		CardThreshold: atoiOr(m["card_threshold"], 0), IDCheck: m["id_check"], Channel: m["channel"], PostalAddress: m["postal_address"],
 	}
 }
 
@@ -99,6 +108,25 @@ type CardRecord struct {
 	Serial string
 	Status string            // "active", "sent", "retired", "blocked"
 	Hashes map[string]string // key number (4 digits, 0001–9999) → keyed hash
+	// Origin is why the card exists (OriginFirst, OriginAuto, OriginExtra, OriginLost; ""
+	// for cards written before origins), Replaces the serial it replaces (auto, lost),
+	// OrderedBy "self", "system" or the operator's label; CreatedAt zero is now.
+	Origin    string
+	Replaces  string
+	OrderedBy string
+	CreatedAt time.Time
+	// Print is the card as printed, sealed with the server secret, kept once for the print
+	// service (TakeCardPrint); nil for a card handed over. Sent, when set, writes a card_sent
+	// event with the card (it went by post).
+	Print []byte
+	Sent  *CardPost
+}
+
+// CardPost is the card_sent event a card sent by post comes with: who ordered it and,
+// when not the register address, where it goes.
+type CardPost struct {
+	By      string
+	Address string
 }
 
 // check refuses a key number other than 4 digits 0001–9999: the unused-keys set stores
@@ -179,7 +207,7 @@ func (s *Store) createCitizen(ctx context.Context, c *Citizen, card CardRecord) 
 			return err
 		}
 	}
-	if err := s.writeNewCitizen(ctx, c, card); err != nil {
+	if err := s.withOutbox(ctx, c.UserID, func() error { return s.writeNewCitizen(ctx, c, card) }); err != nil {
 		// Release the claim; use a fresh context so a cancelled request still cleans up.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
@@ -245,10 +273,25 @@ func (s *Store) queueCard(ctx context.Context, p redis.Pipeliner, uid string, ca
 		numbers = append(numbers, unusedMember(n)) // an integer: the set is an intset
 	}
 	fields["status"] = card.Status
-	fields["created_at"] = time.Now().UTC().Format(time.RFC3339)
+	created := card.CreatedAt
+	if created.IsZero() {
+		created = time.Now()
+	}
+	fields["created_at"] = created.UTC().Format(time.RFC3339)
+	for f, v := range map[string]string{"origin": card.Origin, "replaces": card.Replaces, "ordered_by": card.OrderedBy} {
+		if v != "" {
+			fields[f] = v
+		}
+	}
 	p.HSet(ctx, s.cardKey(uid, card.Serial), fields)
 	p.SAdd(ctx, s.unusedKey(uid, card.Serial), numbers...)
 	p.SAdd(ctx, s.cardsKey(uid), card.Serial)
+	if card.Print != nil {
+		p.Set(ctx, s.printKey(uid, card.Serial), card.Print, 0)
+	}
+	if card.Sent != nil {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: s.eventsKey(uid), MaxLen: 200, Approx: true, Values: cardSentEvent(card.Serial, card.Sent, created)})
+	}
 }
 
 // Citizen loads a citizen by user id.

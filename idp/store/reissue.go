@@ -16,7 +16,9 @@ func (s *Store) ReplaceActiveCard(ctx context.Context, uid string, card CardReco
 	if err := card.check(); err != nil {
 		return err
 	}
-	return s.withSerial(ctx, card.Serial, uid, func() error { return s.replaceActiveCard(ctx, uid, card) })
+	return s.withSerial(ctx, card.Serial, uid, func() error {
+		return s.withOutbox(ctx, uid, func() error { return s.replaceActiveCard(ctx, uid, card) })
+	})
 }
 
 func (s *Store) replaceActiveCard(ctx context.Context, uid string, card CardRecord) error {

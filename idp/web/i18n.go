@@ -82,7 +82,11 @@ var texts = map[string]map[string]string{
 		"err_conflict":           "Login blev ændret i et andet vindue. Genindlæs siden.",
 		"err_csrf":               "Formularen er udløbet. Genindlæs siden og prøv igen.",
 		"err_unavailable":        "NemID er midlertidigt utilgængeligt. Prøv igen om lidt.",
-		"err_no_keys_left":       "Dit nøglekort har ingen ubrugte nøgler. Bestil et nyt.",
+		"err_no_keys_left":       "Dit nøglekort er brugt op. Selvbetjening kræver en nøgle, så få et nyt kort hos borgerservice eller NemID-support, eller log på med nøgleappen og bestil et under Selvbetjening.",
+		"err_card_retired":       "Dette nøglekort er erstattet af dit nye kort; brug det nye.",
+		"err_card_blocked":       "Dette nøglekort er spærret, fordi det er meldt bortkommet.",
+		"card_other":             "Brug et andet nøglekort:",
+		"card_switch":            "Brug kort",
 		"err_login_required":     "Du skal logge på.",
 		"err_internal":           "Der opstod en uventet fejl. Prøv igen.",
 		"err_too_many_attempts":  "For mange forkerte svar i dette login. Start forfra hos tjenesten.",
@@ -154,6 +158,12 @@ var texts = map[string]map[string]string{
 		"err_too_many_requests": "This login has sent as many key-app requests as it may. Use your code card, or start again from the service you came from.",
 		// an expired NemID ({date}: " on <its last valid day>")
 		"err_expired": "Your NemID expired{date}. An expired NemID cannot be renewed online: renew it at borgerservice in your municipality, at your bank if your bank issued your NemID, or at a Danish embassy if you live abroad. Bring photo ID (passport or driving licence).",
+		// cards
+		"err_no_keys_left": "Your code card is used up. Self-service needs a key, so get a new card from borgerservice or NemID support, or log on with the key app and order one under Self-service.",
+		"err_card_retired": "This code card has been replaced by your new card; use the new one.",
+		"err_card_blocked": "This code card is blocked because it was reported lost.",
+		"card_other":       "Use another code card:",
+		"card_switch":      "Use card",
 		// the OCES gate (oces_required)
 		"err_oces_required": "This service requires the public digital signature (OCES), and your NemID is for online banking only.",
 		"oces_help_title":   "How to get the public digital signature",

@@ -80,6 +80,10 @@ type View struct {
 	CSRFToken       string       `json:"csrf_token,omitempty"`
 	Notice          *Notice      `json:"notice,omitempty"`
 	Error           *flows.Error `json:"error,omitempty"`
+
+	// Cards (codecard step, when there are several) are the citizen's usable cards, any of
+	// which POST /login/{flow}/card {serial} switches to.
+	Cards []string `json:"cards,omitempty"`
 }
 
 // Ward is someone a guardian may act for.
@@ -153,6 +157,7 @@ var stepNames = map[string]flows.Step{
 var actions = map[string]func(*Handler, *request) error{
 	"keyapp": (*Handler).pollKeyApp,
 	"method": (*Handler).switchMethod,
+	"card":   (*Handler).switchCard,
 }
 
 // request carries what one login request works with.
@@ -659,7 +664,7 @@ func (h *Handler) decode(req *request) error {
 		}
 		req.answer = flows.Answer{Username: r.PostFormValue("username"), Password: r.PostFormValue("password"),
 			Key: r.PostFormValue("key"), NewPassword: r.PostFormValue("new_password"), Method: r.PostFormValue("method"),
-			Principal: r.PostFormValue("principal")}
+			Principal: r.PostFormValue("principal"), Serial: r.PostFormValue("serial")}
 	default:
 		return &httpError{status: http.StatusUnsupportedMediaType, err: flows.Errorf(flows.CodeInvalidRequest,
 			"Send application/json or a form.")}
@@ -675,6 +680,9 @@ func (h *Handler) view(req *request) View {
 	case flows.StepCodeCard:
 		v.KeyNumber, v.CardSerial = f.KeyNumber, f.CardSerial
 		v.Methods = methods(f)
+		if len(f.Cards) > 1 {
+			v.Cards = f.Cards
+		}
 	case flows.StepKeyApp:
 		if a := f.Approval; a != nil {
 			exp := a.ExpiresAt.UTC()
@@ -915,7 +923,7 @@ func statusFor(code string) int {
 		flows.CodeKeyAppTimeout, flows.CodeKeyAppWrongCode, flows.CodeNoDevice:
 		return http.StatusConflict
 	case flows.CodeLocked, flows.CodeBlocked, flows.CodeExpired, flows.CodeOCESRequired, flows.CodeWrongBrowser,
-		flows.CodeNoKeysLeft, "csrf", flows.CodeLoginRequired, flows.CodeTooManyAttempts, flows.CodeKeyAppDenied:
+		flows.CodeNoKeysLeft, flows.CodeCardRetired, flows.CodeCardBlocked, "csrf", flows.CodeLoginRequired, flows.CodeTooManyAttempts, flows.CodeKeyAppDenied:
 		return http.StatusForbidden
 	case flows.CodeThrottled:
 		return http.StatusTooManyRequests

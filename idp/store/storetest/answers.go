@@ -718,6 +718,7 @@ func testUseCardKeySubject(t *testing.T, h *harness) {
 	} {
 		r, n, sub, err := h.s.UseCardKey(ctx, id, s.reserve, c.UserID, serial, s.number, s.hash, MaxFailures, s.sector, s.fresh)
 		noErr(t, s.name, err)
+		r.OrderClaim = "" // a small card is past the threshold: Cards/AutoOrder tests the claim
 		if r != s.want || n != s.attempt || sub != s.subject {
 			t.Fatalf("%d %s: %+v, attempt %d, subject %q; want %+v, %d, %q", i, s.name, r, n, sub, s.want, s.attempt, s.subject)
 		}

@@ -427,11 +427,14 @@ func testPasswordAnswerDevices(t *testing.T, h *harness) {
 	if acc := accept(); acc.devices != 2 || acc.keyNumber == "" {
 		t.Fatalf("two devices: %+v, want devices 2", acc)
 	}
+	// No usable card: without a default card the answer would ask any other usable one.
 	noErr(t, "no active card", h.s.Redis().HDel(ctx, h.citizenKey(c.UserID), "active_card").Err())
+	noErr(t, "card retired", h.s.Redis().HSet(ctx, h.cardKey(c.UserID, card.rec.Serial), "status", store.CardRetired).Err())
 	if acc := accept(); acc.devices != 2 || acc.keyNumber != "" {
 		t.Fatalf("two devices, no card: %+v, want devices 2, no key number", acc)
 	}
 	noErr(t, "active card again", h.s.Redis().HSet(ctx, h.citizenKey(c.UserID), "active_card", card.rec.Serial).Err())
+	noErr(t, "card active again", h.s.Redis().HSet(ctx, h.cardKey(c.UserID, card.rec.Serial), "status", store.CardActive).Err())
 	noErr(t, "RemoveDevice", h.s.RemoveDevice(ctx, c.UserID, ds[0].ID, "citizen"))
 	if acc := accept(); acc.devices != 1 || acc.keyNumber == "" {
 		t.Fatalf("one device removed: %+v, want devices 1", acc)
