@@ -230,7 +230,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	mux := http.NewServeMux()
 	s.Mux = mux
 	s.Web.Register(mux)
-	s.SelfService = &selfservice.Handler{Flows: engine, Store: st, Web: s.Web, Passwords: pws, Audit: auditLog,
+	s.SelfService = &selfservice.Handler{Flows: engine, Store: st, Web: s.Web, Passwords: pws, Audit: auditLog, LifeCycle: lifeCycle{s.Issuer},
 		Secret: secret.Secret(sec.Derive("selfservice")), Secure: !cfg.InsecureCookies(), Origin: web.OriginOf(cfg.Issuer)}
 	s.SelfService.Register(mux)
 	(&keyapp.API{Flows: engine, Store: st, Audience: strings.TrimSuffix(cfg.Issuer, "/") + "/keyapp", Metrics: kaMetrics,

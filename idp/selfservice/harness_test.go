@@ -71,8 +71,13 @@ func newEnv(t *testing.T, lc *fakeLC) *env {
 	}
 	e := &env{t: t, srv: srv, base: cfg.Issuer, rec: rec, lc: lc, clock: &clock{}}
 	// Set before serving starts: no request reads them before.
-	if lc != nil {
+	switch {
+	case lc == realLC:
+		// the server's own, as wired: the issuer's cards and renewal
+	case lc != nil:
 		srv.SelfService.LifeCycle = lc
+	default:
+		srv.SelfService.LifeCycle = nil
 	}
 	srv.SelfService.Now = e.clock.now
 	hs := &http.Server{Handler: srv.Handler, ReadHeaderTimeout: 10 * time.Second}
@@ -294,6 +299,9 @@ func errorCode(page string) string {
 	}
 	return ""
 }
+
+// realLC asks newEnv for the server's own LifeCycle (the issuer's), as `nemidp serve` wires it.
+var realLC = &fakeLC{}
 
 // fakeLC is the card and renewal service, as far as the pages see it.
 type fakeLC struct {
