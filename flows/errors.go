@@ -61,7 +61,8 @@ type Error struct {
 }
 
 // Citizen is the user id of the NemID a wrong password (or a lockout it caused) counted
-// against; "" for a user ID with no NemID and for every other error.
+// against, or whose right password was refused (blocked, expired, no usable card); "" for a
+// user ID with no NemID and for every other error.
 func (e *Error) Citizen() string { return e.citizen }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

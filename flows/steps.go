@@ -330,6 +330,7 @@ func (e *Engine) password(ctx context.Context, id string, f *Flow, a Answer, gua
 		refuse = usedUpError(serial == "" && len(pa.Cards) == 0)
 	}
 	if refuse != nil {
+		refuse.citizen = c.UserID // for the audit line: the password was right
 		acc, err := e.accept(settle, att)
 		if n > 0 {
 			e.release(settle, f)

@@ -215,6 +215,13 @@ func TestAuditTrail(t *testing.T) {
 	op(auditTokenBank, "POST", "/admin/v1/citizens/"+uid+"/block", map[string]any{"reason": "misuse"}, http.StatusOK)
 	op(auditTokenBank, "POST", "/admin/v1/citizens/"+uid+"/block", map[string]any{"reason": "lost_card"}, http.StatusOK)
 	op(auditTokenBS, "POST", "/admin/v1/citizens/"+uid+"/unblock", nil, http.StatusOK)
+	// The right password of a NemID past its expiry: refused, and the line names the citizen
+	// who proved it (a block refuses before any password is checked, so names nobody).
+	rkey := s.Store.Prefix() + "{c:" + uid + "}"
+	exp, _ := s.Store.Redis().HGet(ctx, rkey, "expires_at").Result()
+	s.Store.Redis().HSet(ctx, rkey, "expires_at", "2020-01-01")
+	startLogin(t, s).answer("password", map[string]string{"username": uid, "password": auditNewPw}, http.StatusForbidden)
+	s.Store.Redis().HSet(ctx, rkey, "expires_at", exp)
 	tmp := op(auditTokenBS, "POST", "/admin/v1/citizens/"+uid+"/temporary-password", nil, http.StatusOK)
 	temporary, _ := tmp["password"].(string)
 	if temporary == "" {
@@ -279,6 +286,7 @@ func TestAuditTrail(t *testing.T) {
 		{"citizen.blocked", "operator", "bank.dk", uid, map[string]any{"reason": "misuse"}},
 		{"citizen.block_reason_changed", "operator", "bank.dk", uid, map[string]any{"reason": "lost_card", "was": "misuse"}},
 		{"citizen.unblocked", "operator", "borgerservice", uid, map[string]any{"status": "active"}},
+		{"login.password", "citizen", uid, uid, map[string]any{"outcome": "expired"}},
 		{"citizen.temporary_password", "operator", "borgerservice", uid, map[string]any{"was": "active"}},
 	}
 	lines := rec.Lines()

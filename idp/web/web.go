@@ -593,6 +593,9 @@ func (h *Handler) audit(req *request, step flows.Step, err error) {
 		if ev.UserID == "" {
 			ev.Detail["outcome"], ev.Detail["code"] = "unknown_user", fe.Code
 		}
+	} else if step == flows.StepPassword && f.CitizenID == "" && errors.As(err, &fe) && fe.Citizen() != "" {
+		// A right password refused (blocked, expired, no card): the citizen proved who they are.
+		ev.By, ev.Who, ev.UserID = audit.ByCitizen, fe.Citizen(), fe.Citizen()
 	}
 	h.Audit.Log(req.w, req.r, ev)
 	if err == nil && f.Done() {
