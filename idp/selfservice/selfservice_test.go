@@ -731,3 +731,19 @@ func TestOIDCCallbackRefusesSelfServiceFlow(t *testing.T) {
 		t.Fatalf("self-service callback after it: %d %q", got.status, got.location)
 	}
 }
+
+// TestLoginPageNamesSelfService: the login page a self-service visit starts says whom the
+// citizen logs in to, though no client is registered under that name.
+func TestLoginPageNamesSelfService(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	b := e.browser()
+	a := b.get(selfservice.Path)
+	if a.status != http.StatusSeeOther {
+		t.Fatalf("GET %s: %d", selfservice.Path, a.status)
+	}
+	page := b.get(a.location)
+	if page.status != http.StatusOK || !strings.Contains(page.body, "<strong>NemID Selvbetjening</strong>") {
+		t.Fatalf("login page %d does not name self-service:\n%.800s", page.status, page.body)
+	}
+}

@@ -784,6 +784,9 @@ func (h *Handler) keyAppPage(f *flows.Flow, v View, clientName string) *keyAppPa
 }
 
 func (h *Handler) clientName(req *request) string {
+	if req.flow != nil && req.flow.ClientName != "" {
+		return req.flow.ClientName // read when the flow began (Engine.Policy): also a built-in front end's
+	}
 	if h.Clients == nil || req.flow == nil {
 		return ""
 	}
