@@ -556,6 +556,14 @@ func (codecardStep) check(ctx context.Context, e *Engine, f *Flow, a Answer) err
 		return flowFailure(e, f, n, Errorf(CodeLocked, "Your NemID is locked after too many failed attempts. Contact NemID support or borgerservice to have it unlocked."))
 	case store.KeyRetired, store.KeyCardBlocked:
 		e.release(settle, f) // not a guess: the card itself is refused
+		// The login moves on to another usable card of the citizen, if any, so it is not stuck
+		// asking a card that can never answer; the refusal still says why.
+		if err := e.nextUsableCard(settle, f); err != nil {
+			var fe *Error
+			if !errors.As(err, &fe) {
+				return err
+			}
+		}
 		return cardRefused(res.Outcome)
 	case store.KeyBlocked:
 		e.release(settle, f)

@@ -57,3 +57,53 @@ func TestOutboxEndToEnd(t *testing.T) {
 		t.Fatalf("next %v, want the last id", out["next"])
 	}
 }
+
+// TestOutboxLockoutAndAddressChange: a lockout after failed passwords sends the citizen a
+// nemid_blocked letter (reason failures, by system) without the login waiting for it; a change
+// of the alternative address sends address_changed to where letters went before the change.
+func TestOutboxLockoutAndAddressChange(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, password.TestParams)
+	hc := &http.Client{Timeout: 30 * time.Second}
+	op := func(method, path string, body any, want int) map[string]any {
+		t.Helper()
+		st, out := call(t, hc, method, s.base+path, map[string]string{"Authorization": "Bearer " + s.admin}, body)
+		if st != want {
+			t.Fatalf("%s %s: %d %v, want %d", method, path, st, out, want)
+		}
+		return out
+	}
+	op("POST", "/admin/v1/clients", map[string]any{"client_id": "bank", "redirect_uris": []string{"http://127.0.0.1:9/cb"},
+		"secret": "bank-secret-0123456789abcdef0123", "scopes": []string{"openid"}}, http.StatusCreated)
+	const address = "Strandvejen 10, 2900 Hellerup"
+	issued := op("POST", "/admin/v1/citizens", map[string]any{"cpr": "130388-1234", "name": "Ida Holm", "address": address}, http.StatusCreated)
+	uid, _ := issued["user_id"].(string)
+	l := startLogin(t, s)
+	for i := range 5 {
+		want := http.StatusUnauthorized
+		if i == 4 {
+			want = http.StatusForbidden // locked
+		}
+		l.answer("password", map[string]string{"username": uid, "password": "wrong-Password-9"}, want)
+	}
+	const alt = "Sommerhusvej 3, 4500 Nykøbing Sj"
+	ctx := context.Background()
+	s.Store.Wait() // the lockout's letter is relayed in the background
+	if err := s.Store.SetAltAddress(ctx, uid, alt); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.Store.Outbox(ctx, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		if e.UserID == uid {
+			got = append(got, e.Type+"|"+e.Address+"|"+e.Data["reason"]+e.Data["cleared"]+"|"+e.Data["by"])
+		}
+	}
+	want := []string{"nemid_blocked|" + address + "|failures|system", "address_changed|" + address + "|0|self"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("outbox\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

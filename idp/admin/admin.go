@@ -451,6 +451,9 @@ func (a *API) getCitizen(w http.ResponseWriter, r *http.Request) error {
 	if c.Status == store.StatusBlocked {
 		v.BlockReason = c.BlockReason
 	}
+	if c.Status == store.StatusActive && store.ExpiryOf(c.ExpiresAt, time.Now()).Expired {
+		v.Status = store.StatusExpired // the date decides, as at login; no status is written
+	}
 	if n, err := cpr.Parse(c.CPR); err == nil {
 		v.CPR = n.Masked()
 	}

@@ -73,7 +73,7 @@ func (a *API) orderCard(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{http.StatusBadRequest, "invalid_request", ve.Error()}
 	case errors.Is(err, issuance.ErrCardLimit):
 		return &apiError{http.StatusConflict, "card_limit", fmt.Sprintf(
-			"This NemID already has %d usable extra cards, the most an operator may order; a lost or used-up card is replaced with reason \"lost\", or block an extra card first.", store.OperatorExtraCards)}
+			"This NemID already has %d usable extra cards with keys left, the most an operator may order; a used-up card frees its place, and a lost card is replaced with reason \"lost\".", store.OperatorExtraCards)}
 	case errors.Is(err, store.ErrNotFound):
 		return noCitizen(uid)
 	case err != nil:

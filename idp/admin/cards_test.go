@@ -130,6 +130,8 @@ func TestIssuanceIDCheck(t *testing.T) {
 		{"embassy, threshold", `,"channel":"embassy","card_threshold":30`, 201, "", false, "", "photo", "embassy"},
 		{"witness without an address", `,"id_check":"witness"`, 400, "address", false, "", "", ""},
 		{"unknown id check", `,"id_check":"passport"`, 400, "id_check", false, "", "", ""},
+		{"OCES at a bank without photo", `,"channel":"bank","id_check":"two_ids","address":"Gade 1"`, 400, "id_check", false, "", "", ""},
+		{"bank-only at a bank with two IDs", `,"channel":"bank","kind":"bank","id_check":"two_ids","address":"Gade 1"`, 201, "", true, "Gade 1", "two_ids", "bank"},
 		{"unknown channel", `,"channel":"post"`, 400, "channel", false, "", "", ""},
 		{"threshold 0", `,"card_threshold":0`, 400, "card_threshold", false, "", "", ""},
 		{"threshold over the card", `,"card_threshold":149`, 400, "card_threshold", false, "", "", ""},

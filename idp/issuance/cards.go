@@ -50,6 +50,11 @@ func validateCardRequest(req Request, c *store.Citizen) error {
 	default:
 		return &ValidationError{"channel", `want "borgerservice", "bank", "embassy" or "online"`}
 	}
+	// The public digital signature through a bank needs a photo ID check, as attaching OCES to a
+	// bank-issued NemID does (AttachOCES): issuing it with OCES at once must not go round that.
+	if c.Channel == ChannelBank && cmp.Or(req.Kind, "oces") == "oces" && c.IDCheck != IDCheckPhoto {
+		return &ValidationError{"id_check", `an OCES NemID issued by a bank needs a photo ID check ("photo"); without one, issue kind "bank"`}
+	}
 	if utf8.RuneCountInString(req.PostalAddress) > 500 {
 		return &ValidationError{"postal_address", "at most 500 characters"}
 	}

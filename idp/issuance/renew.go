@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/nemidp/nemidp/idp/store"
@@ -146,6 +147,13 @@ func (is *Issuer) RenewWithKey(ctx context.Context, uid, serial, number, key str
 	}
 	switch res.Outcome {
 	case store.KeyOK:
+		if res.OrderClaim != "" {
+			// This key brought the card to its threshold: order its successor now, as a login's
+			// key does. A failure leaves the order to a later key use.
+			if err := is.AutoOrderCard(context.WithoutCancel(ctx), uid, serial, res.OrderClaim); err != nil {
+				slog.WarnContext(ctx, "renewal: the new card was not ordered; a later key use orders it", "user_id", uid, "err", err)
+			}
+		}
 	case store.KeyWrong:
 		return nil, &KeyError{Code: KeyWrong, AttemptsLeft: res.AttemptsLeft}
 	case store.KeyUsed:

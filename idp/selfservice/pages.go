@@ -158,11 +158,9 @@ func (h *Handler) activeDevices(ctx context.Context, uid string) ([]store.Device
 	return out, nil
 }
 
-// renewalDue: the NemID expires within 60 days (the login's renewal_due notice).
-func renewalDue(expires string, now time.Time) bool {
-	day, err := time.Parse(time.DateOnly, expires)
-	return err == nil && day.Sub(now) < 60*24*time.Hour
-}
+// renewalDue: the NemID expires within 60 days on the Danish date (the login's renewal_due
+// notice).
+func renewalDue(expires string, now time.Time) bool { return store.ExpiryOf(expires, now).Due }
 
 // ---- cards ----
 
@@ -320,7 +318,7 @@ func (h *Handler) removeDevice(req *request) error {
 	if !d.Active {
 		return h.done(req, flash{Code: "device_removed"})
 	}
-	if err := h.Store.RemoveDevice(ctx, uid, id, "citizen"); err != nil {
+	if err := h.Store.RemoveDevice(ctx, uid, id, "self"); err != nil {
 		return err
 	}
 	h.audit(req, "device.removed", map[string]any{"device_id": id})

@@ -146,8 +146,10 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+Path+"/static/", http.StripPrefix(Path, http.FileServerFS(staticFS)))
 	mux.HandleFunc("GET "+Path, h.handle(h.overview, needSession))
 	mux.HandleFunc("GET "+Path+"/callback", h.handle(h.callback, 0))
-	mux.HandleFunc("POST "+Path+"/kort", h.handle(h.orderCard, needSession|isPost))
-	mux.HandleFunc("GET "+Path+"/kort/mistet", h.handle(h.lostCardPage, needSession))
+	// Ordering a card and changing where it goes need a fresh login too: else a stolen session
+	// could send a card to an address of its choosing.
+	mux.HandleFunc("POST "+Path+"/kort", h.handle(h.orderCard, needSession|needFresh|isPost))
+	mux.HandleFunc("GET "+Path+"/kort/mistet", h.handle(h.lostCardPage, needSession|needFresh))
 	mux.HandleFunc("GET "+Path+"/spaerring", h.handle(h.blockPage, needSession|needFresh))
 	mux.HandleFunc("POST "+Path+"/spaerring", h.handle(h.block, needSession|needFresh|isPost))
 	mux.HandleFunc("GET "+Path+"/fornyelse", h.handle(h.renewPage, needSession|needFresh))
@@ -155,8 +157,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+Path+"/noegleapp/fjern", h.handle(h.removeDevice, needSession|isPost))
 	mux.HandleFunc("GET "+Path+"/adgangskode", h.handle(h.passwordPage, needSession))
 	mux.HandleFunc("POST "+Path+"/adgangskode", h.handle(h.changePassword, needSession|isPost))
-	mux.HandleFunc("GET "+Path+"/adresse", h.handle(h.addressPage, needSession))
-	mux.HandleFunc("POST "+Path+"/adresse", h.handle(h.setAddress, needSession|isPost))
+	mux.HandleFunc("GET "+Path+"/adresse", h.handle(h.addressPage, needSession|needFresh))
+	mux.HandleFunc("POST "+Path+"/adresse", h.handle(h.setAddress, needSession|needFresh|isPost))
 	mux.HandleFunc("POST "+Path+"/log-af", h.handle(h.logout, needSession|isPost))
 	mux.HandleFunc(Path+"/", h.handle(h.unrouted, 0))
 }

@@ -201,6 +201,11 @@ func TestFreshLoginForBlockAndRenew(t *testing.T) {
 		{"POST", "/spaerring", url.Values{"confirm": {"yes"}}},
 		{"GET", "/fornyelse", nil},
 		{"POST", "/fornyelse", url.Values{"serial": {"G750159724"}, "number": {"0042"}, "key": {"123456"}}},
+		// Where cards go and ordering one: a stolen session must not send a card elsewhere.
+		{"GET", "/adresse", nil},
+		{"POST", "/adresse", url.Values{"address": {"Elsewhere 1"}}},
+		{"POST", "/kort", url.Values{"reason": {"extra"}}},
+		{"GET", "/kort/mistet", nil},
 	} {
 		var a answer
 		if tc.method == "GET" {
@@ -217,8 +222,11 @@ func TestFreshLoginForBlockAndRenew(t *testing.T) {
 		}
 	}
 	// The rest of self-service still takes the old login.
-	if a := b.get(selfservice.Path + "/adresse"); a.status != http.StatusOK {
-		t.Errorf("address page with an old login: %d", a.status)
+	if a := b.get(selfservice.Path + "/adgangskode"); a.status != http.StatusOK {
+		t.Errorf("password page with an old login: %d", a.status)
+	}
+	if n := len(e.lc.orders()); n != 0 {
+		t.Fatalf("a card ordered by a stale login: %d", n)
 	}
 	if c1, _ := e.srv.Store.Citizen(ctx, c.uid); c1.Status != store.StatusActive {
 		t.Fatalf("blocked by a stale login: %s", c1.Status)

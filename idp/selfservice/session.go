@@ -134,7 +134,7 @@ func (h *Handler) authenticate(req *request) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if c.Status != store.StatusActive || c.MustChange || store.LoginEnded(c.SessionsEnded, s.AuthTime) {
+	if !c.ActiveOn(h.now()) || c.MustChange || store.LoginEnded(c.SessionsEnded, s.AuthTime) {
 		h.clearCookie(req.w)
 		return false, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -71,15 +72,23 @@ func CleanAltAddress(raw string) (string, error) {
 	return out, nil
 }
 
-// ARGV: 1 the address ("" clears). Only an existing citizen gets one: a record is never
-// created by it.
+// KEYS: citizen, events. ARGV: 1 the address ("" clears), 2 now (RFC 3339), 3 by. Only an
+// existing citizen gets one: a record is never created by it. A change writes an
+// address_changed event addressed to where letters went BEFORE it (the alternative address,
+// else the postal, else the register address), so a citizen whose address someone else changed
+// hears of it where they live.
 var setAltAddressScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], 'user_id') == 0 then return 0 end
+local function nonempty(v) if v and v ~= '' then return v end return nil end
+local old = nonempty(redis.call('HGET', KEYS[1], 'alt_address')) or nonempty(redis.call('HGET', KEYS[1], 'postal_address')) or
+  redis.call('HGET', KEYS[1], 'address') or ''
+if (redis.call('HGET', KEYS[1], 'alt_address') or '') == ARGV[1] then return 1 end
 if ARGV[1] == '' then
   redis.call('HDEL', KEYS[1], 'alt_address')
 else
   redis.call('HSET', KEYS[1], 'alt_address', ARGV[1])
 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', '200', '*', 'type', 'address_changed', 'address', old, 'cleared', ARGV[1] == '' and '1' or '0', 'at', ARGV[2], 'by', ARGV[3])
 return 1
 `)
 
@@ -91,14 +100,17 @@ func (s *Store) SetAltAddress(ctx context.Context, uid, addr string) error {
 	if err != nil {
 		return err
 	}
-	n, err := setAltAddressScript.Run(ctx, s.rdb, []string{s.citizenKey(uid)}, clean).Int()
-	if err != nil {
-		return wrap("set alt address", err)
-	}
-	if n == 0 {
-		return fmt.Errorf("store: set alt address: citizen %s: %w", uid, ErrNotFound)
-	}
-	return nil
+	return s.withOutbox(ctx, uid, func() error {
+		n, err := setAltAddressScript.Run(ctx, s.rdb, []string{s.citizenKey(uid), s.eventsKey(uid)}, clean,
+			time.Now().UTC().Format(time.RFC3339), "self").Int()
+		if err != nil {
+			return wrap("set alt address", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("store: set alt address: citizen %s: %w", uid, ErrNotFound)
+		}
+		return nil
+	})
 }
 
 // AltAddress is the citizen's alternative address ("" when none is set, or no such citizen).

@@ -403,6 +403,9 @@ func (s *Store) UseCardKey(ctx context.Context, flow string, reserve bool, uid, 
 		return KeyResult{}, 0, "", wrap("use card key "+number, err)
 	}
 	res = KeyResult{Outcome: KeyOutcome(r[0].(string)), AttemptsLeft: int(r[1].(int64)), KeysLeft: int(r[2].(int64))}
+	if res.Outcome == KeyLocked {
+		s.relayLater(ctx, uid) // this key locked the NemID: its nemid_blocked letter
+	}
 	if len(r) >= 5 {
 		res.OrderClaim, _ = r[3].(string)
 		a, _ := r[4].(int64)

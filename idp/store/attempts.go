@@ -103,13 +103,18 @@ func (s *Store) beginAttempt(ctx context.Context, rec, att string, unknown bool,
 	return Attempt{ID: id}, nil
 }
 
+// failAttemptScript answers {failures, user id when this failure locked the NemID else ''}: a
+// lockout writes a nemid_blocked letter in the same step (an unknown user ID's record has no
+// status, so it never locks, and never writes one).
 var failAttemptScript = redis.NewScript(`
 redis.call('ZREM', KEYS[2], ARGV[2])
 local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 if n >= tonumber(ARGV[1]) and redis.call('HGET', KEYS[1], 'status') == 'active' then
   redis.call('HSET', KEYS[1], 'status', 'blocked', 'block_reason', 'failures', 'blocked_at', ARGV[3])
+  redis.call('XADD', KEYS[1] .. ':events', 'MAXLEN', '~', '200', '*', 'type', 'nemid_blocked', 'reason', 'failures', 'at', ARGV[3], 'by', 'system')
+  return {n, redis.call('HGET', KEYS[1], 'user_id') or ''}
 end
-return n
+return {n, ''}
 `)
 
 // FailAttempt settles a reserved attempt as failed: the max-th failure in a row blocks the
@@ -119,10 +124,18 @@ func (s *Store) FailAttempt(ctx context.Context, uid string, limit int, a Attemp
 }
 
 func (s *Store) failAttempt(ctx context.Context, rec, att string, limit int, a Attempt, now time.Time) (FailureResult, error) {
-	n, err := failAttemptScript.Run(ctx, s.rdb, []string{rec, att},
-		limit, a.ID, now.UTC().Format(time.RFC3339)).Int()
+	r, err := failAttemptScript.Run(ctx, s.rdb, []string{rec, att},
+		limit, a.ID, now.UTC().Format(time.RFC3339)).Slice()
 	if err != nil {
 		return FailureResult{}, wrap("fail attempt", err)
+	}
+	if len(r) != 2 {
+		return FailureResult{}, fmt.Errorf("store: fail attempt: unexpected answer %v", r)
+	}
+	n64, _ := r[0].(int64)
+	n := int(n64)
+	if uid, _ := r[1].(string); uid != "" {
+		s.relayLater(ctx, uid)
 	}
 	left := max(limit-n, 0)
 	return FailureResult{AttemptsLeft: left, Locked: left == 0}, nil
@@ -154,6 +167,7 @@ end
 local n = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 if n >= tonumber(ARGV[1]) and st == 'active' then
   redis.call('HSET', KEYS[1], 'status', 'blocked', 'block_reason', 'failures', 'blocked_at', ARGV[2])
+  redis.call('XADD', KEYS[1] .. ':events', 'MAXLEN', '~', '200', '*', 'type', 'nemid_blocked', 'reason', 'failures', 'at', ARGV[2], 'by', 'system')
 end
 return n
 `)
@@ -171,6 +185,9 @@ func (s *Store) RecordFailure(ctx context.Context, uid string, limit int) (Failu
 		return FailureResult{Locked: true}, nil
 	}
 	left := max(limit-n, 0)
+	if left == 0 {
+		s.relayLater(ctx, uid) // this failure locked it: its letter
+	}
 	return FailureResult{AttemptsLeft: left, Locked: left == 0}, nil
 }
 

@@ -113,8 +113,9 @@ local serials = redis.call('SMEMBERS', prefix .. ':cards')
 if mode == 'extra' then
   local n = 0
   for _, s in ipairs(serials) do
+    -- A used-up extra card holds no place: it could never be replaced otherwise.
     local v = redis.call('HMGET', prefix .. ':card:' .. s, 'status', 'origin')
-    if usable(v[1]) and v[2] == 'extra' then n = n + 1 end
+    if usable(v[1]) and v[2] == 'extra' and redis.call('SCARD', prefix .. ':card:' .. s .. ':unused') > 0 then n = n + 1 end
   end
   if n >= tonumber(ARGV[6]) then return {'limit', tostring(n)} end
 elseif mode == 'auto' then
@@ -137,10 +138,9 @@ end
 write_card(prefix, serial, ARGV[3], mode, replaces, ARGV[4], now, 11)
 if ARGV[8] ~= '' then redis.call('SET', prefix .. ':card:' .. serial .. ':print', ARGV[8]) end
 if ARGV[9] == '1' then
-  -- Posted to the address given, else to a citizen's postal address (no fixed address), else
-  -- (no address field) to where the outbox sends the citizen's events.
+  -- Posted to the address given, else (no address field) to where the outbox sends all the
+  -- citizen's letters: the alternative address, the postal one, the register address.
   local addr = ARGV[10]
-  if addr == '' then addr = redis.call('HGET', KEYS[1], 'postal_address') or '' end
   if addr ~= '' then
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', '200', '*', 'type', 'card_sent', 'serial', serial, 'at', now, 'by', ARGV[4], 'address', addr)
   else

@@ -155,6 +155,7 @@ if v ~= ARGV[2] then
   local left = max - n
   if left <= 0 then
     redis.call('HSET', KEYS[1], 'status', 'blocked', 'block_reason', 'failures', 'blocked_at', ARGV[4])
+    redis.call('XADD', KEYS[1] .. ':events', 'MAXLEN', '~', '200', '*', 'type', 'nemid_blocked', 'reason', 'failures', 'at', ARGV[4], 'by', 'system')
     return {'locked', 0, 0}
   end
   if used then return {'used', left, 0} end

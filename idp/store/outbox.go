@@ -38,7 +38,7 @@ import (
 // Outbox event types: the events a citizen is sent a letter (or a message) about. Other types
 // in the citizen's stream stay there.
 var OutboxTypes = map[string]bool{
-	"card_sent": true, "card_blocked": true, "renewal_due": true, "device_added": true,
+	"card_sent": true, "card_blocked": true, "renewal_due": true, "device_added": true, "address_changed": true,
 	"device_removed": true, "nemid_blocked": true, "nemid_unblocked": true, "temporary_password": true,
 }
 
@@ -113,6 +113,20 @@ func (s *Store) withOutbox(ctx context.Context, uid string, write func() error) 
 	return err
 }
 
+// relayLater relays uid's events soon, off the caller's path: a lockout writes its letter in the
+// login's own script, and the login's answer must not wait for (nor, by its timing, tell of)
+// the relay. It goes through withOutbox, so a failed relay leaves its trace for the sweeper; a
+// crash before it leaves the letter for the citizen's next outbox write.
+func (s *Store) relayLater(ctx context.Context, uid string) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = s.withOutbox(rctx, uid, func() error { return nil })
+	}()
+}
+
 // KEYS: seen marker, outbox stream. ARGV: 1 marker TTL (s), 2 type, 3 user id, 4 address,
 // 5 at, 6 data (JSON). The marker and the entry are one step: a relay that loses the race for
 // an event adds nothing.
@@ -158,6 +172,14 @@ func (s *Store) Relay(ctx context.Context, uid string) (int, error) {
 			return nil
 		})
 		if err != nil && !errors.Is(err, redis.Nil) {
+			return added, wrap("outbox relay: read cursor", err)
+		}
+		// The pipeline's error is its first: a missing cursor's redis.Nil must not hide a
+		// failed read of the addresses, which would relay letters with no address.
+		if err := addr.Err(); err != nil {
+			return added, wrap("outbox relay: read addresses", err)
+		}
+		if err := cur.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return added, wrap("outbox relay: read cursor", err)
 		}
 		start := "-"

@@ -48,6 +48,7 @@ func (s *Store) replaceActiveCard(ctx context.Context, uid string, card CardReco
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			for _, serial := range retire {
 				p.HSet(ctx, s.cardKey(uid, serial), "status", CardRetired)
+				p.Del(ctx, s.printKey(uid, serial)) // a retired card is never printed
 			}
 			s.queueCard(ctx, p, uid, card)
 			p.HSet(ctx, ck, "active_card", card.Serial)

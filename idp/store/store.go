@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -36,18 +37,20 @@ type Store struct {
 	prefix  string
 	pepper  []byte // keys the index hashes of CPR numbers and user IDs
 	clients *clientCache
+	// bg counts the background relays in flight (relayLater), which Close and Wait wait for.
+	bg *sync.WaitGroup
 }
 
 // New wraps a go-redis client. prefix is prepended to every key; pepper keys the hashed
 // indexes (all instances must share it).
 func New(rdb redis.UniversalClient, prefix string, pepper []byte) *Store {
-	return &Store{rdb: rdb, prefix: prefix, pepper: pepper, clients: &clientCache{m: map[string]cachedClient{}}}
+	return &Store{rdb: rdb, prefix: prefix, pepper: pepper, clients: &clientCache{m: map[string]cachedClient{}}, bg: &sync.WaitGroup{}}
 }
 
 // WithPepper returns a store on the same client with another pepper (set once the server
 // secret is known).
 func (s *Store) WithPepper(pepper []byte) *Store {
-	return &Store{rdb: s.rdb, prefix: s.prefix, pepper: pepper, clients: s.clients}
+	return &Store{rdb: s.rdb, prefix: s.prefix, pepper: pepper, clients: s.clients, bg: s.bg}
 }
 
 // Open connects to the Redis named by a redis:// or rediss:// URL. A URL with several
@@ -74,7 +77,13 @@ func (s *Store) Prefix() string { return s.prefix }
 func (s *Store) Redis() redis.UniversalClient { return s.rdb }
 
 // Close closes the client.
-func (s *Store) Close() error { return s.rdb.Close() }
+func (s *Store) Close() error {
+	s.Wait()
+	return s.rdb.Close()
+}
+
+// Wait waits for the store's background relays (relayLater) to finish.
+func (s *Store) Wait() { s.bg.Wait() }
 
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error {

@@ -281,3 +281,36 @@ func TestCardRunsOutMidLogin(t *testing.T) {
 		t.Fatalf("key of the other card: %d %s", code, raw)
 	}
 }
+
+// TestCardRetiredMidLogin: a login asking a card that was retired meanwhile (another login
+// activated its successor) refuses the key as card_retired, uncounted, and moves on to another
+// usable card of the citizen instead of asking the retired one again.
+func TestCardRetiredMidLogin(t *testing.T) {
+	t.Parallel()
+	f := cardFixture(t)
+	ctx := context.Background()
+	res := f.cardCitizen(t)
+	extra, err := f.issuer.OrderCard(ctx, res.UserID, issuance.CardOrder{Reason: "extra", By: "op", Operator: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, id, v := f.passwordView(t, res.UserID)
+	if v.CardSerial != res.Card.Serial {
+		t.Fatalf("asks %s, want the default card %s", v.CardSerial, res.Card.Serial)
+	}
+	card := storetest.CitizenKey(f.prefix, res.UserID) + ":card:" + res.Card.Serial
+	if err := f.st.Redis().HSet(ctx, card, "status", "retired").Err(); err != nil {
+		t.Fatal(err)
+	}
+	code, v2, raw := f.key(t, b, id, printedKey(res.Card, v.KeyNumber), v.CSRFToken)
+	if code != 403 || v2.Error == nil || v2.Error.Code != flows.CodeCardRetired || v2.Error.AttemptsLeft != nil {
+		t.Fatalf("key of the retired card: %d %s, want 403 card_retired, uncounted", code, raw)
+	}
+	code, v3, raw := do(t, b, "GET", f.srv.URL+"/login/"+id, "", "", jsonAccept)
+	if code != 200 || v3.CardSerial != extra.Serial || printedKey(*extra.Card, v3.KeyNumber) == "" {
+		t.Fatalf("view after the refusal: %d %s, want the extra card %s asked", code, raw, extra.Serial)
+	}
+	if code, v, raw := f.key(t, b, id, printedKey(*extra.Card, v3.KeyNumber), v3.CSRFToken); code != 200 || v.Step != flows.StepDone {
+		t.Fatalf("key of the other card: %d %s", code, raw)
+	}
+}

@@ -66,11 +66,13 @@ func NewStore(t testing.TB, client redis.UniversalClient) *store.Store {
 func NewStorePrefixed(t testing.TB, client redis.UniversalClient) (*store.Store, string) {
 	t.Helper()
 	prefix := RandomPrefix()
+	st := store.New(client, prefix, Pepper)
 	t.Cleanup(func() {
+		st.Wait() // a background relay must not write after the keys are gone
 		deletePrefix(client, prefix)
 		_ = client.Close()
 	})
-	return store.New(client, prefix, Pepper), prefix
+	return st, prefix
 }
 
 // DeletePrefix deletes every key under prefix (a test's own keys on a shared Redis).
