@@ -103,7 +103,7 @@ func (s *Store) beginAttempt(ctx context.Context, rec, att string, unknown bool,
 	return Attempt{ID: id}, nil
 }
 
-// failAttemptScript answers {failures, user id when this failure locked the NemID else ”}: a
+// failAttemptScript answers {failures, the user id when this failure locked the NemID}: a
 // lockout writes a nemid_blocked letter in the same step (an unknown user ID's record has no
 // status, so it never locks, and never writes one).
 var failAttemptScript = redis.NewScript(`
