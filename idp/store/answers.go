@@ -60,18 +60,24 @@ if card ~= '' then
 end
 -- The citizen's usable cards (active or sent), and whether one was sent: a default card used
 -- up (or no longer usable) gives way to another usable card with keys.
-local usable, sent = {}, '0'
+-- An active card in the citizen's hands comes before one still in the post.
+local usable, sent, order = {}, '0', {}
 for _, s in ipairs(redis.call('SMEMBERS', KEYS[1] .. ':cards')) do
-  local ck = KEYS[1] .. ':card:' .. s
-  local cst = redis.call('HGET', ck, 'status')
-  if cst == 'active' or cst == 'sent' then
+  local cst = redis.call('HGET', KEYS[1] .. ':card:' .. s, 'status')
+  if cst == 'active' then
     table.insert(usable, s)
-    if cst == 'sent' then sent = '1' end
-    if number == '' then
-      local n = pending_key(ck, ck .. ':unused')
-      if n ~= '' then number, card = n, s end
-    end
+    table.insert(order, 1, s)
+  elseif cst == 'sent' then
+    table.insert(usable, s)
+    table.insert(order, s)
+    sent = '1'
   end
+end
+for _, s in ipairs(order) do
+  if number ~= '' then break end
+  local ck = KEYS[1] .. ':card:' .. s
+  local n = pending_key(ck, ck .. ':unused')
+  if n ~= '' then number, card = n, s end
 end
 local f, outcome = reserve(KEYS[1], KEYS[2], st)
 if outcome ~= '' then number = '' end

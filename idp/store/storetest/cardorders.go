@@ -353,3 +353,25 @@ func testExtraLimitRace(t *testing.T, h *harness) {
 		}
 	}
 }
+
+// testUsedUpPrefersActiveCard: with the default card used up, a password answer asks an active
+// card the citizen holds before one still in the post, whatever order the set gives them in.
+func testUsedUpPrefersActiveCard(t *testing.T, h *harness) {
+	ctx := t.Context()
+	for i := range 6 { // several citizens: the card set's order varies
+		c, card := h.citizen(t, 1)
+		posted := sentCard(3)
+		_, err := h.s.WriteCardOrder(ctx, c.UserID, store.CardOrder{Mode: store.OriginExtra, Card: posted.rec, By: "self", Limit: store.SelfExtraCards, Post: true}, time.Now())
+		noErr(t, "posted extra card", err)
+		held := newCard(3)
+		_, err = h.s.WriteCardOrder(ctx, c.UserID, store.CardOrder{Mode: store.OriginExtra, Card: held.rec, By: "op", Limit: store.OperatorExtraCards}, time.Now())
+		noErr(t, "handed-over extra card", err)
+		n := card.numbers()[0]
+		h.use(t, c, card.rec.Serial, n, card.keys[n], MaxFailures) // the default card is used up
+		pa := h.begin(t, "", false, c.UserID, "", MaxFailures)
+		noErr(t, "Release", h.s.Release(ctx, "", false, pa.Reserved))
+		if pa.CardSerial != held.rec.Serial {
+			t.Fatalf("citizen %d: asks %s, want the active extra card %s before the posted %s", i, pa.CardSerial, held.rec.Serial, posted.rec.Serial)
+		}
+	}
+}

@@ -121,6 +121,7 @@ func Run(t *testing.T, b Backend) {
 		{"Cards/AutoOrderOnce", testAutoOrderOnce},
 		{"Cards/SentCardActivation", testSentCardActivation},
 		{"Cards/PasswordAnswerCards", testPasswordAnswerCards},
+		{"Cards/UsedUpPrefersActiveCard", testUsedUpPrefersActiveCard},
 		{"Cards/LostCard", testLostCard},
 		{"Cards/ExtraLimits", testExtraLimits},
 		{"Cards/ExtraLimitRace", testExtraLimitRace},
