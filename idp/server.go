@@ -96,6 +96,10 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 		return nil, err
 	}
 	st = st.WithPepper(sec.Derive("index"))
+	// Before anything that would need closing on a failed start.
+	if err := admin.RegisterServiceProviders(ctx, st, cfg.SAML.ServiceProviders, log); err != nil {
+		return nil, err
+	}
 
 	var keys *signing.Set
 	if cfg.SigningKeys != "" {
@@ -163,9 +167,6 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 			Help: "Key-app long-polls (logins and devices) waiting on this instance."},
 			func() float64 { return float64(waiters.Waiting()) }))
 
-	if err := admin.RegisterServiceProviders(ctx, st, cfg.SAML.ServiceProviders, log); err != nil {
-		return nil, err
-	}
 	s := &Server{Config: cfg, Store: st, Flows: engine, Keys: keys, Registry: reg, Waiters: waiters,
 		Issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards, Secret: sec, MaxFailures: cfg.Login.MaxFailures}}
 	engine.CardOrders = s.Issuer // the new card a key use at the threshold orders

@@ -13,9 +13,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +27,7 @@ import (
 
 	crewjam "github.com/crewjam/saml"
 
+	"github.com/nemidp/nemidp/config"
 	"github.com/nemidp/nemidp/idp/saml"
 	"github.com/nemidp/nemidp/idp/store"
 )
@@ -449,5 +454,93 @@ func TestBuildServiceProviderCertNotes(t *testing.T) {
 	}
 	if v := ServiceProviderViewOf(sp, later); !v.Certificates[0].Expired {
 		t.Fatalf("view %+v", v.Certificates)
+	}
+}
+
+// TestRegisterServiceProvidersFromConfig: the configuration's SPs are registered with their
+// policy; registering again (a restart, instances starting at once) ends in the same records;
+// a wrong entry names its field and registers none of them.
+func TestRegisterServiceProvidersFromConfig(t *testing.T) {
+	t.Parallel()
+	api := newCardsAPI(t)
+	ctx := t.Context()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	md1, _ := spMetadata(t, spOpts{})
+	md2, _ := spMetadata(t, spOpts{unsigned: true})
+	f1, f2 := write("one.xml", md1), write("two.xml", md2)
+	sps := []config.ServiceProvider{
+		{MetadataFile: f1, Name: "Kommunen", CPR: true, Dialect: "broker", Subject: "global"},
+		{MetadataFile: f2, UnsignedRequests: true, AllowOnBehalfOf: true},
+	}
+	log := slog.New(slog.DiscardHandler)
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { errs <- RegisterServiceProviders(ctx, api.st, sps, log) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids, err := api.st.ServiceProviders(ctx)
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("registered %q (%v), want 2", ids, err)
+	}
+	for _, id := range ids {
+		sp, err := api.st.ServiceProvider(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch sp.Metadata {
+		case md1:
+			if sp.Name != "Kommunen" || !sp.CPR || sp.Dialect != "broker" || sp.Subject != store.SubjectGlobal || sp.UnsignedRequests {
+				t.Fatalf("first: %+v", sp)
+			}
+		case md2:
+			if !sp.UnsignedRequests || !sp.AllowOnBehalfOf || sp.Subject != store.SubjectPairwise || sp.Name != sp.EntityID {
+				t.Fatalf("second: %+v", sp)
+			}
+		default:
+			t.Fatalf("unexpected record %+v", sp)
+		}
+	}
+
+	for _, tc := range []struct {
+		name  string
+		sps   []config.ServiceProvider
+		field string // the FieldError's field starts with it
+		want  string
+	}{
+		{"missing file", []config.ServiceProvider{{MetadataFile: f1}, {MetadataFile: filepath.Join(dir, "nope.xml")}},
+			"saml.service_providers[1].metadata_file", "no such file"},
+		{"bad dialect", []config.ServiceProvider{{MetadataFile: f1, Dialect: "klingon"}}, "saml.service_providers[0]", "dialect:"},
+		{"must sign", []config.ServiceProvider{{MetadataFile: f2}}, "saml.service_providers[0]", "no signing certificate"},
+		{"not metadata", []config.ServiceProvider{{MetadataFile: write("bad.xml", billionLaughs)}}, "saml.service_providers[0]", "DTD"},
+		{"one entity twice", []config.ServiceProvider{{MetadataFile: f1}, {MetadataFile: write("copy.xml", md1)}},
+			"saml.service_providers[1]", "also saml.service_providers[0]'s"},
+		{"oversized", []config.ServiceProvider{{MetadataFile: write("big.xml", md1+strings.Repeat(" ", saml.MaxMetadataSize))}},
+			"saml.service_providers[0].metadata_file", "larger than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			other := newCardsAPI(t)
+			err := RegisterServiceProviders(ctx, other.st, tc.sps, log)
+			var fe *config.FieldError
+			if !errors.As(err, &fe) || !strings.HasPrefix(fe.Field, tc.field) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want a FieldError on %s saying %q", err, tc.field, tc.want)
+			}
+			if ids, _ := other.st.ServiceProviders(ctx); len(ids) != 0 {
+				t.Fatalf("a wrong configuration registered %q", ids)
+			}
+		})
 	}
 }
