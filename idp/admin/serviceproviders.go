@@ -36,6 +36,8 @@ const (
 	bindingRedirect = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 )
 
+const mdNamespace = "urn:oasis:names:tc:SAML:2.0:metadata"
+
 // maxSPBody bounds a JSON registration: the metadata as a JSON string may be six times its
 // size (every '<' escaped as \u003c), and the policy fields are small.
 const maxSPBody = 6*saml.MaxMetadataSize + maxBody
@@ -186,6 +188,9 @@ func BuildServiceProvider(req ServiceProviderRequest, now time.Time) (sp *store.
 		return nil, nil, metadataError(`no signing certificate (a KeyDescriptor with use="signing" or without use), and AuthnRequests must be signed: add the SP's signing certificate, or register it with "unsigned_requests": true`)
 	}
 
+	if !req.UnsignedRequests && !sp.AuthnRequestsSigned {
+		notes = append(notes, `the metadata says AuthnRequestsSigned="false", but its requests must be signed all the same (OIOSAML 3.0); register it with "unsigned_requests": true to accept unsigned ones`)
+	}
 	sp.Name = req.Name
 	if sp.Name == "" {
 		sp.Name = sp.EntityID
@@ -222,6 +227,14 @@ func checkMetadataXML(raw []byte) error {
 		case xml.StartElement:
 			if depth == 0 && root {
 				return metadataError("not one XML document: a second root element <%s>", t.Name.Local)
+			}
+			// saml.ParseMetadata reads an aggregate as IdP metadata and would answer that it
+			// has no IDPSSODescriptor.
+			if depth == 0 && t.Name.Local == "EntitiesDescriptor" {
+				return metadataError("an EntitiesDescriptor (a metadata aggregate): send the SP's own EntityDescriptor")
+			}
+			if depth == 0 && (t.Name.Local != "EntityDescriptor" || t.Name.Space != mdNamespace) {
+				return metadataError("root element <%s>: want a SAML metadata EntityDescriptor (%s)", t.Name.Local, mdNamespace)
 			}
 			root = true
 			depth++

@@ -257,6 +257,19 @@ func TestServiceProviderRegistration(t *testing.T) {
 		}
 	})
 
+	t.Run("AuthnRequestsSigned false", func(t *testing.T) {
+		t.Parallel()
+		md, _ := spMetadata(t, spOpts{edit: func(ed *crewjam.EntityDescriptor) {
+			f := false
+			ed.SPSSODescriptors[0].AuthnRequestsSigned = &f
+		}})
+		code, raw, _ := api.call(t, "POST", "/admin/v1/service-providers", md, "Content-Type", xmlCT)
+		v := spView(t, raw)
+		if code != 201 || v.AuthnRequestsSigned || v.Policy.UnsignedRequests || !strings.Contains(strings.Join(v.Notes, "\n"), "must be signed all the same") {
+			t.Fatalf("%d %s", code, raw)
+		}
+	})
+
 	t.Run("loopback http ACS", func(t *testing.T) {
 		t.Parallel()
 		for _, acs := range []string{"http://127.0.0.1:9000/acs", "http://localhost/acs", "http://[::1]:8443/acs"} {
@@ -359,12 +372,15 @@ func TestServiceProviderRefusals(t *testing.T) {
 		code, want string // error code and a part of its message
 	}{
 		{"not XML", xmlCT, "hello, this is not metadata", 400, "invalid_metadata", "not XML"},
-		{"broken XML", xmlCT, `<EntityDescriptor><SPSSODescriptor></EntityDescriptor>`, 400, "invalid_metadata", "not well-formed XML"},
+		{"broken XML", xmlCT, `<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata"><SPSSODescriptor></EntityDescriptor>`, 400, "invalid_metadata", "not well-formed XML"},
 		{"empty", xmlCT, " ", 400, "invalid_metadata", "empty"},
 		{"billion laughs", xmlCT, billionLaughs, 400, "invalid_metadata", "DTD or entity declaration"},
 		{"external entity", xmlCT, withExternalEntity, 400, "invalid_metadata", "DTD or entity declaration"},
 		{"undeclared entity", xmlCT, strings.Replace(good, `entityID="`, `entityID="&x;`, 1), 400, "invalid_metadata", "not well-formed XML"},
 		{"two roots", xmlCT, good + good, 400, "invalid_metadata", "second root element"},
+		{"aggregate", xmlCT, `<EntitiesDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata">` + good + `</EntitiesDescriptor>`, 400, "invalid_metadata", "EntitiesDescriptor"},
+		{"other root", xmlCT, `<html><body>metadata</body></html>`, 400, "invalid_metadata", "root element <html>"},
+		{"EntityDescriptor of another namespace", xmlCT, `<EntityDescriptor entityID="https://x.example/"/>`, 400, "invalid_metadata", "root element <EntityDescriptor>"},
 		{"no SPSSODescriptor", xmlCT, idpOnly, 400, "invalid_metadata", "SPSSODescriptor"},
 		{"no ACS", xmlCT, md(spOpts{noACS: true}), 400, "invalid_metadata", "no AssertionConsumerService"},
 		{"http ACS, not loopback", xmlCT, md(spOpts{acs: "http://sp.example/acs"}), 400, "invalid_metadata", "http is only allowed on a loopback host"},
