@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,7 @@ type Config struct {
 
 	Login  Login  `yaml:"login"`
 	Tokens Tokens `yaml:"tokens"`
+	SAML   SAML   `yaml:"saml"`
 }
 
 // Login holds the login-flow policy.
@@ -104,6 +106,7 @@ func Default() Config {
 			IPMaxFailures: 30,
 			IPWindow:      Duration(10 * time.Minute),
 		},
+		SAML: SAML{ClockSkew: Duration(3 * time.Minute), RequestValidity: Duration(10 * time.Minute)},
 		Tokens: Tokens{
 			CodeTTL:          Duration(time.Minute),
 			AccessTokenTTL:   Duration(15 * time.Minute),
@@ -137,6 +140,7 @@ func Load(getenv func(string) string) (Config, error) {
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return c, &FieldError{path, err}
 		}
+		c.SAML.resolvePaths(filepath.Dir(path))
 	}
 	if err := c.applyEnv(getenv); err != nil {
 		return c, err
@@ -249,6 +253,9 @@ func (c Config) Validate() error {
 		return &FieldError{"login.kdf_parallel / login.kdf_queue", errors.New("want 0 (the default) or more")}
 	}
 	if _, err := c.PasswordParams(); err != nil {
+		return err
+	}
+	if err := c.SAML.validate(); err != nil {
 		return err
 	}
 

@@ -96,6 +96,10 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 		return nil, err
 	}
 	st = st.WithPepper(sec.Derive("index"))
+	// Before anything that would need closing on a failed start.
+	if err := admin.RegisterServiceProviders(ctx, st, cfg.SAML.ServiceProviders, log); err != nil {
+		return nil, err
+	}
 
 	var keys *signing.Set
 	if cfg.SigningKeys != "" {

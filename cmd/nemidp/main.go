@@ -54,6 +54,11 @@ const usage = `nemidp — NemID identity-provider gateway
                     [--scope S …] [--requires-oces] [--id-token-alg ES256|RS256] [--no-pkce]
                     [--dialect default|broker] [--sector-identifier SECTOR]
                                         register an OIDC relying party
+  nemidp sp add <metadata.xml> [--name N] [--requires-oces] [--allow-on-behalf-of] [--cpr]
+                [--dialect D] [--subject pairwise|global] [--unsigned-requests] [--replace]
+                                        register a SAML service provider (as POST /admin/v1/service-providers)
+  nemidp sp list | sp show <entity_id> | sp remove <entity_id>
+                                        the registered SAML service providers
 
 Configuration: NEMIDP_CONFIG (YAML) and NEMIDP_* environment variables; see README.md.
 `
@@ -107,6 +112,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	case "client":
 		if len(args) > 1 && args[1] == "add" {
 			return clientAdd(ctx, args[2:], getenv, out)
+		}
+	case "sp":
+		if len(args) > 1 && (args[1] == "add" || args[1] == "list" || args[1] == "show" || args[1] == "remove") {
+			return spOp(ctx, args[1], args[2:], getenv, out)
 		}
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)

@@ -84,6 +84,10 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST /admin/v1/guardianships", a.auth(a.createGuardianship))
 	mux.Handle("DELETE /admin/v1/guardianships/{id}", a.auth(a.endGuardianship))
 	mux.Handle("GET /admin/v1/outbox", a.auth(a.outbox))
+	mux.Handle("POST /admin/v1/service-providers", a.auth(a.createServiceProvider))
+	mux.Handle("GET /admin/v1/service-providers", a.auth(a.listServiceProviders))
+	mux.Handle("GET /admin/v1/service-providers/{entity_id}", a.auth(a.getServiceProvider))
+	mux.Handle("DELETE /admin/v1/service-providers/{entity_id}", a.auth(a.deleteServiceProvider))
 	mux.Handle("/admin/", a.auth(func(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{http.StatusNotFound, "not_found", "No such operator endpoint."}
 	}))

@@ -144,6 +144,7 @@ func Run(t *testing.T, b Backend) {
 		{"Renewal/ExpiryOf", testExpiryOf},
 		{"Citizens/AltAddress", testAltAddress},
 		{"Unavailable/ClosedClient", testClosedClient},
+		{"SAML/ServiceProviders", testServiceProviders}, {"SAML/RequestIDs", testSAMLRequestIDs},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
