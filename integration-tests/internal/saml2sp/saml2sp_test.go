@@ -434,6 +434,28 @@ func TestRefusals(t *testing.T) {
 		res, err := sp.Validate(first(redirectLogin(t, sp)))
 		requireRefused(t, res, err, "2 AttributeStatements")
 	})
+	t.Run("wrong recipient", func(t *testing.T) {
+		t.Parallel()
+		st, sp := newPair(t)
+		st.mutate = func(req *saml.IdpAuthnRequest) {
+			for i := range req.Assertion.Subject.SubjectConfirmations {
+				req.Assertion.Subject.SubjectConfirmations[i].SubjectConfirmationData.Recipient = "https://other.example/acs"
+			}
+		}
+		res, err := sp.Validate(first(redirectLogin(t, sp)))
+		requireRefused(t, res, err, "Recipient")
+	})
+	t.Run("SubjectConfirmationData for another request", func(t *testing.T) {
+		t.Parallel()
+		st, sp := newPair(t)
+		st.mutate = func(req *saml.IdpAuthnRequest) {
+			for i := range req.Assertion.Subject.SubjectConfirmations {
+				req.Assertion.Subject.SubjectConfirmations[i].SubjectConfirmationData.InResponseTo = "_other"
+			}
+		}
+		res, err := sp.Validate(first(redirectLogin(t, sp)))
+		requireRefused(t, res, err, "SubjectConfirmationData \"_other\"")
+	})
 	t.Run("another request", func(t *testing.T) {
 		t.Parallel()
 		_, sp := newPair(t)
@@ -524,6 +546,7 @@ func TestTampered(t *testing.T) {
 	}
 	unsign := func(a *etree.Element) { a.RemoveChild(a.FindElement("./Signature")) }
 	noDestination := func(r *etree.Element) { r.RemoveAttr("Destination") }
+	otherIssuer := func(r *etree.Element) { r.FindElement("./Issuer").SetText("https://evil.example/idp") }
 	tests := []struct {
 		name    string
 		mutate  func(*etree.Element)
@@ -537,6 +560,7 @@ func TestTampered(t *testing.T) {
 		{"attribute changed, Response re-signed", setLoA("High"), nil, true, "assertion signature verification failed", false},
 		{"assertion signature removed, Response re-signed", unsign, nil, true, "not signed (WantAssertionsSigned)", true},
 		{"Response without Destination, re-signed", nil, noDestination, true, "Destination", true},
+		{"Response from another Issuer, re-signed", nil, otherIssuer, true, "Issuer", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
