@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"html"
 	"io"
 	"math/big"
@@ -247,7 +248,15 @@ func (sp *crewSP) parse(f *samlForm, requestID string) (*crewsaml.Assertion, err
 	}
 	r := httptest.NewRequest(http.MethodPost, f.Action, strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return s.ParseResponse(r, []string{requestID})
+	if err := r.ParseForm(); err != nil {
+		return nil, err
+	}
+	as, err := s.ParseResponse(r, []string{requestID})
+	var ire *crewsaml.InvalidResponseError
+	if errors.As(err, &ire) {
+		err = fmt.Errorf("%w: %v", err, ire.PrivateErr)
+	}
+	return as, err
 }
 
 // postForm posts the form to the SP's ACS, as the page's script does.
