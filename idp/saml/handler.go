@@ -163,6 +163,17 @@ type spHolder struct {
 	sp *store.ServiceProvider
 }
 
+// heldSP is the SP record the request's lookup read (nil: none yet).
+func heldSP(ctx context.Context) *store.ServiceProvider {
+	hold, ok := ctx.Value(spKey{}).(*spHolder)
+	if !ok {
+		return nil
+	}
+	hold.mu.Lock()
+	defer hold.mu.Unlock()
+	return hold.sp
+}
+
 // spProvider finds SPs for crewjam/saml in the store. An SP that is not registered with
 // unsigned_requests must sign its AuthnRequests, whatever its metadata says.
 type spProvider struct{ h *Handler }
@@ -220,9 +231,12 @@ type policy struct {
 
 func (p policy) Policy(ctx context.Context, clientID string) (flows.Policy, error) {
 	if id := EntityIDOf(clientID); id != "" {
-		sp, err := p.st.ServiceProvider(ctx, id)
-		if err != nil {
-			return flows.Policy{}, fmt.Errorf("saml: policy of %q: %w", id, err)
+		sp := heldSP(ctx) // the flow's first save: /saml/sso read the record a moment ago
+		if sp == nil || sp.EntityID != id {
+			var err error
+			if sp, err = p.st.ServiceProvider(ctx, id); err != nil {
+				return flows.Policy{}, fmt.Errorf("saml: policy of %q: %w", id, err)
+			}
 		}
 		return flows.Policy{RequiresOCES: sp.RequiresOCES, AllowOnBehalfOf: sp.AllowOnBehalfOf, Name: sp.Name}, nil
 	}

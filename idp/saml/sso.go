@@ -16,7 +16,6 @@ import (
 	"github.com/crewjam/saml"
 
 	"github.com/nemidp/nemidp/flows"
-	"github.com/nemidp/nemidp/idp/store"
 )
 
 // protocolState is this front end's part of a flow: the request's essentials, parsed once at
@@ -156,13 +155,7 @@ type sessionProvider struct{ h *Handler }
 func (p sessionProvider) GetSession(w http.ResponseWriter, r *http.Request, req *saml.IdpAuthnRequest) *saml.Session {
 	h := p.h
 	ctx := r.Context()
-	hold, _ := ctx.Value(spKey{}).(*spHolder)
-	var sp *store.ServiceProvider
-	if hold != nil {
-		hold.mu.Lock()
-		sp = hold.sp
-		hold.mu.Unlock()
-	}
+	sp := heldSP(ctx)
 	if sp == nil || req.ACSEndpoint == nil {
 		h.onError(w, r, http.StatusInternalServerError, errors.New("saml: validated request without its service provider"))
 		return nil
