@@ -241,6 +241,10 @@ func TestSAMLGuardian(t *testing.T) {
 		t.Fatalf("ward not offered: %+v", l.View.Wards)
 	}
 	v := l.mustPost("act-as", map[string]string{"principal": ref})
+	// The OIDC callback refuses a SAML flow (and leaves it to /saml/done).
+	if r := b.get(t, "/authorize/callback?id="+v.Flow); r.Status != http.StatusBadRequest || errorCode(r) != "wrong_front_end" {
+		t.Fatalf("OIDC callback of a SAML flow: %s", r)
+	}
 	l.follow(v.RedirectTo)
 	f := formOf(l.Last)
 	if f == nil {

@@ -220,10 +220,7 @@ func authnContextStatus(rac *saml.RequestedAuthnContext) *saml.StatusError {
 	if rac == nil {
 		return nil
 	}
-	refs := rac.AuthnContextClassRefs
-	if len(refs) == 0 && rac.AuthnContextClassRef != "" {
-		refs = []string{rac.AuthnContextClassRef}
-	}
+	refs := rac.AuthnContextClassRefs // every AuthnContextClassRef of the parsed request
 	if len(refs) == 0 {
 		return nil
 	}
