@@ -135,6 +135,9 @@ func TestSAMLRefusals(t *testing.T) {
 			code: "saml_request_expired", status: 400},
 		{name: "DTD with entities", url: dtd(open), code: "saml_invalid_request", status: 400},
 		{name: "deflate bomb", url: bomb(), code: "saml_invalid_request", status: 400},
+		{name: "DTD in a post", post: url.Values{"SAMLRequest": {base64.StdEncoding.EncodeToString(append(
+			[]byte(`<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>`), xmlOf(t, open.authnRequest())...))}},
+			code: "saml_invalid_request", status: 400},
 		{name: "oversized", url: p.Issuer + idpsaml.SSOPath + "?SAMLRequest=" + url.QueryEscape(base64.StdEncoding.EncodeToString(huge)),
 			code: "saml_invalid_request", status: 400},
 		{name: "oversized post", post: url.Values{"SAMLRequest": {base64.StdEncoding.EncodeToString(huge)}},

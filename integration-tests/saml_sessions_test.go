@@ -88,6 +88,20 @@ func TestSAMLResponseShape(t *testing.T) {
 	}
 	nameA := as.Subject.NameID.Value
 
+	// An SP without an encryption certificate gets the signed assertion in the clear.
+	plain := p.newCrewSP(t, spPolicy{NoEncryption: true})
+	preq, pl := plain.request(t, b)
+	pf := formOf(pl.Last)
+	if pf == nil {
+		t.Fatalf("SSO at a second SP: %v %v", pl.Steps, pl.Last)
+	}
+	if _, praw := pf.response(t); bytes.Contains(praw, []byte("EncryptedAssertion")) || !bytes.Contains(praw, []byte("<saml:Assertion")) {
+		t.Errorf("an SP without an encryption key: %.400s", praw)
+	}
+	if pas, err := plain.parse(pf, preq.ID); err != nil || pas.Signature == nil {
+		t.Errorf("plain assertion: %v (signed %v)", err, pas != nil && pas.Signature != nil)
+	}
+
 	// The reload of the done page answers no second Response.
 	again := b.get(t, l.View.RedirectTo)
 	if formOf(again) != nil || again.Status != http.StatusConflict || errorCode(again) != "saml_answered" {
