@@ -31,6 +31,7 @@ import (
 	"github.com/nemidp/nemidp/idp/issuance"
 	"github.com/nemidp/nemidp/idp/keyapp"
 	"github.com/nemidp/nemidp/idp/oidc"
+	"github.com/nemidp/nemidp/idp/saml"
 	"github.com/nemidp/nemidp/idp/selfservice"
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/idp/throttle"
@@ -66,6 +67,8 @@ type Server struct {
 	// SelfService serves /selvbetjening; its LifeCycle (cards, renewal) is nil until wired,
 	// and the pages that need it answer 503 "not available".
 	SelfService *selfservice.Handler
+	// SAML is the SAML IdP (/saml/…).
+	SAML *saml.Handler
 }
 
 // Close ends what the server runs beside its handlers (the long-poll subscription); the
@@ -157,7 +160,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	engine := &flows.Engine{
 		Store: st, Passwords: pws, Cards: cards, MaxFailures: cfg.Login.MaxFailures,
 		FlowTTL: cfg.Login.FlowTTL.D(), SessionTTL: cfg.Login.SessionTTL.D(), Grace: time.Hour,
-		Policy: selfservice.Policy(clientPolicy{st}), Waiters: waiters, OnKeyApp: kaMetrics.Event,
+		Policy: saml.Policy(selfservice.Policy(clientPolicy{st}), st), Waiters: waiters, OnKeyApp: kaMetrics.Event,
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nemidp_kdf_waiting",
@@ -213,7 +216,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	// (oidc.Storage.SaveAuthCode).
 	s.Storage.Codes = codes
 
-	s.Web = &web.Handler{Flows: engine, Clients: st, CSRFKey: sec.Derive("csrf"), Secure: !cfg.InsecureCookies(),
+	s.Web = &web.Handler{Flows: engine, Clients: saml.ClientNames(st, st), CSRFKey: sec.Derive("csrf"), Secure: !cfg.InsecureCookies(),
 		Origin: web.OriginOf(cfg.Issuer), Metrics: web.NewMetrics(reg),
 		Throttle: &throttle.Guard{Limiter: failures, Proxies: proxies, Purpose: "login"}, Audit: auditLog}
 	api := &admin.API{Store: st, Issuer: s.Issuer, Token: cfg.AdminToken, SigningAlgs: keys.Algorithms(), PublicURL: cfg.Issuer,
@@ -237,6 +240,14 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 	s.SelfService = &selfservice.Handler{Flows: engine, Store: st, Web: s.Web, Passwords: pws, Audit: auditLog, LifeCycle: lifeCycle{s.Issuer},
 		Secret: secret.Secret(sec.Derive("selfservice")), Secure: !cfg.InsecureCookies(), Origin: web.OriginOf(cfg.Issuer)}
 	s.SelfService.Register(mux)
+	switch s.SAML, err = newSAML(s, cfg.Issuer); {
+	case errors.Is(err, saml.ErrNoRSAKey):
+		log.Warn("the signing keys have no RS256 key: the SAML IdP (/saml/…) is off")
+	case err != nil:
+		return nil, err
+	default:
+		s.SAML.Register(mux)
+	}
 	(&keyapp.API{Flows: engine, Store: st, Audience: strings.TrimSuffix(cfg.Issuer, "/") + "/keyapp", Metrics: kaMetrics,
 		Waiters: waiters, Throttle: s.Web.Throttle, Audit: auditLog}).Register(mux)
 	adminMux := s.registerAdmin(mux, api)
@@ -269,6 +280,15 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 		s.AdminHandler = chain(adminMux, hm)
 	}
 	return s, nil
+}
+
+// newSAML builds the SAML IdP on the server's flows, signing with its RS256 key.
+func newSAML(s *Server, issuer string) (*saml.Handler, error) {
+	keys, err := saml.KeysFrom(s.Keys, "nemidp SAML "+web.OriginOf(issuer))
+	if err != nil {
+		return nil, err
+	}
+	return saml.New(&saml.Handler{Store: s.Store, Flows: s.Flows, Web: s.Web, Keys: keys, Issuer: issuer})
 }
 
 // serverSecret is NEMIDP_SECRET; unset, it is generated: per process on the embedded store,

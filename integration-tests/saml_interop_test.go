@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	idpsaml "github.com/nemidp/nemidp/idp/saml"
 	"github.com/nemidp/nemidp/integration-tests/internal/saml2sp"
 )
 
@@ -24,8 +23,7 @@ const (
 	samlPersonUUIDPrefix = "https://data.gov.dk/model/core/eid/person/uuid/"
 )
 
-// needSAML skips while the IdP has no SAML side yet (idp/saml is built in parallel): its
-// /saml/metadata answers 404.
+// needSAML checks the IdP publishes its SAML metadata.
 func needSAML(t *testing.T, p *IdP) {
 	t.Helper()
 	resp, err := p.http.Get(p.Issuer + "/saml/metadata")
@@ -33,18 +31,13 @@ func needSAML(t *testing.T, p *IdP) {
 		t.Fatalf("GET /saml/metadata: %v", err)
 	}
 	resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotFound:
-		t.Skip("waiting for idp/saml")
-	default:
-		t.Fatalf("GET /saml/metadata: %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /saml/metadata: %d, want 200", resp.StatusCode)
 	}
 }
 
-// newGoSAML2SP starts the gosaml2 service provider for p and registers its metadata: through
-// POST /admin/v1/service-providers (the metadata XML as the body) once the operator API has
-// it, else straight into the store as the API will (saml.ParseMetadata, SaveServiceProvider).
+// newGoSAML2SP starts the gosaml2 service provider for p and registers its metadata through
+// POST /admin/v1/service-providers (the metadata XML as the body), as an operator would.
 func (p *IdP) newGoSAML2SP(t *testing.T) *saml2sp.SP {
 	t.Helper()
 	sp, err := saml2sp.New(t.Context(), saml2sp.Config{IdPMetadataURL: p.Issuer + "/saml/metadata",
@@ -65,26 +58,14 @@ func (p *IdP) newGoSAML2SP(t *testing.T) *saml2sp.SP {
 		t.Fatalf("POST /admin/v1/service-providers: %v", err)
 	}
 	resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusCreated, http.StatusOK:
-		return sp
-	case http.StatusNotFound, http.StatusMethodNotAllowed: // not built yet
-	default:
-		t.Fatalf("POST /admin/v1/service-providers: %d", resp.StatusCode)
-	}
-	rec, err := idpsaml.ParseMetadata(sp.Metadata())
-	if err != nil {
-		t.Fatalf("idp/saml ParseMetadata of the gosaml2 SP's metadata: %v", err)
-	}
-	rec.Name = "gosaml2 test SP"
-	if err := p.Store.SaveServiceProvider(t.Context(), rec); err != nil {
-		t.Fatalf("SaveServiceProvider: %v", err)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /admin/v1/service-providers: %d, want 201", resp.StatusCode)
 	}
 	return sp
 }
 
-// samlForm is the auto-posting form the IdP answers to the SP's ACS.
-type samlForm struct {
+// interopForm is the auto-posting form the IdP answers to the SP's ACS.
+type interopForm struct {
 	Action, SAMLResponse, RelayState string
 }
 
@@ -94,22 +75,22 @@ var (
 	formRelayStateRE = regexp.MustCompile(`name="RelayState"[^>]*\bvalue="([^"]*)"`)
 )
 
-func parseSAMLForm(r *Resp) (*samlForm, bool) {
+func parseInteropForm(r *Resp) (*interopForm, bool) {
 	a, s := formActionRE.FindSubmatch(r.Body), formSAMLRespRE.FindSubmatch(r.Body)
 	if r.Status != http.StatusOK || a == nil || s == nil {
 		return nil, false
 	}
-	f := &samlForm{Action: html.UnescapeString(string(a[1])), SAMLResponse: html.UnescapeString(string(s[1]))}
+	f := &interopForm{Action: html.UnescapeString(string(a[1])), SAMLResponse: html.UnescapeString(string(s[1]))}
 	if m := formRelayStateRE.FindSubmatch(r.Body); m != nil {
 		f.RelayState = html.UnescapeString(string(m[1]))
 	}
 	return f, true
 }
 
-// samlLogin sends the SP's AuthnRequest through the browser (Redirect: GET its URL; POST:
+// interopLogin sends the SP's AuthnRequest through the browser (Redirect: GET its URL; POST:
 // the form), answers the login steps (password, card key, new password) and returns the
 // auto-post form of the done page. steps lists the step views shown.
-func (b *Browser) samlLogin(t *testing.T, r *saml2sp.Request, c *Citizen) (form *samlForm, steps []string) {
+func (b *Browser) interopLogin(t *testing.T, r *saml2sp.Request, c *Citizen) (form *interopForm, steps []string) {
 	t.Helper()
 	l := &Login{t: t, b: b}
 	if r.SAMLRequest == "" {
@@ -118,7 +99,7 @@ func (b *Browser) samlLogin(t *testing.T, r *saml2sp.Request, c *Citizen) (form 
 		body := url.Values{"SAMLRequest": {r.SAMLRequest}, "RelayState": {r.RelayState}}.Encode()
 		resp := b.do(t, http.MethodPost, r.URL, strings.NewReader(body), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
 		if resp.Status/100 != 3 {
-			if f, ok := parseSAMLForm(resp); ok {
+			if f, ok := parseInteropForm(resp); ok {
 				return f, nil // answered from the SSO session
 			}
 			t.Fatalf("POST %s: %s", r.URL, resp)
@@ -129,7 +110,7 @@ func (b *Browser) samlLogin(t *testing.T, r *saml2sp.Request, c *Citizen) (form 
 	defer c.mu.Unlock()
 	for i := 0; ; i++ {
 		if l.Last != nil {
-			if f, ok := parseSAMLForm(l.Last); ok {
+			if f, ok := parseInteropForm(l.Last); ok {
 				return f, l.Steps
 			}
 			t.Fatalf("after steps %v: not the auto-post form: %s", l.Steps, l.Last)
@@ -163,7 +144,7 @@ func (b *Browser) samlLogin(t *testing.T, r *saml2sp.Request, c *Citizen) (form 
 }
 
 // postToSP is the browser's auto-post of the form to the SP's ACS.
-func (b *Browser) postToSP(t *testing.T, f *samlForm) (int, *saml2sp.Result, string) {
+func (b *Browser) postToSP(t *testing.T, f *interopForm) (int, *saml2sp.Result, string) {
 	t.Helper()
 	body := url.Values{"SAMLResponse": {f.SAMLResponse}, "RelayState": {f.RelayState}}.Encode()
 	r := b.do(t, http.MethodPost, f.Action, strings.NewReader(body), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
@@ -203,7 +184,7 @@ func TestSAMLInteropGoSAML2(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			form, steps := b.samlLogin(t, r, c)
+			form, steps := b.interopLogin(t, r, c)
 			if len(steps) == 0 || steps[0] != "password" {
 				t.Errorf("steps %v, want a login from the password step", steps)
 			}
@@ -226,7 +207,7 @@ func TestSAMLInteropGoSAML2(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			form2, steps2 := b.samlLogin(t, r2, c)
+			form2, steps2 := b.interopLogin(t, r2, c)
 			if len(steps2) > 0 && steps2[0] != "done" {
 				t.Errorf("second request showed steps %v, want none (SSO)", steps2)
 			}

@@ -103,6 +103,15 @@ var texts = map[string]map[string]string{
 		"err_too_many_requests":  "Dette login har sendt så mange anmodninger til nøgleappen, som det må. Brug dit nøglekort, eller start forfra hos tjenesten.",
 		"oces_help_title":        "Sådan får du den offentlige digitale signatur",
 		"oces_help":              "Få OCES knyttet til dit NemID hos borgerservice i din kommune eller i din netbank. Medbring billedlegitimation (pas eller kørekort). Log derefter på igen.",
+
+		// SAML (idp/saml); in English the message itself is shown.
+		"err_wrong_front_end_saml":     "Dette login blev ikke startet af en tjeneste, der bruger SAML. Gå tilbage til, hvor du startede det.",
+		"err_saml_invalid_request":     "Loginforespørgslen fra tjenesten kunne ikke godtages.",
+		"err_unknown_service_provider": "Tjenesten, der sendte dig hertil, er ikke registreret hos NemID.",
+		"err_saml_invalid_signature":   "Loginforespørgslen er ikke signeret af tjenesten, der sendte den.",
+		"err_unknown_acs":              "Tjenesten bad om svar på en adresse, den ikke har registreret.",
+		"err_saml_request_expired":     "Loginforespørgslen er udløbet eller dateret i fremtiden. Gå tilbage til tjenesten, og prøv igen.",
+		"err_saml_answered":            "Dette login er allerede besvaret. Gå tilbage til tjenesten.",
 	},
 	langEN: {
 		"title":                "Log on with NemID",

@@ -1,0 +1,255 @@
+package saml
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/crewjam/saml"
+
+	"github.com/nemidp/nemidp/flows"
+)
+
+// protocolState is this front end's part of a flow: the request's essentials, parsed once at
+// /saml/sso (the XML is never read again).
+type protocolState struct {
+	SAML       bool   `json:"saml"`
+	SP         string `json:"sp"`
+	RequestID  string `json:"request_id"`
+	ACS        string `json:"acs"`
+	ACSBinding string `json:"acs_binding"`
+	RelayState string `json:"relay_state,omitempty"`
+	ForceAuthn bool   `json:"force_authn,omitempty"`
+	IsPassive  bool   `json:"is_passive,omitempty"`
+}
+
+// stateOf reads a SAML flow's state; false for another front end's flow.
+func stateOf(f *flows.Flow) (protocolState, bool) {
+	var ps protocolState
+	if EntityIDOf(f.ClientID) == "" || json.Unmarshal(f.Protocol, &ps) != nil || !ps.SAML || ps.SP != EntityIDOf(f.ClientID) ||
+		ps.RequestID == "" || ps.ACS == "" {
+		return protocolState{}, false
+	}
+	return ps, true
+}
+
+// IsFlow reports whether f was started by a SAML AuthnRequest, so only such a flow is
+// answered at /saml/done.
+func IsFlow(f *flows.Flow) bool {
+	_, ok := stateOf(f)
+	return ok
+}
+
+// errRequest is bad input refused before crewjam/saml parses anything.
+type errRequest struct{ msg string }
+
+func (e *errRequest) Error() string { return "saml: " + e.msg }
+
+// sso is /saml/sso (HTTP-Redirect and HTTP-POST bindings). The request's size, its inflated
+// size and the absence of a DTD are checked here; crewjam/saml then parses and validates it
+// (Destination, IssueInstant, version, ID, Issuer, signature, ACS) and calls GetSession.
+func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if err := precheck(w, r); err != nil {
+		var re *errRequest
+		if errors.As(err, &re) {
+			h.Web.ErrorPage(w, r, http.StatusBadRequest, "saml_invalid_request", "The login request from the service could not be read ("+re.msg+").")
+			return
+		}
+		h.Web.ErrorPage(w, r, http.StatusRequestEntityTooLarge, "saml_invalid_request", "The login request from the service is too large.")
+		return
+	}
+	r = r.WithContext(context.WithValue(r.Context(), spKey{}, &spHolder{}))
+	h.idp.ServeSSO(w, r)
+}
+
+// precheck bounds and inspects the request before crewjam/saml reads it.
+func precheck(w http.ResponseWriter, r *http.Request) error {
+	var encoded string
+	var deflated bool
+	switch r.Method {
+	case http.MethodGet:
+		if len(r.URL.RawQuery) > MaxEncodedRequest+8<<10 {
+			return &errRequest{"too large"}
+		}
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return &errRequest{"malformed query"}
+		}
+		encoded, deflated = q.Get("SAMLRequest"), true
+	case http.MethodPost:
+		r.Body = http.MaxBytesReader(w, r.Body, MaxEncodedRequest+8<<10)
+		if err := r.ParseForm(); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return err
+			}
+			return &errRequest{"malformed form"}
+		}
+		encoded = r.PostForm.Get("SAMLRequest")
+	default:
+		return &errRequest{"method not allowed"}
+	}
+	if encoded == "" {
+		return &errRequest{"no SAMLRequest"}
+	}
+	if len(encoded) > MaxEncodedRequest {
+		return &errRequest{"too large"}
+	}
+	raw, err := base64.StdEncoding.DecodeString(encoded)
+	if err != nil {
+		return &errRequest{"not base64"}
+	}
+	if deflated {
+		if raw, err = inflate(raw); err != nil {
+			return &errRequest{err.Error()}
+		}
+	}
+	return checkXML(raw)
+}
+
+// inflate reads a DEFLATE stream of at most MaxInflatedRequest bytes.
+func inflate(raw []byte) ([]byte, error) {
+	fr := flate.NewReader(bytes.NewReader(raw))
+	defer fr.Close()
+	out, err := io.ReadAll(io.LimitReader(fr, MaxInflatedRequest+1))
+	if err != nil {
+		return nil, errors.New("not deflated")
+	}
+	if len(out) > MaxInflatedRequest {
+		return nil, errors.New("inflates to more than the limit")
+	}
+	return out, nil
+}
+
+// checkXML refuses a document type declaration (and with it every entity): a SAML message
+// never has one. encoding/xml would not expand entities, but nothing should be read from
+// such a document at all.
+func checkXML(doc []byte) error {
+	for i := 0; ; {
+		j := bytes.Index(doc[i:], []byte("<!"))
+		if j < 0 {
+			return nil
+		}
+		rest := doc[i+j+2:]
+		if !bytes.HasPrefix(rest, []byte("--")) && !bytes.HasPrefix(rest, []byte("[CDATA[")) {
+			return &errRequest{"a DTD or entity declaration is not allowed"}
+		}
+		i += j + 2
+	}
+}
+
+// sessionProvider is where crewjam/saml hands over a validated request: the SP is known,
+// the signature checked and the ACS one of its metadata. What is refused from here on is
+// answered with a SAML Response to that ACS; what passes starts a login flow.
+type sessionProvider struct{ h *Handler }
+
+func (p sessionProvider) GetSession(w http.ResponseWriter, r *http.Request, req *saml.IdpAuthnRequest) *saml.Session {
+	h := p.h
+	ctx := r.Context()
+	sp := heldSP(ctx)
+	if sp == nil || req.ACSEndpoint == nil {
+		h.onError(w, r, http.StatusInternalServerError, errors.New("saml: validated request without its service provider"))
+		return nil
+	}
+	if req.ACSEndpoint.Binding != saml.HTTPPostBinding {
+		h.Web.ErrorPage(w, r, http.StatusBadRequest, "unknown_acs", "The service asked to be answered with a binding NemID does not send (only HTTP-POST).")
+		return nil
+	}
+	fresh, err := h.Store.ClaimSAMLRequestID(ctx, sp.EntityID, req.Request.ID, ReplayWindow)
+	if err != nil {
+		h.onError(w, r, http.StatusServiceUnavailable, err)
+		return nil
+	}
+	if !fresh {
+		h.sendStatus(w, r, req, &saml.StatusError{TopLevel: saml.StatusRequester, SecondLevel: saml.StatusRequestDenied,
+			Message: "the request ID was used before"})
+		return nil
+	}
+	if st := authnContextStatus(req.Request.RequestedAuthnContext); st != nil {
+		h.sendStatus(w, r, req, st)
+		return nil
+	}
+	ps := protocolState{SAML: true, SP: sp.EntityID, RequestID: req.Request.ID, ACS: req.ACSEndpoint.Location,
+		ACSBinding: req.ACSEndpoint.Binding, RelayState: req.RelayState,
+		ForceAuthn: req.Request.ForceAuthn != nil && *req.Request.ForceAuthn,
+		IsPassive:  req.Request.IsPassive != nil && *req.Request.IsPassive}
+	raw, err := json.Marshal(ps)
+	if err != nil {
+		h.onError(w, r, http.StatusInternalServerError, err)
+		return nil
+	}
+	st := flows.Start{
+		ClientID:      ClientPrefix + sp.EntityID,
+		ReturnURL:     func(id string) string { return DonePath + "?id=" + url.QueryEscape(id) },
+		SubjectSector: sectorOf(sp),
+		Protocol:      raw,
+	}
+	if ps.ForceAuthn {
+		zero := int64(0)
+		st.Prompt, st.MaxAge = append(st.Prompt, "login"), &zero
+	}
+	if ps.IsPassive {
+		st.Prompt = append(st.Prompt, "none") // the login page never shows: done or login_required
+	}
+	rb := h.Web.BindBrowser(w, r)
+	f, err := h.Flows.Begin(rb.Context(), st)
+	if err != nil {
+		h.onError(w, r, http.StatusServiceUnavailable, err)
+		return nil
+	}
+	http.Redirect(w, r, "/login/"+url.PathEscape(f.ID), http.StatusSeeOther)
+	return nil
+}
+
+// loaRank orders the NSIS levels for the comparisons minimum, maximum and better.
+var loaRank = map[string]int{LoALow: 1, LoASubstantial: 2, LoAHigh: 3}
+
+// authnContextStatus judges a RequestedAuthnContext against what every NemID login achieves,
+// NSIS Substantial: nil when met (or none asked), else the status to answer with. An unknown
+// class ref is never met.
+func authnContextStatus(rac *saml.RequestedAuthnContext) *saml.StatusError {
+	if rac == nil {
+		return nil
+	}
+	refs := rac.AuthnContextClassRefs // every AuthnContextClassRef of the parsed request
+	if len(refs) == 0 {
+		return nil
+	}
+	achieved := loaRank[LoASubstantial]
+	met := func(ok func(rank int) bool) bool {
+		for _, ref := range refs {
+			if rank, known := loaRank[strings.TrimSpace(ref)]; known && ok(rank) {
+				return true
+			}
+		}
+		return false
+	}
+	var ok bool
+	switch rac.Comparison {
+	case "", "exact":
+		ok = met(func(rank int) bool { return rank == achieved })
+	case "minimum":
+		ok = met(func(rank int) bool { return rank <= achieved })
+	case "maximum":
+		ok = met(func(rank int) bool { return rank >= achieved })
+	case "better":
+		ok = met(func(rank int) bool { return rank < achieved })
+	default:
+		return &saml.StatusError{TopLevel: saml.StatusRequester, SecondLevel: saml.StatusRequestUnsupported,
+			Message: fmt.Sprintf("unknown comparison %q", rac.Comparison)}
+	}
+	if ok {
+		return nil
+	}
+	return &saml.StatusError{TopLevel: saml.StatusResponder, SecondLevel: saml.StatusNoAuthnContext,
+		Message: "NemID authenticates at NSIS Substantial"}
+}
