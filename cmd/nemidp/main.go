@@ -23,6 +23,7 @@ import (
 	"github.com/nemidp/nemidp/idp/admin"
 	"github.com/nemidp/nemidp/idp/demo"
 	"github.com/nemidp/nemidp/idp/logging"
+	"github.com/nemidp/nemidp/idp/saml"
 	"github.com/nemidp/nemidp/idp/store"
 )
 
@@ -163,6 +164,8 @@ func serve(ctx context.Context, getenv func(string) string, out io.Writer) error
 	if cfg.RedisURL != "" {
 		checkEvictionPolicy(ctx, st, slog.Default())
 	}
+	// crewjam/saml's request windows are process-wide: set once, before anything is served.
+	saml.SetWindows(cfg.SAML.ClockSkew.D(), cfg.SAML.RequestValidity.D())
 	opts := idp.Options{}
 	if logOut != nil {
 		// The audit trail goes to the log output as JSON lines whatever log_format, each

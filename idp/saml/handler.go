@@ -61,7 +61,20 @@ const (
 
 // ReplayWindow is how long a request ID is remembered: as long as crewjam/saml accepts a
 // request (MaxIssueDelay past its IssueInstant, MaxClockSkew before it), with a minute spare.
-var ReplayWindow = saml.MaxIssueDelay + saml.MaxClockSkew + time.Minute
+func ReplayWindow() time.Duration { return saml.MaxIssueDelay + saml.MaxClockSkew + time.Minute }
+
+// SetWindows sets how old an AuthnRequest may be (validity, past its IssueInstant) and how far
+// clocks may differ (skew): the saml.request_validity and saml.clock_skew settings. crewjam/saml
+// keeps them process-wide, so `nemidp serve` sets them once, before any request is served;
+// tests keep crewjam's defaults (90 s, 180 s).
+func SetWindows(skew, validity time.Duration) {
+	if skew > 0 {
+		saml.MaxClockSkew = skew
+	}
+	if validity > 0 {
+		saml.MaxIssueDelay = validity
+	}
+}
 
 // ResponseLifetime is how long an assertion may be presented at the ACS.
 const ResponseLifetime = 5 * time.Minute

@@ -164,7 +164,7 @@ func (p sessionProvider) GetSession(w http.ResponseWriter, r *http.Request, req 
 		h.Web.ErrorPage(w, r, http.StatusBadRequest, "unknown_acs", "The service asked to be answered with a binding NemID does not send (only HTTP-POST).")
 		return nil
 	}
-	fresh, err := h.Store.ClaimSAMLRequestID(ctx, sp.EntityID, req.Request.ID, ReplayWindow)
+	fresh, err := h.Store.ClaimSAMLRequestID(ctx, sp.EntityID, req.Request.ID, ReplayWindow())
 	if err != nil {
 		h.onError(w, r, http.StatusServiceUnavailable, err)
 		return nil
