@@ -9,8 +9,8 @@ import (
 
 // SAML holds the SAML IdP's settings.
 type SAML struct {
-	// ClockSkew is how far an AuthnRequest's IssueInstant may lie in the future, and how much
-	// longer than RequestValidity in the past, for a clock that differs from ours.
+	// ClockSkew is how far an AuthnRequest's IssueInstant may lie in the future (and how early
+	// our assertions' NotBefore is), for a clock that differs from ours; at least 1s.
 	ClockSkew Duration `yaml:"clock_skew"`
 	// RequestValidity is how long after its IssueInstant an AuthnRequest is accepted (its ID
 	// is remembered as long, against replays).
@@ -48,8 +48,8 @@ func (s *SAML) resolvePaths(dir string) {
 // entry named once. The metadata itself and the dialect are checked when the SPs are
 // registered at start (admin.RegisterServiceProviders), with errors naming the entry too.
 func (s SAML) validate() error {
-	if d := s.ClockSkew.D(); d < 0 || d > time.Hour {
-		return &FieldError{"saml.clock_skew", errors.New("want 0s..1h")}
+	if d := s.ClockSkew.D(); d < time.Second || d > time.Hour {
+		return &FieldError{"saml.clock_skew", errors.New("want 1s..1h")}
 	}
 	if d := s.RequestValidity.D(); d <= 0 || d > 24*time.Hour {
 		return &FieldError{"saml.request_validity", errors.New("want a positive duration up to 24h")}

@@ -53,6 +53,7 @@ func TestSAMLSection(t *testing.T) {
 		mutate      func(*Config)
 	}{
 		{"negative skew", "saml.clock_skew", func(c *Config) { c.SAML.ClockSkew = Duration(-time.Second) }},
+		{"zero skew", "saml.clock_skew", func(c *Config) { c.SAML.ClockSkew = 0 }},
 		{"skew over an hour", "saml.clock_skew", func(c *Config) { c.SAML.ClockSkew = Duration(2 * time.Hour) }},
 		{"zero validity", "saml.request_validity", func(c *Config) { c.SAML.RequestValidity = 0 }},
 		{"validity over a day", "saml.request_validity", func(c *Config) { c.SAML.RequestValidity = Duration(25 * time.Hour) }},

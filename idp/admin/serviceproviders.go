@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,7 +26,6 @@ import (
 	"unicode"
 
 	"github.com/nemidp/nemidp/config"
-	"github.com/nemidp/nemidp/idp/claims"
 	"github.com/nemidp/nemidp/idp/saml"
 	"github.com/nemidp/nemidp/idp/store"
 )
@@ -120,8 +120,10 @@ func BuildServiceProvider(req ServiceProviderRequest, now time.Time) (sp *store.
 	default:
 		return nil, nil, policyError(`subject: want "pairwise" (the default) or "global"`)
 	}
-	if _, err := claims.DialectNamed(req.Dialect); err != nil {
-		return nil, nil, policyError("dialect: want one of %s", strings.Join(claims.DialectNames(), ", "))
+	// SAML has one attribute set (OIOSAML 3.0, DESIGN.md §4): a dialect would be stored and
+	// never used, so none other than the default is taken.
+	if req.Dialect != "" && req.Dialect != "default" {
+		return nil, nil, policyError(`dialect: SAML service providers get the OIOSAML 3.0 attributes; leave it out (or "default")`)
 	}
 	if !validName(req.Name) {
 		return nil, nil, policyError("name: at most 200 printable characters")
@@ -268,6 +270,11 @@ func checkEndpointURL(loc string) error {
 	}
 	if u.Fragment != "" || u.User != nil {
 		return errors.New("no fragment or user info allowed")
+	}
+	// The host goes into the answer page's CSP (form-action): a DNS name or an IP address only,
+	// never "*" or anything that could add a directive.
+	if !validHost(u.Hostname()) || (u.Port() != "" && !isDigits(u.Port())) {
+		return errors.New("the host must be a DNS name or an IP address")
 	}
 	switch {
 	case u.Scheme == "https":
@@ -575,4 +582,29 @@ func readCapped(path string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("larger than %d bytes", max)
 	}
 	return raw, nil
+}
+
+// validHost: a DNS name (letters, digits, hyphens, dots) or an IP address.
+func validHost(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return !strings.HasPrefix(h, ".") && !strings.HasPrefix(h, "-")
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -187,7 +187,7 @@ func TestServiceProviderRegistration(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sp.Metadata != md || len(sp.SigningCerts) != 1 || len(sp.EncryptionCerts) != 1 || len(sp.ACS) != 1 || sp.Subject != store.SubjectPairwise {
+			if x, _ := api.st.ServiceProviderMetadata(t.Context(), sp.EntityID); x != md || len(sp.SigningCerts) != 1 || len(sp.EncryptionCerts) != 1 || len(sp.ACS) != 1 || sp.Subject != store.SubjectPairwise {
 				t.Fatalf("stored %+v", sp)
 			}
 			if ed := saml.Descriptor(sp); ed.EntityID != v.EntityID || len(ed.SPSSODescriptors[0].AssertionConsumerServices) != 1 {
@@ -224,13 +224,13 @@ func TestServiceProviderRegistration(t *testing.T) {
 		t.Parallel()
 		md, _ := spMetadata(t, spOpts{key: "p256"})
 		body := spJSON(t, ServiceProviderRequest{Metadata: md, Name: "Borger.dk", RequiresOCES: true, AllowOnBehalfOf: true,
-			CPR: true, Dialect: "broker", Subject: "global"})
+			CPR: true, Dialect: "default", Subject: "global"})
 		code, raw, _ := api.call(t, "POST", "/admin/v1/service-providers", body)
 		if code != 201 {
 			t.Fatalf("%d %s", code, raw)
 		}
 		v := spView(t, raw)
-		want := ServiceProviderPolicy{RequiresOCES: true, AllowOnBehalfOf: true, CPR: true, Dialect: "broker", Subject: "global"}
+		want := ServiceProviderPolicy{RequiresOCES: true, AllowOnBehalfOf: true, CPR: true, Dialect: "default", Subject: "global"}
 		if v.Policy != want || v.Name != "Borger.dk" {
 			t.Fatalf("policy %+v name %q, want %+v", v.Policy, v.Name, want)
 		}
@@ -242,7 +242,7 @@ func TestServiceProviderRegistration(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !sp.RequiresOCES || !sp.AllowOnBehalfOf || !sp.CPR || sp.Dialect != "broker" || sp.Subject != store.SubjectGlobal || sp.UnsignedRequests {
+		if !sp.RequiresOCES || !sp.AllowOnBehalfOf || !sp.CPR || sp.Dialect != "default" || sp.Subject != store.SubjectGlobal || sp.UnsignedRequests {
 			t.Fatalf("stored policy %+v", sp)
 		}
 	})
@@ -320,7 +320,8 @@ func TestServiceProviderReplace(t *testing.T) {
 	if code != 200 || !v.Replaced || v.Name != "second" || v.Certificates[0].SHA256 != hex.EncodeToString(d[:]) {
 		t.Fatalf("replace: %d %s", code, raw)
 	}
-	if sp, _ := api.st.ServiceProvider(t.Context(), id); sp.Name != "second" || sp.Metadata != md2 {
+	sp, _ := api.st.ServiceProvider(t.Context(), id)
+	if x, _ := api.st.ServiceProviderMetadata(t.Context(), id); sp.Name != "second" || x != md2 {
 		t.Fatalf("not replaced: %+v", sp)
 	}
 	if a := api.audit.String(); !strings.Contains(a, `"replaced":true`) {
@@ -402,6 +403,9 @@ func TestServiceProviderRefusals(t *testing.T) {
 		{"oversized JSON", "application/json", `{"metadata":"` + strings.Repeat("a", maxSPBody) + `"}`, 413, "invalid_request", "too large"},
 		{"bad subject", "application/json", spJSON(t, ServiceProviderRequest{Metadata: good, Subject: "transient"}), 400, "invalid_request", "subject:"},
 		{"bad dialect", "application/json", spJSON(t, ServiceProviderRequest{Metadata: good, Dialect: "klingon"}), 400, "invalid_request", "dialect:"},
+		{"an OIDC dialect", "application/json", spJSON(t, ServiceProviderRequest{Metadata: good, Dialect: "broker"}), 400, "invalid_request", "dialect:"},
+		{"ACS host *", xmlCT, md(spOpts{acs: "https://*/acs"}), 400, "invalid_metadata", "DNS name or an IP"},
+		{"ACS host with a CSP directive", xmlCT, md(spOpts{acs: "https://a;script-src/acs"}), 400, "invalid_metadata", "DNS name or an IP"},
 		{"bad name", "application/json", spJSON(t, ServiceProviderRequest{Metadata: good, Name: "a\x00b"}), 400, "invalid_request", "name:"},
 		{"unknown field", "application/json", `{"metadata":"x","subjekt":"global"}`, 400, "invalid_request", "subjekt"},
 		{"no metadata in JSON", "application/json", `{"name":"x"}`, 400, "invalid_metadata", "empty"},
@@ -492,7 +496,7 @@ func TestRegisterServiceProvidersFromConfig(t *testing.T) {
 	md2, _ := spMetadata(t, spOpts{unsigned: true})
 	f1, f2 := write("one.xml", md1), write("two.xml", md2)
 	sps := []config.ServiceProvider{
-		{MetadataFile: f1, Name: "Kommunen", CPR: true, Dialect: "broker", Subject: "global"},
+		{MetadataFile: f1, Name: "Kommunen", CPR: true, Subject: "global"},
 		{MetadataFile: f2, UnsignedRequests: true, AllowOnBehalfOf: true},
 	}
 	log := slog.New(slog.DiscardHandler)
@@ -517,9 +521,13 @@ func TestRegisterServiceProvidersFromConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		switch sp.Metadata {
+		x, err := api.st.ServiceProviderMetadata(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch x {
 		case md1:
-			if sp.Name != "Kommunen" || !sp.CPR || sp.Dialect != "broker" || sp.Subject != store.SubjectGlobal || sp.UnsignedRequests {
+			if sp.Name != "Kommunen" || !sp.CPR || sp.Dialect != "" || sp.Subject != store.SubjectGlobal || sp.UnsignedRequests {
 				t.Fatalf("first: %+v", sp)
 			}
 		case md2:

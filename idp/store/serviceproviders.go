@@ -28,8 +28,9 @@ type ServiceProvider struct {
 	// AuthnRequestsSigned and WantAssertionsSigned are the metadata's flags.
 	AuthnRequestsSigned  bool `json:"authn_requests_signed,omitempty"`
 	WantAssertionsSigned bool `json:"want_assertions_signed,omitempty"`
-	// Metadata is the XML as registered, kept for the operator (never parsed per request).
-	Metadata string `json:"metadata"`
+	// Metadata is the XML as registered, kept for the operator under its own key (never parsed
+	// per request): ServiceProvider leaves it empty, ServiceProviderMetadata reads it.
+	Metadata string `json:"metadata,omitempty"`
 
 	// Policy (DESIGN.md §5).
 	RequiresOCES     bool   `json:"requires_oces,omitempty"`
@@ -67,6 +68,13 @@ func (s *Store) spKey(entityID string) string {
 }
 func (s *Store) spIndexKey() string { return s.key("{saml}", "sps") }
 
+// spMetadataKey holds an SP's metadata XML apart from its record: every SAML request reads the
+// record, and none needs the XML (up to 256 KiB) again.
+func (s *Store) spMetadataKey(entityID string) string {
+	d := sha256.Sum256([]byte(entityID))
+	return s.key("{saml}", "spmeta", base64.RawURLEncoding.EncodeToString(d[:18]))
+}
+
 // SaveServiceProvider registers (or replaces) a service provider.
 func (s *Store) SaveServiceProvider(ctx context.Context, sp *ServiceProvider) error {
 	_, err := s.PutServiceProvider(ctx, sp, true)
@@ -80,6 +88,7 @@ var putSPScript = redis.NewScript(`
 local existed = redis.call('EXISTS', KEYS[1])
 if existed == 1 and ARGV[3] ~= '1' then return -1 end
 redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[4])
 redis.call('SADD', KEYS[2], ARGV[2])
 return existed
 `)
@@ -91,7 +100,9 @@ func (s *Store) PutServiceProvider(ctx context.Context, sp *ServiceProvider, rep
 	if sp.EntityID == "" {
 		return false, fmt.Errorf("store: service provider: no entity id")
 	}
-	raw, err := json.Marshal(sp)
+	rec := *sp
+	rec.Metadata = "" // kept under its own key
+	raw, err := json.Marshal(&rec)
 	if err != nil {
 		return false, fmt.Errorf("store: service provider %q: encode: %w", sp.EntityID, err)
 	}
@@ -99,7 +110,8 @@ func (s *Store) PutServiceProvider(ctx context.Context, sp *ServiceProvider, rep
 	if replace {
 		flag = "1"
 	}
-	n, err := putSPScript.Run(ctx, s.rdb, []string{s.spKey(sp.EntityID), s.spIndexKey()}, raw, sp.EntityID, flag).Int()
+	n, err := putSPScript.Run(ctx, s.rdb, []string{s.spKey(sp.EntityID), s.spIndexKey(), s.spMetadataKey(sp.EntityID)},
+		raw, sp.EntityID, flag, sp.Metadata).Int()
 	if err != nil {
 		return false, wrap("save service provider", err)
 	}
@@ -114,6 +126,7 @@ func (s *Store) PutServiceProvider(ctx context.Context, sp *ServiceProvider, rep
 func (s *Store) DeleteServiceProvider(ctx context.Context, entityID string) error {
 	p := s.rdb.TxPipeline()
 	del := p.Del(ctx, s.spKey(entityID))
+	p.Del(ctx, s.spMetadataKey(entityID))
 	p.SRem(ctx, s.spIndexKey(), entityID)
 	if _, err := p.Exec(ctx); err != nil {
 		return wrap("delete service provider", err)
@@ -135,6 +148,13 @@ func (s *Store) ServiceProvider(ctx context.Context, entityID string) (*ServiceP
 		return nil, fmt.Errorf("store: service provider %q: decode: %w", entityID, err)
 	}
 	return &sp, nil
+}
+
+// ServiceProviderMetadata is the metadata XML an SP was registered with; ErrNotFound for an
+// unknown one.
+func (s *Store) ServiceProviderMetadata(ctx context.Context, entityID string) (string, error) {
+	x, err := s.rdb.Get(ctx, s.spMetadataKey(entityID)).Result()
+	return x, wrap("service provider metadata", err)
 }
 
 // ServiceProviders lists the registered entity ids, sorted.

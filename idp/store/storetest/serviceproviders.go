@@ -36,8 +36,11 @@ func testServiceProviders(t *testing.T, h *harness) {
 	if got.EntityID != id || got.Name != sp.Name || !slices.Equal(got.ACS, sp.ACS) || !slices.Equal(got.SLO, sp.SLO) ||
 		!slices.Equal(got.SigningCerts, sp.SigningCerts) || !slices.Equal(got.EncryptionCerts, sp.EncryptionCerts) ||
 		!got.AuthnRequestsSigned || !got.CPR || got.Dialect != "broker" || got.Subject != store.SubjectGlobal ||
-		!got.CreatedAt.Equal(sp.CreatedAt) || got.Metadata != sp.Metadata {
-		t.Fatalf("read back %+v, want %+v", got, sp)
+		!got.CreatedAt.Equal(sp.CreatedAt) || got.Metadata != "" {
+		t.Fatalf("read back %+v, want %+v (the XML apart)", got, sp)
+	}
+	if x, err := h.s.ServiceProviderMetadata(ctx, id); err != nil || x != sp.Metadata {
+		t.Fatalf("ServiceProviderMetadata: %q %v, want the registered XML", x, err)
 	}
 
 	// Not replaced without asking; replaced when asked.
@@ -89,6 +92,8 @@ func testServiceProviders(t *testing.T, h *harness) {
 	noErr(t, "DeleteServiceProvider", h.s.DeleteServiceProvider(ctx, id))
 	_, err = h.s.ServiceProvider(ctx, id)
 	wantErr(t, "ServiceProvider(deleted)", err, store.ErrNotFound)
+	_, err = h.s.ServiceProviderMetadata(ctx, id)
+	wantErr(t, "ServiceProviderMetadata(deleted)", err, store.ErrNotFound)
 	wantErr(t, "DeleteServiceProvider(again)", h.s.DeleteServiceProvider(ctx, id), store.ErrNotFound)
 	ids, err = h.s.ServiceProviders(ctx)
 	noErr(t, "ServiceProviders", err)
