@@ -60,6 +60,20 @@ type Answering struct {
 	// Claimed: this caller is the one to answer the flow's relying party (one code, one
 	// response per login).
 	Claimed bool
+	// value is the claimed mark's value (for Release).
+	value string
+}
+
+// Release gives back a claim whose answer failed before anything was sent (a store error, a
+// failed signature), so the browser's retry can answer; a no-op when nothing was claimed.
+func (e *Engine) Release(ctx context.Context, id, mark string, a Answering) error {
+	if !a.Claimed {
+		return nil
+	}
+	if err := e.Store.ReleaseFlowMark(ctx, id, mark, a.value); err != nil {
+		return fmt.Errorf("flows: release %s: %w", id, err)
+	}
+	return nil
 }
 
 // LoadAnswering loads a flow and, in the same round trip, claims its one-time mark when the
@@ -69,7 +83,8 @@ func (e *Engine) LoadAnswering(ctx context.Context, id, browser, mark string) (*
 		return nil, Answering{}, Errorf(CodeFlowExpired, "This login does not exist or has expired.")
 	}
 	now := e.now()
-	rec, c, err := e.Store.LoadFlowClaiming(ctx, id, mark, browser, strconv.FormatInt(now.UnixMilli(), 10))
+	value := strconv.FormatInt(now.UnixMilli(), 10)
+	rec, c, err := e.Store.LoadFlowClaiming(ctx, id, mark, browser, value)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, Answering{}, Errorf(CodeFlowExpired, "This login does not exist or has expired.")
 	}
@@ -82,13 +97,13 @@ func (e *Engine) LoadAnswering(ctx context.Context, id, browser, mark string) (*
 	}
 	if !c.Judged && c.Value == "" && f.Done() && browser != "" && f.Browser == browser {
 		// Saved without its state beside it (by an earlier release): judged here, claimed apart.
-		ok, err := e.Store.ClaimFlowMarkAs(ctx, id, mark, strconv.FormatInt(now.UnixMilli(), 10))
+		ok, err := e.Store.ClaimFlowMarkAs(ctx, id, mark, value)
 		if err != nil {
 			return f, Answering{}, fmt.Errorf("flows: claim %s: %w", id, err)
 		}
 		c.Claimed = ok
 	}
-	return f, Answering{Claimed: c.Claimed}, nil
+	return f, Answering{Claimed: c.Claimed, value: value}, nil
 }
 
 // MarkTime reads a one-time mark's value (milliseconds since the epoch; zero for another).

@@ -1,6 +1,7 @@
 package saml
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -54,6 +55,18 @@ func (h *Handler) done(w http.ResponseWriter, r *http.Request) {
 		h.Web.ErrorPage(w, r, http.StatusConflict, "saml_answered", "This login has already been answered. Go back to the service.")
 		return
 	}
+	// Until the form is written, a failure gives the claim back, so a reload answers: one
+	// Response per login, but never none for a passing store error.
+	answered := false
+	defer func() {
+		if !answered {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if err := h.Flows.Release(rctx, f.ID, DoneMark, answering); err != nil {
+				slog.WarnContext(ctx, "saml: a failed answer's claim not given back; the login must start again", "err", err)
+			}
+		}
+	}()
 	sp, err := h.Store.ServiceProvider(ctx, ps.SP)
 	if errors.Is(err, store.ErrNotFound) {
 		h.Web.ErrorPage(w, r, http.StatusBadRequest, "unknown_service_provider", "The service that sent you here is no longer registered with NemID.")
@@ -63,9 +76,22 @@ func (h *Handler) done(w http.ResponseWriter, r *http.Request) {
 		h.onError(w, r, http.StatusServiceUnavailable, err)
 		return
 	}
+	if !acsRegistered(sp, ps.ACS) {
+		// Replaced since the request (?replace=true) without this ACS: never post there.
+		h.Web.ErrorPage(w, r, http.StatusBadRequest, "unknown_acs", "The service that sent you here no longer accepts answers at that address.")
+		return
+	}
 	req := h.requestFor(r, sp, ps)
 	if failed {
+		answered = true // an error Response is sent once too
 		h.sendStatus(w, r, req, failureStatus(f))
+		return
+	}
+	if sp.RequiresOCES && f.Result.Cert != nil && !f.Result.Cert.OCES {
+		// The SP requires OCES now (registered again since the login began): no assertion.
+		answered = true
+		h.sendStatus(w, r, req, &saml.StatusError{TopLevel: saml.StatusResponder, SecondLevel: saml.StatusRequestDenied,
+			Message: "oces_required: the citizen's NemID has no public digital signature (OCES)"})
 		return
 	}
 	st, err := h.makeAssertion(r, req, sp, f)
@@ -74,6 +100,7 @@ func (h *Handler) done(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if st != nil {
+		answered = true
 		h.sendStatus(w, r, req, st)
 		return
 	}
@@ -81,9 +108,20 @@ func (h *Handler) done(w http.ResponseWriter, r *http.Request) {
 		h.onError(w, r, http.StatusInternalServerError, fmt.Errorf("saml: make response: %w", err))
 		return
 	}
+	answered = true // from here the browser may have the Response
 	if err := h.writeForm(w, req); err != nil {
 		h.onError(w, r, http.StatusInternalServerError, err)
 	}
+}
+
+// acsRegistered: the ACS URL a flow answers to is still one of the SP's.
+func acsRegistered(sp *store.ServiceProvider, acs string) bool {
+	for _, a := range sp.ACS {
+		if a.Location == acs {
+			return true
+		}
+	}
+	return false
 }
 
 // requestFor rebuilds, from the flow's state and the SP's record, what crewjam/saml needs to

@@ -339,6 +339,18 @@ func (s *Store) ClaimFlowMarkAs(ctx context.Context, id, mark, value string) (bo
 	return ok == 1, wrap("claim flow mark", err)
 }
 
+// ReleaseFlowMark gives back a one-time mark this caller claimed with value, when what it was
+// claimed for failed before anything was answered (so a retry can answer): only if it still
+// holds that value.
+func (s *Store) ReleaseFlowMark(ctx context.Context, id, mark, value string) error {
+	return wrap("release flow mark", releaseMarkScript.Run(ctx, s.rdb, []string{s.flowKey(id)}, "m:"+mark, value).Err())
+}
+
+var releaseMarkScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+`)
+
 var claimMarkScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
