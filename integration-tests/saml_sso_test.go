@@ -617,3 +617,39 @@ func TestSAMLSingleLogoutRefusals(t *testing.T) {
 		}
 	})
 }
+
+// TestEndSessionReachesSAMLSPs: OIDC end_session (with the session's own id_token_hint) ends
+// the shared session and sends the browser to the SAML SP of the session with a signed
+// LogoutRequest for its NameID; after its LogoutResponse the browser lands on the logged-out
+// page. Without a SAML participant end_session answers as before.
+func TestEndSessionReachesSAMLSPs(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	bank := p.relyingParty(t, p.registerClient(t, "openid"), "openid")
+	sp := p.newSLOSP(t, crewsaml.HTTPRedirectBinding)
+	c := p.issueCitizen(t, freshCPR(), "Karl Holm")
+	b := p.newBrowser(t)
+	tok := b.login(t, bank, c)
+	name, idx := sp.login(t, b, c) // from the session
+	at, _, last := b.sloChain(t, "/end_session?"+url.Values{"id_token_hint": {tok.IDToken}}.Encode(), "http://127.0.0.1:9/never")
+	if last == nil || last.Status != http.StatusOK || !strings.Contains(string(last.Body), "logget af") {
+		t.Fatalf("end_session chain ended at %s: %v", at, last)
+	}
+	got := sp.logouts()
+	if len(got) != 1 || !got[0].Signed || got[0].Request.NameID == nil || got[0].Request.NameID.Value != name ||
+		got[0].Request.SessionIndex == nil || got[0].Request.SessionIndex.Value != idx {
+		t.Fatalf("SP's LogoutRequests: %+v", got)
+	}
+	l := b.authorize(t, bank)
+	l.requireStep("password")
+
+	// Without SAML participants: straight to the logged-out page, as before.
+	b2 := p.newBrowser(t)
+	tok2 := b2.login(t, bank, c)
+	if ended, _ := b2.endSession(t, tok2.IDToken); !ended {
+		t.Fatal("end_session did not end the session")
+	}
+	if n := len(sp.logouts()); n != 1 {
+		t.Errorf("SP sent %d LogoutRequests, want still 1", n)
+	}
+}

@@ -411,3 +411,45 @@ func RememberClient(ctx context.Context, st *store.Store, sessionTTL time.Durati
 		slog.WarnContext(ctx, "oidc client not recorded as a participant of its sso session", "client", f.ClientID, "err", err)
 	}
 }
+
+// LogoutSession ends the SSO session behind cookie for a logout that did not come from a SAML
+// SP (OIDC end_session), and when SAML SPs took part in it, sends the browser down the same
+// redirect chain to each of them, ending at then (a path of ours). It reports whether it
+// wrote the response; when not, the caller ends the session and answers as before (no
+// session, no SAML participant, or the store failed: the session is ended all the same).
+func (h *Handler) LogoutSession(w http.ResponseWriter, r *http.Request, cookie, then string) bool {
+	ctx := r.Context()
+	sess, err := h.Flows.Session(ctx, cookie)
+	if err != nil || sess == nil {
+		return false
+	}
+	parts, err := h.Store.SessionParticipants(ctx, sess.SID)
+	if err != nil {
+		slog.WarnContext(ctx, "single logout: session participants not read", "err", err)
+		return false
+	}
+	if err := h.Store.EndSessionWithParticipants(ctx, cookie, sess.SID); err != nil {
+		slog.WarnContext(ctx, "single logout: end session", "err", err)
+		return false
+	}
+	samlParts := 0
+	for _, p := range parts {
+		if p.Kind == store.ParticipantSAML {
+			samlParts++
+		}
+	}
+	if samlParts == 0 {
+		return false
+	}
+	h.Web.ClearSession(w)
+	// The session is gone from Redis; StartLogout reads its participants from what was loaded.
+	sessions := &sloSessions{h: h, got: true, cookie: cookie, sess: sess, parts: parts}
+	idp := *h.idp
+	idp.SessionProvider = sessions
+	idp.Logger = log.New(&lastLine{ctx: ctx}, "", 0)
+	idp.LogoutRequestFormTemplate = logoutRequestForm
+	idp.ResponseFormTemplate = logoutResponseForm
+	w.Header().Set("Cache-Control", "no-store")
+	idp.StartLogout(w, r, &saml.Session{ID: sess.SID}, then)
+	return true
+}
