@@ -653,3 +653,119 @@ func TestEndSessionReachesSAMLSPs(t *testing.T) {
 		t.Errorf("SP sent %d LogoutRequests, want still 1", n)
 	}
 }
+
+// TestSAMLLogoutReplayRace: one signed LogoutRequest sent at once from many browsers (a
+// barrier makes the race certain) is accepted exactly once; the others get the replay page.
+func TestSAMLLogoutReplayRace(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	sp := p.newSLOSP(t, crewsaml.HTTPRedirectBinding)
+	c := p.issueCitizen(t, freshCPR(), "Eva Kjær")
+	b := p.newBrowser(t)
+	name, idx := sp.login(t, b, c)
+	u, _ := sp.logoutURL(t, name, idx, false)
+	const n = 8
+	browsers := []*Browser{b}
+	for len(browsers) < n {
+		browsers = append(browsers, p.newBrowser(t))
+	}
+	var (
+		start    = make(chan struct{})
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		accepted int
+		replayed int
+	)
+	for _, br := range browsers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			r, err := br.try(t.Context(), http.MethodGet, u, nil, map[string]string{"Accept": "text/html"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case r.Status == http.StatusFound && strings.HasPrefix(r.Header.Get("Location"), sp.srv.URL+"/saml/slo?SAMLResponse="):
+				accepted++
+			case r.Status == http.StatusBadRequest && errorCode(r) == "saml_replayed":
+				replayed++
+			default:
+				t.Errorf("unexpected answer %s", r)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if accepted != 1 || replayed != n-1 {
+		t.Fatalf("accepted %d, replayed %d; want 1 and %d", accepted, replayed, n-1)
+	}
+}
+
+// TestSAMLLogoutPOSTWithoutCookie: a POST binding LogoutRequest that arrives without the SSO
+// cookie (a browser leaves the SameSite=Lax cookie out of an SP's cross-site POST) is posted
+// again from the IdP's own page, unjudged; the browser's resubmission, with its cookie, ends
+// the session and gets the signed LogoutResponse.
+func TestSAMLLogoutPOSTWithoutCookie(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	sp := p.newSLOSP(t, crewsaml.HTTPPostBinding)
+	bank := p.relyingParty(t, p.registerClient(t, "openid"), "openid")
+	c := p.issueCitizen(t, freshCPR(), "Bo Post")
+	b := p.newBrowser(t)
+	name, idx := sp.login(t, b, c)
+	page, err := sp.mw.ServiceProvider.MakePostLogoutRequest(name, "rs-post", crewsaml.WithSessionIndex(idx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := url.Values{}
+	for _, in := range anyInputRe.FindAllSubmatch(page, -1) {
+		fields.Set(string(in[1]), html.UnescapeString(string(in[2])))
+	}
+	raw, _ := base64.StdEncoding.DecodeString(fields.Get("SAMLRequest"))
+	var lr crewsaml.LogoutRequest
+	if err := xml.Unmarshal(raw, &lr); err != nil || lr.ID == "" {
+		t.Fatalf("SP's POST LogoutRequest: %v", err)
+	}
+
+	// Without the cookie (a fresh cookie jar stands for the cross-site POST).
+	cookieless := p.newBrowser(t)
+	r := cookieless.do(t, http.MethodPost, p.Issuer+idpsaml.SLOPath, strings.NewReader(fields.Encode()),
+		map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html"})
+	m := anyFormRe.FindSubmatch(r.Body)
+	if r.Status != http.StatusOK || m == nil || html.UnescapeString(string(m[1])) != idpsaml.SLOPath || bytes.Contains(r.Body, []byte("<script>")) {
+		t.Fatalf("no resubmit page: %s", r)
+	}
+	again := url.Values{}
+	for _, in := range anyInputRe.FindAllSubmatch(r.Body, -1) {
+		again.Set(string(in[1]), html.UnescapeString(string(in[2])))
+	}
+	if again.Get("SAMLRequest") != fields.Get("SAMLRequest") || again.Get("RelayState") != "rs-post" {
+		t.Fatalf("resubmit page fields %v", again)
+	}
+	if l := b.authorize(t, bank, withParam("prompt", "none")); l.Back == nil || l.Back.Query().Get("code") == "" {
+		t.Fatal("the cookie-less POST ended the session")
+	}
+
+	// The browser's resubmission, with its cookie.
+	r = b.do(t, http.MethodPost, p.Issuer+idpsaml.SLOPath, strings.NewReader(again.Encode()),
+		map[string]string{"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/html"})
+	m = anyFormRe.FindSubmatch(r.Body)
+	if r.Status != http.StatusOK || m == nil || !strings.HasPrefix(html.UnescapeString(string(m[1])), sp.srv.URL+"/saml/slo") {
+		t.Fatalf("no LogoutResponse form: %s", r)
+	}
+	resp := url.Values{}
+	for _, in := range anyInputRe.FindAllSubmatch(r.Body, -1) {
+		resp.Set(string(in[1]), html.UnescapeString(string(in[2])))
+	}
+	if top, _ := statusOf(sp.logoutResponse(t, html.UnescapeString(string(m[1])), resp, lr.ID)); top != crewsaml.StatusSuccess {
+		t.Fatalf("LogoutResponse %s", top)
+	}
+	if resp.Get("RelayState") != "rs-post" {
+		t.Errorf("RelayState %q", resp.Get("RelayState"))
+	}
+	b.authorize(t, bank).requireStep("password")
+}

@@ -278,6 +278,10 @@ func (h *Handler) slo(w http.ResponseWriter, r *http.Request) {
 		h.Web.ErrorPage(w, r, http.StatusRequestEntityTooLarge, "saml_invalid_logout_request", "The logout request from the service is too large.")
 		return
 	}
+	if r.Method == http.MethodPost && r.PostForm.Get(resubmitField) == "" && h.crossSiteWithoutCookie(r) {
+		h.resubmit(w, r)
+		return
+	}
 	hold := &spHolder{}
 	ctx := context.WithValue(r.Context(), spKey{}, hold)
 	r = r.WithContext(ctx)
@@ -452,4 +456,48 @@ func (h *Handler) LogoutSession(w http.ResponseWriter, r *http.Request, cookie, 
 	w.Header().Set("Cache-Control", "no-store")
 	idp.StartLogout(w, r, &saml.Session{ID: sess.SID}, then)
 	return true
+}
+
+// resubmitField marks a POST that resubmit made: it is never resubmitted again.
+const resubmitField = "nemidp_resubmit"
+
+// logoutStateCookie is crewjam/saml's cookie of a logout chain in progress.
+const logoutStateCookie = "saml_idp_logout"
+
+// crossSiteWithoutCookie reports whether a POST binding message came without the cookie it
+// needs: the SSO cookie for a LogoutRequest, the chain's state for a LogoutResponse. Both are
+// SameSite=Lax (the state cookie only over plain http), so a browser leaves them out of an
+// SP's cross-site POST, though it has them.
+func (h *Handler) crossSiteWithoutCookie(r *http.Request) bool {
+	if r.PostForm.Get("SAMLRequest") != "" {
+		return h.Web.SessionCookie(r) == ""
+	}
+	_, err := r.Cookie(logoutStateCookie)
+	return err != nil
+}
+
+var resubmitForm = template.Must(template.New("slo-resubmit").Parse(formHead +
+	`<form method="post" action="` + SLOPath + `" id="saml-post">
+{{range .}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
+{{end}}<p>Du logges af. / You are being logged out.</p>
+<button type="submit" id="saml-continue">Fortsæt / Continue</button>
+</form>` + formFoot))
+
+// resubmit answers a cross-site POST with a page that posts the same fields to /saml/slo
+// again, now from our own origin, so the browser sends its SameSite=Lax cookies. Nothing is
+// validated or consumed before: the resubmitted POST is judged as any other.
+func (h *Handler) resubmit(w http.ResponseWriter, r *http.Request) {
+	type field struct{ Name, Value string }
+	var fields []field
+	for _, name := range []string{"SAMLRequest", "SAMLResponse", "RelayState", "SigAlg", "Signature", "KeyInfo"} {
+		if v := r.PostForm.Get(name); v != "" {
+			fields = append(fields, field{name, v})
+		}
+	}
+	fields = append(fields, field{resubmitField, "1"})
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if err := resubmitForm.Execute(w, fields); err != nil {
+		slog.WarnContext(r.Context(), "single logout: resubmit page", "err", err)
+	}
 }
