@@ -391,9 +391,6 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		op.AuthRequestError(w, r, ar, oidc.FlowError(f), s.Provider)
 		return
 	}
-	if f.Done() && answering.Claimed { // the one callback that gets the code: single logout knows the client
-		saml.RememberClient(ctx, s.Store, s.Flows.SessionTTL, f)
-	}
 	op.AuthorizeCallback(w, r, s.Provider)
 }
 

@@ -81,9 +81,6 @@ func (h *Handler) done(w http.ResponseWriter, r *http.Request) {
 		h.onError(w, r, http.StatusInternalServerError, fmt.Errorf("saml: make response: %w", err))
 		return
 	}
-	if !h.RememberSP(w, r, sp, f, req) { // logout.go: single logout reaches this SP
-		return
-	}
 	if err := h.writeForm(w, req); err != nil {
 		h.onError(w, r, http.StatusInternalServerError, err)
 	}

@@ -72,8 +72,43 @@ func (s *sloSessions) load(r *http.Request) error {
 	if s.sess, s.err = s.h.Flows.Session(ctx, s.cookie); s.err != nil || s.sess == nil {
 		return s.err
 	}
-	s.parts, s.err = s.h.Store.SessionParticipants(ctx, s.sess.SID)
+	if s.parts, s.err = s.h.Store.SessionParticipants(ctx, s.sess.SID); s.err != nil {
+		return s.err
+	}
+	s.parts, s.err = s.h.samlParticipants(ctx, s.sess, s.parts)
 	return s.err
+}
+
+// samlParticipants adds to a session's participants the SAML SPs among its clients (the
+// flows' saves record "saml/<entity id>" in their round trip, so /saml/done adds none), with
+// what their assertions carried: the SessionIndex made from the session's sid, the NameID
+// from the citizen's pairwise subject at the SP's sector. An SP no longer registered, or
+// without a subject (never answered), is left out. Costs two reads per SP, at logout only.
+func (h *Handler) samlParticipants(ctx context.Context, sess *flows.SessionInfo, parts []store.SessionParticipant) ([]store.SessionParticipant, error) {
+	out := parts
+	for _, p := range parts {
+		entity := EntityIDOf(p.ID)
+		if p.Kind != store.ParticipantClient || entity == "" {
+			continue
+		}
+		sp, err := h.Store.ServiceProvider(ctx, entity)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		sub, err := h.Store.KnownPairwiseSubject(ctx, sess.CitizenID, sectorOf(sp))
+		if err != nil {
+			return nil, err
+		}
+		if sub == "" {
+			continue
+		}
+		out = append(out, store.SessionParticipant{Kind: store.ParticipantSAML, ID: entity, NameID: NameIDPrefix + sub,
+			SessionIndex: SessionIndex(sess.SID, entity)})
+	}
+	return out, nil
 }
 
 // SessionParticipants answers ServeSLO for the request's own session: its SAML participants
@@ -124,8 +159,8 @@ func (s *sloSessions) SessionParticipants(r *http.Request, match func(*saml.Sess
 	return out, nil
 }
 
-// AddSessionParticipant is not used: /saml/done records the participants (RememberSP), as the
-// core answers outside ServeSSO.
+// AddSessionParticipant is not used: the flows' saves record the clients (samlParticipants),
+// as the core answers outside ServeSSO.
 func (s *sloSessions) AddSessionParticipant(*http.Request, *saml.Session, saml.SessionParticipant) error {
 	return nil
 }
@@ -153,12 +188,12 @@ func (s *sloSessions) InvalidateSession(w http.ResponseWriter, r *http.Request, 
 	s.h.Web.ClearSession(w)
 	var clients []string
 	for _, p := range s.parts {
-		if p.Kind == store.ParticipantOIDC {
-			clients = append(clients, p.ID)
+		if p.Kind == store.ParticipantClient && EntityIDOf(p.ID) == "" {
+			clients = append(clients, p.ID) // OIDC clients (and self-service): no front channel
 		}
 	}
 	slog.InfoContext(r.Context(), "saml single logout ended the sso session", "sp", req.Request.Issuer.Value,
-		"saml_participants", len(s.parts)-len(clients), "oidc_clients", strings.Join(clients, ","))
+		"participants", len(s.parts), "other_clients", strings.Join(clients, ","))
 	return nil
 }
 
@@ -376,46 +411,6 @@ func sloPrecheck(w http.ResponseWriter, r *http.Request) error {
 	return checkXML(raw)
 }
 
-// SessionSlack is how long past the session's end its participant list may stay.
-const SessionSlack = time.Minute
-
-// RememberSP records, once the Response for f is made, the SP as a participant of the flow's
-// SSO session (entity id, NameID, SessionIndex), so that single logout reaches it. One round
-// trip. It answers 503 itself and returns false when that fails: an SP the logout would
-// never reach gets no assertion (as crewjam/saml's SessionParticipantTracker does).
-func (h *Handler) RememberSP(w http.ResponseWriter, r *http.Request, sp *store.ServiceProvider, f *flows.Flow, req *saml.IdpAuthnRequest) bool {
-	as := req.Assertion
-	if f.Result == nil || f.Result.SessionID == "" || as == nil || as.Subject == nil || as.Subject.NameID == nil {
-		return true
-	}
-	p := store.SessionParticipant{Kind: store.ParticipantSAML, ID: sp.EntityID, NameID: as.Subject.NameID.Value}
-	for _, st := range as.AuthnStatements {
-		if st.SessionIndex != "" {
-			p.SessionIndex = st.SessionIndex
-			break
-		}
-	}
-	until := f.Result.AuthTime.Add(h.Flows.SessionTTL + SessionSlack)
-	if err := h.Store.AddSessionParticipant(r.Context(), f.Result.SessionID, p, until); err != nil {
-		h.onError(w, r, http.StatusServiceUnavailable, err)
-		return false
-	}
-	return true
-}
-
-// RememberClient records an OIDC client as a participant of the SSO session its code was
-// issued for (f is the callback's done flow). One round trip; a failure costs only the
-// record, so it is logged, not answered: OIDC clients get no front-channel logout here.
-func RememberClient(ctx context.Context, st *store.Store, sessionTTL time.Duration, f *flows.Flow) {
-	if f == nil || f.Result == nil || f.Result.SessionID == "" || f.ClientID == "" {
-		return
-	}
-	p := store.SessionParticipant{Kind: store.ParticipantOIDC, ID: f.ClientID}
-	if err := st.AddSessionParticipant(ctx, f.Result.SessionID, p, f.Result.AuthTime.Add(sessionTTL+SessionSlack)); err != nil {
-		slog.WarnContext(ctx, "oidc client not recorded as a participant of its sso session", "client", f.ClientID, "err", err)
-	}
-}
-
 // LogoutSession ends the SSO session behind cookie for a logout that did not come from a SAML
 // SP (OIDC end_session), and when SAML SPs took part in it, sends the browser down the same
 // redirect chain to each of them, ending at then (a path of ours). It reports whether it
@@ -428,6 +423,9 @@ func (h *Handler) LogoutSession(w http.ResponseWriter, r *http.Request, cookie, 
 		return false
 	}
 	parts, err := h.Store.SessionParticipants(ctx, sess.SID)
+	if err == nil {
+		parts, err = h.samlParticipants(ctx, sess, parts)
+	}
 	if err != nil {
 		slog.WarnContext(ctx, "single logout: session participants not read", "err", err)
 		return false

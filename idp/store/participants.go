@@ -14,12 +14,15 @@ import (
 // Kinds of session participants: who an SSO session answered, so that single logout can
 // reach them.
 const (
+	// ParticipantSAML is a SAML SP that got an assertion (with its NameID and SessionIndex).
 	ParticipantSAML = "saml"
-	ParticipantOIDC = "oidc"
+	// ParticipantClient is the client id of a flow the session completed (an OIDC client,
+	// self-service, or a SAML flow's "saml/<entity id>"), recorded by the flow's save.
+	ParticipantClient = "client"
 )
 
 // SessionParticipant is a relying party an SSO session answered: a SAML SP (its entity id,
-// the NameID and SessionIndex its assertion carried) or an OIDC client (its client id).
+// the NameID and SessionIndex its assertion carried) or a flow's client (its client id).
 type SessionParticipant struct {
 	Kind         string `json:"-"`
 	ID           string `json:"-"`
@@ -36,20 +39,45 @@ func (s *Store) participantsKey(sid string) string { return s.key("sessp", sid) 
 // the caller adds). The same participant again overwrites its entry (an SP answered twice
 // keeps the latest NameID and SessionIndex). One MULTI on one key: never half written.
 func (s *Store) AddSessionParticipant(ctx context.Context, sid string, p SessionParticipant, expires time.Time) error {
-	if sid == "" || p.ID == "" || (p.Kind != ParticipantSAML && p.Kind != ParticipantOIDC) {
+	if sid == "" || p.ID == "" || (p.Kind != ParticipantSAML && p.Kind != ParticipantClient) {
 		return errors.New("store: add session participant: no sid, kind or id")
 	}
 	raw, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("store: add session participant: %w", err)
 	}
-	k := s.participantsKey(sid)
 	_, err = s.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
-		tx.HSet(ctx, k, p.Kind+":"+p.ID, raw)
-		tx.PExpireAt(ctx, k, expires)
+		s.queueParticipant(ctx, tx, sid, p.Kind+":"+p.ID, raw, expires)
 		return nil
 	})
 	return wrap("add session participant", err)
+}
+
+// ParticipantWrite is a session participant written with a flow's save (FlowSave), in its
+// round trip.
+type ParticipantWrite struct {
+	SID         string
+	Participant SessionParticipant
+	Expires     time.Time
+}
+
+func (s *Store) queueParticipant(ctx context.Context, p redis.Pipeliner, sid, field string, raw []byte, expires time.Time) {
+	k := s.participantsKey(sid)
+	p.HSet(ctx, k, field, raw)
+	p.PExpireAt(ctx, k, expires)
+}
+
+// queueParticipantWrite queues w in a flow save's pipeline (its two commands on one key, in
+// order: the entry never outlives its expiry).
+func (s *Store) queueParticipantWrite(ctx context.Context, p redis.Pipeliner, w *ParticipantWrite) {
+	if w.SID == "" || w.Participant.ID == "" || (w.Participant.Kind != ParticipantSAML && w.Participant.Kind != ParticipantClient) {
+		return
+	}
+	raw, err := json.Marshal(w.Participant)
+	if err != nil {
+		return
+	}
+	s.queueParticipant(ctx, p, w.SID, w.Participant.Kind+":"+w.Participant.ID, raw, w.Expires)
 }
 
 // SessionParticipants lists the participants of the SSO session sid (none when it has none,
@@ -65,7 +93,7 @@ func (s *Store) SessionParticipants(ctx context.Context, sid string) ([]SessionP
 	out := make([]SessionParticipant, 0, len(all))
 	for field, raw := range all {
 		kind, id, ok := strings.Cut(field, ":")
-		if !ok || (kind != ParticipantSAML && kind != ParticipantOIDC) {
+		if !ok || (kind != ParticipantSAML && kind != ParticipantClient) {
 			continue
 		}
 		var p SessionParticipant

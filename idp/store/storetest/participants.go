@@ -21,18 +21,18 @@ func testSessionParticipants(t *testing.T, h *harness) {
 		{Kind: store.ParticipantSAML, ID: "https://sp1/md", NameID: "n-old", SessionIndex: "_i-old"},
 		{Kind: store.ParticipantSAML, ID: "https://sp1/md", NameID: "n1", SessionIndex: "_i1"},
 		{Kind: store.ParticipantSAML, ID: "https://sp2/md", NameID: "n2", SessionIndex: "_i2"},
-		{Kind: store.ParticipantOIDC, ID: "bank"},
+		{Kind: store.ParticipantClient, ID: "bank"},
 	} {
 		noErr(t, "AddSessionParticipant", h.s.AddSessionParticipant(ctx, sid, p, until))
 	}
 	noErr(t, "AddSessionParticipant(other)", h.s.AddSessionParticipant(ctx, other,
-		store.SessionParticipant{Kind: store.ParticipantOIDC, ID: "shop"}, until))
+		store.SessionParticipant{Kind: store.ParticipantClient, ID: "shop"}, until))
 	for _, bad := range []store.SessionParticipant{{Kind: "x", ID: "a"}, {Kind: store.ParticipantSAML}} {
 		if err := h.s.AddSessionParticipant(ctx, sid, bad, until); err == nil {
 			t.Errorf("AddSessionParticipant(%+v) accepted", bad)
 		}
 	}
-	if err := h.s.AddSessionParticipant(ctx, "", store.SessionParticipant{Kind: store.ParticipantOIDC, ID: "a"}, until); err == nil {
+	if err := h.s.AddSessionParticipant(ctx, "", store.SessionParticipant{Kind: store.ParticipantClient, ID: "a"}, until); err == nil {
 		t.Error("AddSessionParticipant without a sid accepted")
 	}
 	got, err := h.s.SessionParticipants(ctx, sid)
@@ -44,7 +44,7 @@ func testSessionParticipants(t *testing.T, h *harness) {
 		return 1
 	})
 	want := []store.SessionParticipant{
-		{Kind: store.ParticipantOIDC, ID: "bank"},
+		{Kind: store.ParticipantClient, ID: "bank"},
 		{Kind: store.ParticipantSAML, ID: "https://sp1/md", NameID: "n1", SessionIndex: "_i1"},
 		{Kind: store.ParticipantSAML, ID: "https://sp2/md", NameID: "n2", SessionIndex: "_i2"},
 	}
@@ -68,7 +68,7 @@ func testSessionParticipants(t *testing.T, h *harness) {
 	// A session already over keeps no list.
 	past := newID()
 	noErr(t, "AddSessionParticipant(past)", h.s.AddSessionParticipant(ctx, past,
-		store.SessionParticipant{Kind: store.ParticipantOIDC, ID: "bank"}, time.Now().Add(-time.Second)))
+		store.SessionParticipant{Kind: store.ParticipantClient, ID: "bank"}, time.Now().Add(-time.Second)))
 	if got, _ := h.s.SessionParticipants(ctx, past); len(got) != 0 {
 		t.Errorf("a list past its session's end: %+v", got)
 	}
