@@ -130,8 +130,8 @@ type receivedLogout struct {
 // sloOpts: the SP's SLO bindings (the first is the one it answers with), and whether it is
 // registered, and with its SLO endpoints.
 type sloOpts struct {
-	Bindings            []string
-	Unregistered, NoSLO bool
+	Bindings                      []string
+	Unregistered, NoSLO, Unsigned bool
 }
 
 // newSLOSP starts an SP whose metadata lists SLO with bindings (the first is where the IdP
@@ -196,6 +196,7 @@ func (p *IdP) newSLOSPWith(t *testing.T, o sloOpts) *sloSP {
 	if o.NoSLO {
 		stripSLO(t, rec)
 	}
+	rec.UnsignedRequests = o.Unsigned
 	if err := p.Store.SaveServiceProvider(t.Context(), rec); err != nil {
 		t.Fatal(err)
 	}
@@ -598,6 +599,24 @@ func TestSAMLSingleLogoutRefusals(t *testing.T) {
 			}
 		})
 	}
+
+	// unsigned_requests is about AuthnRequests: a LogoutRequest is signed whatever the SP's
+	// registration (SAML profiles §4.4.4.1), or any page could log a citizen out.
+	t.Run("unsigned from an SP registered with unsigned_requests", func(t *testing.T) {
+		t.Parallel()
+		lax := p.newSLOSPWith(t, sloOpts{Unsigned: true})
+		c := p.issueCitizen(t, freshCPR(), "Ole Unsigned")
+		b := p.newBrowser(t)
+		name, idx := lax.login(t, b, c)
+		u, _ := lax.logoutURL(t, name, idx, true)
+		if _, _, last := b.sloChain(t, u, lax.srv.URL+"/saml/slo"); last == nil || errorCode(last) != "saml_invalid_signature" ||
+			!strings.HasPrefix(last.Header.Get("Content-Type"), "text/html") {
+			t.Fatalf("unsigned LogoutRequest: %v", last)
+		}
+		if !alive(t, b) {
+			t.Error("the unsigned LogoutRequest ended the session")
+		}
+	})
 
 	t.Run("replayed ID", func(t *testing.T) {
 		t.Parallel()

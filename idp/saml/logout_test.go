@@ -108,3 +108,23 @@ func TestSLOWriter(t *testing.T) {
 		t.Fatalf("form: held %d, written %q", w.status, rec.Body)
 	}
 }
+
+// FuzzSLOPrecheck: whatever arrives at /saml/slo (query or form), the precheck answers
+// without a panic, and what it lets through inflates within the limit and has no DTD.
+func FuzzSLOPrecheck(f *testing.F) {
+	f.Add("SAMLRequest="+url.QueryEscape(deflated(&testing.T{}, []byte(`<samlp:LogoutRequest ID="a"/>`))), false)
+	f.Add("SAMLResponse="+url.QueryEscape(base64.StdEncoding.EncodeToString([]byte(`<samlp:LogoutResponse/>`))), true)
+	f.Add("SAMLRequest="+url.QueryEscape(deflated(&testing.T{}, []byte(`<!DOCTYPE x><a/>`))), false)
+	f.Add("SAMLRequest=%zz&RelayState=x", true)
+	f.Fuzz(func(t *testing.T, query string, post bool) {
+		var r *http.Request
+		if post {
+			r = httptest.NewRequest(http.MethodPost, SLOPath, strings.NewReader(query))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		} else {
+			r = httptest.NewRequest(http.MethodGet, SLOPath, nil)
+			r.URL.RawQuery = query
+		}
+		_ = sloPrecheck(httptest.NewRecorder(), r)
+	})
+}
