@@ -419,6 +419,9 @@ func TestSAMLSingleLogout(t *testing.T) {
 	if last != nil {
 		t.Fatalf("logout chain ended at %s: %s", at, last)
 	}
+	if q := mustURL(t, at).Query(); q.Get("Signature") == "" || q.Get("SigAlg") != "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256" {
+		t.Errorf("LogoutResponse to SP1 not signed with rsa-sha256: %s", at)
+	}
 	resp := sp1.logoutResponse(t, at, form, reqID)
 	if top, second := statusOf(resp); top != crewsaml.StatusSuccess || second != "" {
 		t.Errorf("LogoutResponse status %s/%s, want Success", top, second)
