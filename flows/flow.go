@@ -368,6 +368,10 @@ func (e *Engine) save(ctx context.Context, f *Flow) error {
 	if f.wake {
 		fs.Wake, f.wake = store.TopicFlow(f.ID), false
 	}
+	if f.Done() && f.Result != nil && f.Result.SessionID != "" { // single logout: the session served this client
+		fs.Participant = &store.ParticipantWrite{SID: f.Result.SessionID, Expires: f.Result.AuthTime.Add(e.SessionTTL + time.Minute),
+			Participant: store.SessionParticipant{Kind: store.ParticipantClient, ID: f.ClientID}}
+	}
 	var cookie string
 	if f.wantSession && f.Done() && !f.Result.FromSession && !f.Result.Deferred {
 		cookie = NewID() + NewID()

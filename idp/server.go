@@ -424,8 +424,9 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if own {
-				s.logout(w, r, cookie)
-				s.Provider.ServeHTTP(w, r)
+				if !s.logout(w, r, cookie, "/end_session?"+r.Form.Encode()) {
+					s.Provider.ServeHTTP(w, r)
+				}
 				return
 			}
 		}
@@ -475,15 +476,22 @@ func (s *Server) endSessionConfirm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if cookie := s.Web.SessionCookie(r); cookie != "" {
-		s.logout(w, r, cookie)
+	then := "/end_session?" + params.Encode()
+	if cookie := s.Web.SessionCookie(r); cookie != "" && s.logout(w, r, cookie, then) {
+		return
 	}
-	http.Redirect(w, r, "/end_session?"+params.Encode(), http.StatusSeeOther)
+	http.Redirect(w, r, then, http.StatusSeeOther)
 }
 
-func (s *Server) logout(w http.ResponseWriter, r *http.Request, cookie string) {
+// logout ends the SSO session; when SAML SPs took part in it, the browser is first sent to
+// each of them (saml.Handler.LogoutSession) and then to then: true when that was answered.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, cookie, then string) bool {
+	if s.SAML != nil && s.SAML.LogoutSession(w, r, cookie, then) {
+		return true
+	}
 	if err := s.Flows.EndSession(r.Context(), cookie); err != nil {
 		slog.WarnContext(r.Context(), "end session", "err", err)
 	}
 	s.Web.ClearSession(w)
+	return false
 }

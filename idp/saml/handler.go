@@ -149,9 +149,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+MetadataPath, h.metadata)
 	mux.HandleFunc("GET "+SSOPath, h.sso)
 	mux.HandleFunc("POST "+SSOPath, h.sso)
-	mux.HandleFunc(SLOPath, func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "single logout is not implemented yet", http.StatusNotImplemented)
-	})
+	mux.HandleFunc(SLOPath, h.slo) // logout.go
 	mux.HandleFunc("GET "+DonePath, h.done)
 	mux.HandleFunc("GET "+ScriptPath, serveScript)
 }

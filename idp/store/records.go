@@ -158,6 +158,9 @@ type FlowSave struct {
 	// Session, when not nil, is an SSO session stored in the same round trip (whether or not
 	// the save won: a session nobody got the cookie of only runs out).
 	Session *SessionWrite
+	// Participant, when not nil, records the flow's client as a participant of its SSO
+	// session (single logout), in the same round trip.
+	Participant *ParticipantWrite
 }
 
 // SessionWrite is an SSO session to store: its cookie value, data and lifetime.
@@ -179,6 +182,9 @@ func (s *Store) queueFlowSave(ctx context.Context, p redis.Pipeliner, fs FlowSav
 	}
 	if fs.Session != nil {
 		p.Set(ctx, s.sessionKey(fs.Session.ID), fs.Session.Data, fs.Session.TTL)
+	}
+	if fs.Participant != nil {
+		s.queueParticipantWrite(ctx, p, fs.Participant)
 	}
 	return c
 }

@@ -71,6 +71,7 @@ func Run(t *testing.T, b Backend) {
 		{"Flows/TTL", testFlowTTL},
 		{"Sessions/PutGetDelete", testSessions},
 		{"Sessions/TTL", testSessionTTL},
+		{"Sessions/Participants", testSessionParticipants},
 		{"Codes/OnePerGrant", testCodeOnePerGrant},
 		{"Codes/ConsumeOnce", testConsumeCode},
 		{"Codes/ConsumeRace", testConsumeCodeRace},
