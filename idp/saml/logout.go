@@ -212,7 +212,7 @@ func (c sloReplay) Consume(key string, expiresAt time.Time) error {
 	if sp == nil {
 		return errors.New("saml: logout request without its service provider")
 	}
-	ttl := max(time.Until(expiresAt)+saml.MaxClockSkew, ReplayWindow)
+	ttl := max(time.Until(expiresAt)+saml.MaxClockSkew, ReplayWindow())
 	fresh, err := c.h.Store.ClaimSAMLRequestID(c.ctx, sp.EntityID, key, ttl)
 	if err != nil {
 		return err
