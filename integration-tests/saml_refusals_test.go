@@ -154,6 +154,21 @@ func TestSAMLRefusals(t *testing.T) {
 			top: crewsaml.StatusResponder, second: crewsaml.StatusNoAuthnContext},
 		{name: "minimum High", url: redirect(sp, withRAC("minimum", idpsaml.LoAHigh)),
 			top: crewsaml.StatusResponder, second: crewsaml.StatusNoAuthnContext},
+		{name: "transient NameIDPolicy", url: redirect(sp, func(r *crewsaml.AuthnRequest) {
+			f := string(crewsaml.TransientNameIDFormat)
+			r.NameIDPolicy = &crewsaml.NameIDPolicy{Format: &f}
+		}), top: crewsaml.StatusRequester, second: crewsaml.StatusInvalidNameIDPolicy},
+		{name: "persistent NameIDPolicy", url: redirect(sp, func(r *crewsaml.AuthnRequest) {
+			f := string(crewsaml.PersistentNameIDFormat)
+			r.NameIDPolicy = &crewsaml.NameIDPolicy{Format: &f}
+		}), login: true},
+		{name: "Subject not a person UUID", url: redirect(sp, func(r *crewsaml.AuthnRequest) {
+			r.Subject = &crewsaml.Subject{NameID: &crewsaml.NameID{Value: "someone@example.com"}}
+		}), top: crewsaml.StatusResponder, second: crewsaml.StatusUnknownPrincipal},
+		{name: "Subject a person UUID", url: redirect(sp, func(r *crewsaml.AuthnRequest) {
+			r.Subject = &crewsaml.Subject{NameID: &crewsaml.NameID{Format: string(crewsaml.PersistentNameIDFormat),
+				Value: idpsaml.NameIDPrefix + "6f0b5c1e-8a1d-4f1e-9c3b-0a6b1d2e3f40"}}
+		}), login: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -221,4 +236,30 @@ func mustRedirect(t *testing.T, req *crewsaml.AuthnRequest, sp *crewsaml.Service
 		t.Fatal(err)
 	}
 	return u.String()
+}
+
+// TestSAMLSubjectMustMatch: an AuthnRequest naming a person (its Subject) gets an assertion
+// only about that person: another citizen logging in gets UnknownPrincipal and no assertion;
+// the named one logs in (saml-core §3.4.1.4).
+func TestSAMLSubjectMustMatch(t *testing.T) {
+	t.Parallel()
+	p := startIdP(t)
+	sp := p.newCrewSP(t, spPolicy{})
+	karen := p.issueCitizen(t, freshCPR(), "Karen Jensen")
+	ole := p.issueCitizen(t, freshCPR(), "Ole Hansen")
+	who := sp.signIn(t, p.newBrowser(t), karen).Subject // Karen's NameID at this SP
+	named := func(r *crewsaml.AuthnRequest) {
+		r.Subject = &crewsaml.Subject{NameID: &crewsaml.NameID{Format: string(crewsaml.PersistentNameIDFormat), Value: who}}
+	}
+	f := p.newBrowser(t).samlLogin(t, sp.redirectURL(sp.authnRequest(named), "rs")).samlRun(ole)
+	if top, second := f.status(t); top != crewsaml.StatusResponder || second != crewsaml.StatusUnknownPrincipal {
+		t.Fatalf("Ole logging in for a request naming Karen: %s/%s, want Responder/UnknownPrincipal", top, second)
+	}
+	if resp, _ := f.response(t); resp.Assertion != nil || resp.EncryptedAssertion != nil {
+		t.Fatal("an assertion for the wrong person")
+	}
+	f = p.newBrowser(t).samlLogin(t, sp.redirectURL(sp.authnRequest(named), "rs")).samlRun(karen)
+	if top, _ := f.status(t); top != crewsaml.StatusSuccess {
+		t.Fatalf("Karen logging in for a request naming her: %s", top)
+	}
 }

@@ -179,6 +179,11 @@ func (h *Handler) makeAssertion(r *http.Request, req *saml.IdpAuthnRequest, sp *
 			return nil, err
 		}
 	}
+	if ps, _ := stateOf(f); ps.Subject != "" && ps.Subject != sub {
+		// The request named another person than the one who logged in.
+		return &saml.StatusError{TopLevel: saml.StatusResponder, SecondLevel: saml.StatusUnknownPrincipal,
+			Message: "the citizen who logged in is not the subject the request named"}, nil
+	}
 	attrs := claims.SAMLAttributes(res.Cert.Apply(c), claims.Login{ACR: res.ACR, AMR: res.AMR, AuthTime: res.AuthTime}, sp.CPR, now)
 	if w := res.OnBehalfOf; w != nil {
 		// The guardian stays the subject; the ward is named by CPR number in the privileges.

@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/crewjam/saml"
 
@@ -29,6 +31,9 @@ type protocolState struct {
 	RelayState string `json:"relay_state,omitempty"`
 	ForceAuthn bool   `json:"force_authn,omitempty"`
 	IsPassive  bool   `json:"is_passive,omitempty"`
+	// Subject is the person UUID the request's <Subject> named ("" none): the assertion must be
+	// about that person (saml-core §3.4.1.4), whoever logs in.
+	Subject string `json:"subject,omitempty"`
 }
 
 // stateOf reads a SAML flow's state; false for another front end's flow.
@@ -164,6 +169,21 @@ func (p sessionProvider) GetSession(w http.ResponseWriter, r *http.Request, req 
 		h.Web.ErrorPage(w, r, http.StatusBadRequest, "unknown_acs", "The service asked to be answered with a binding NemID does not send (only HTTP-POST).")
 		return nil
 	}
+	// What no login can satisfy is answered before the request id is claimed.
+	if st := nameIDPolicyStatus(req.Request.NameIDPolicy); st != nil {
+		h.sendStatus(w, r, req, st)
+		return nil
+	}
+	subject := ""
+	if s := req.Request.Subject; s != nil && s.NameID != nil {
+		uuid, ok := strings.CutPrefix(strings.TrimSpace(s.NameID.Value), NameIDPrefix)
+		if !ok || uuid == "" {
+			h.sendStatus(w, r, req, &saml.StatusError{TopLevel: saml.StatusResponder, SecondLevel: saml.StatusUnknownPrincipal,
+				Message: "the request's Subject is not a NemID person UUID"})
+			return nil
+		}
+		subject = uuid
+	}
 	fresh, err := h.Store.ClaimSAMLRequestID(ctx, sp.EntityID, req.Request.ID, ReplayWindow())
 	if err != nil {
 		h.onError(w, r, http.StatusServiceUnavailable, err)
@@ -181,7 +201,7 @@ func (p sessionProvider) GetSession(w http.ResponseWriter, r *http.Request, req 
 	ps := protocolState{SAML: true, SP: sp.EntityID, RequestID: req.Request.ID, ACS: req.ACSEndpoint.Location,
 		ACSBinding: req.ACSEndpoint.Binding, RelayState: req.RelayState,
 		ForceAuthn: req.Request.ForceAuthn != nil && *req.Request.ForceAuthn,
-		IsPassive:  req.Request.IsPassive != nil && *req.Request.IsPassive}
+		IsPassive:  req.Request.IsPassive != nil && *req.Request.IsPassive, Subject: subject}
 	raw, err := json.Marshal(ps)
 	if err != nil {
 		h.onError(w, r, http.StatusInternalServerError, err)
@@ -190,6 +210,7 @@ func (p sessionProvider) GetSession(w http.ResponseWriter, r *http.Request, req 
 	st := flows.Start{
 		ClientID:      ClientPrefix + sp.EntityID,
 		ReturnURL:     func(id string) string { return DonePath + "?id=" + url.QueryEscape(id) },
+		SubjectHint:   subject, // an SSO session of another person does not answer it
 		SubjectSector: sectorOf(sp),
 		Protocol:      raw,
 	}
@@ -203,6 +224,12 @@ func (p sessionProvider) GetSession(w http.ResponseWriter, r *http.Request, req 
 	rb := h.Web.BindBrowser(w, r)
 	f, err := h.Flows.Begin(rb.Context(), st)
 	if err != nil {
+		// Nothing was started: the request id is given back, so the SP's retry is no replay.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if rerr := h.Store.ReleaseSAMLRequestID(rctx, sp.EntityID, req.Request.ID); rerr != nil {
+			slog.WarnContext(ctx, "saml: request id of a failed start not given back", "err", rerr)
+		}
 		h.onError(w, r, http.StatusServiceUnavailable, err)
 		return nil
 	}
@@ -252,4 +279,19 @@ func authnContextStatus(rac *saml.RequestedAuthnContext) *saml.StatusError {
 	}
 	return &saml.StatusError{TopLevel: saml.StatusResponder, SecondLevel: saml.StatusNoAuthnContext,
 		Message: "NemID authenticates at NSIS Substantial"}
+}
+
+// nameIDPolicyStatus: a NameIDPolicy asking a format other than persistent (or unspecified,
+// or encrypted: the whole assertion is) cannot be met: InvalidNameIDPolicy (saml-core
+// §3.4.1.1). nil when it can.
+func nameIDPolicyStatus(p *saml.NameIDPolicy) *saml.StatusError {
+	if p == nil || p.Format == nil {
+		return nil
+	}
+	switch strings.TrimSpace(*p.Format) {
+	case "", string(saml.PersistentNameIDFormat), string(saml.UnspecifiedNameIDFormat), "urn:oasis:names:tc:SAML:2.0:nameid-format:encrypted":
+		return nil
+	}
+	return &saml.StatusError{TopLevel: saml.StatusRequester, SecondLevel: saml.StatusInvalidNameIDPolicy,
+		Message: "NemID issues persistent NameIDs only"}
 }

@@ -172,7 +172,17 @@ func (s *Store) ClaimSAMLRequestID(ctx context.Context, entityID, requestID stri
 		// SET NX without an expiry would keep the id forever.
 		return false, fmt.Errorf("store: claim saml request id: window %v is not positive", ttl)
 	}
-	d := sha256.Sum256([]byte(entityID + "\x00" + requestID))
-	ok, err := s.rdb.SetNX(ctx, s.key("saml", "req", base64.RawURLEncoding.EncodeToString(d[:18])), "1", ttl).Result()
+	ok, err := s.rdb.SetNX(ctx, s.samlRequestKey(entityID, requestID), "1", ttl).Result()
 	return ok, wrap("claim saml request id", err)
+}
+
+// ReleaseSAMLRequestID gives back a request id whose request started nothing (the store failed
+// before its login flow was saved), so the SP's retry of it is not taken for a replay.
+func (s *Store) ReleaseSAMLRequestID(ctx context.Context, entityID, requestID string) error {
+	return wrap("release saml request id", s.rdb.Del(ctx, s.samlRequestKey(entityID, requestID)).Err())
+}
+
+func (s *Store) samlRequestKey(entityID, requestID string) string {
+	d := sha256.Sum256([]byte(entityID + "\x00" + requestID))
+	return s.key("saml", "req", base64.RawURLEncoding.EncodeToString(d[:18]))
 }

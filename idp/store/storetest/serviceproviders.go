@@ -137,6 +137,14 @@ func testSAMLRequestIDs(t *testing.T, h *harness) {
 			t.Fatalf("ClaimSAMLRequestID(%s, %s) fresh = %v, want %v", tc.sp, tc.id, fresh, tc.fresh)
 		}
 	}
+	// Given back (its request started nothing): fresh again, for that SP only.
+	noErr(t, "ReleaseSAMLRequestID", h.s.ReleaseSAMLRequestID(ctx, sp, reqID))
+	if fresh, err := h.s.ClaimSAMLRequestID(ctx, sp, reqID, time.Hour); err != nil || !fresh {
+		t.Fatalf("claim after the release: %v %v, want fresh", fresh, err)
+	}
+	if fresh, err := h.s.ClaimSAMLRequestID(ctx, other, reqID, time.Hour); err != nil || fresh {
+		t.Fatalf("another SP's claim after the release: %v %v, want not fresh", fresh, err)
+	}
 
 	raced := "_race" + newID()
 	results := race(Racers, func(int) bool {
