@@ -2,7 +2,6 @@ package saml
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
 	"fmt"
@@ -104,9 +103,4 @@ func (h *Handler) signedMetadata(now time.Time) ([]byte, error) {
 	}
 	h.meta.day, h.meta.body = day, body
 	return body, nil
-}
-
-// CertificateBase64 is the signing certificate as metadata carries it.
-func (k *Keys) CertificateBase64() string {
-	return base64.StdEncoding.EncodeToString(k.Current.Cert.Raw)
 }

@@ -5,7 +5,6 @@ package saml
 
 import (
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
@@ -107,13 +106,4 @@ func Descriptor(sp *store.ServiceProvider) *saml.EntityDescriptor {
 		d.KeyDescriptors = append(d.KeyDescriptors, key("encryption", c))
 	}
 	return &saml.EntityDescriptor{EntityID: sp.EntityID, SPSSODescriptors: []saml.SPSSODescriptor{d}}
-}
-
-// CertPEM is a stored certificate (base64 DER) as PEM.
-func CertPEM(der string) ([]byte, error) {
-	raw, err := base64.StdEncoding.DecodeString(der)
-	if err != nil {
-		return nil, fmt.Errorf("saml: certificate: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: raw}), nil
 }

@@ -46,13 +46,6 @@ func stateOf(f *flows.Flow) (protocolState, bool) {
 	return ps, true
 }
 
-// IsFlow reports whether f was started by a SAML AuthnRequest, so only such a flow is
-// answered at /saml/done.
-func IsFlow(f *flows.Flow) bool {
-	_, ok := stateOf(f)
-	return ok
-}
-
 // errRequest is bad input refused before crewjam/saml parses anything.
 type errRequest struct{ msg string }
 
