@@ -89,8 +89,8 @@ func TestSPOps(t *testing.T) {
 	}
 
 	refused(t, "invalid_metadata", "sp", "add", unsigned) // must sign, and its metadata has no signing key
-	v := view(t, "sp", "add", "--name", "Kommunen", signed, "--cpr", "--subject", "global", "--dialect", "broker")
-	if v.EntityID != id || v.Name != "Kommunen" || !v.Policy.CPR || v.Policy.Subject != "global" || v.Policy.Dialect != "broker" || v.Replaced {
+	v := view(t, "sp", "add", "--name", "Kommunen", signed, "--cpr", "--subject", "global", "--dialect", "default")
+	if v.EntityID != id || v.Name != "Kommunen" || !v.Policy.CPR || v.Policy.Subject != "global" || v.Policy.Dialect != "default" || v.Replaced {
 		t.Fatalf("add: %+v", v)
 	}
 	refused(t, "conflict", "sp", "add", signed)
