@@ -265,29 +265,12 @@ func (fw formWriter) WriteResponse(w http.ResponseWriter, req *saml.IdpAuthnRequ
 	return fw.h.writeForm(w, req)
 }
 
-var formPage = template.Must(template.New("post").Parse(`<!doctype html>
-<html lang="da">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>NemID</title>
-<link rel="stylesheet" href="/static/nemid.css">
-<script src="` + ScriptPath + `" defer></script>
-</head>
-<body>
-<main>
-<header><span class="logo">NemID</span></header>
-<form method="post" action="{{.URL}}" id="saml-post">
+var formPage = template.Must(template.New("post").Parse(formHead + `<form method="post" action="{{.URL}}" id="saml-post">
 <input type="hidden" name="SAMLResponse" value="{{.SAMLResponse}}">
 {{if .RelayState}}<input type="hidden" name="RelayState" value="{{.RelayState}}">{{end}}
 <p>Du sendes tilbage til tjenesten. / You are sent back to the service.</p>
 <button type="submit" id="saml-continue">Fortsæt / Continue</button>
-</form>
-</main>
-</body>
-</html>
-`))
+</form>` + formFoot))
 
 // writeForm writes the auto-posting form of req.ResponseEl. It is clean under a strict CSP:
 // its one script is a file of ours, and form-action allows exactly the ACS's origin.

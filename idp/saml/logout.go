@@ -2,7 +2,6 @@ package saml
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"html/template"
@@ -396,19 +395,7 @@ func sloPrecheck(w http.ResponseWriter, r *http.Request) error {
 	if encoded == "" {
 		return &errRequest{"no SAMLRequest"}
 	}
-	if len(encoded) > MaxEncodedRequest {
-		return &errRequest{"too large"}
-	}
-	raw, err := base64.StdEncoding.DecodeString(encoded)
-	if err != nil {
-		return &errRequest{"not base64"}
-	}
-	if deflated {
-		if raw, err = inflate(raw); err != nil {
-			return &errRequest{err.Error()}
-		}
-	}
-	return checkXML(raw)
+	return checkEncoded(encoded, deflated)
 }
 
 // LogoutSession ends the SSO session behind cookie for a logout that did not come from a SAML

@@ -99,19 +99,7 @@ func precheck(w http.ResponseWriter, r *http.Request) error {
 	if encoded == "" {
 		return &errRequest{"no SAMLRequest"}
 	}
-	if len(encoded) > MaxEncodedRequest {
-		return &errRequest{"too large"}
-	}
-	raw, err := base64.StdEncoding.DecodeString(encoded)
-	if err != nil {
-		return &errRequest{"not base64"}
-	}
-	if deflated {
-		if raw, err = inflate(raw); err != nil {
-			return &errRequest{err.Error()}
-		}
-	}
-	return checkXML(raw)
+	return checkEncoded(encoded, deflated)
 }
 
 // inflate reads a DEFLATE stream of at most MaxInflatedRequest bytes.
@@ -287,4 +275,22 @@ func nameIDPolicyStatus(p *saml.NameIDPolicy) *saml.StatusError {
 	}
 	return &saml.StatusError{TopLevel: saml.StatusRequester, SecondLevel: saml.StatusInvalidNameIDPolicy,
 		Message: "NemID issues persistent NameIDs only"}
+}
+
+// checkEncoded is the precheck of a SAML message as a binding carries it (base64, deflated for
+// HTTP-Redirect): the size caps, then checkXML on what crewjam/saml will parse.
+func checkEncoded(encoded string, deflated bool) error {
+	if len(encoded) > MaxEncodedRequest {
+		return &errRequest{"too large"}
+	}
+	raw, err := base64.StdEncoding.DecodeString(encoded)
+	if err != nil {
+		return &errRequest{"not base64"}
+	}
+	if deflated {
+		if raw, err = inflate(raw); err != nil {
+			return &errRequest{err.Error()}
+		}
+	}
+	return checkXML(raw)
 }
