@@ -525,8 +525,13 @@ func (h *Handler) keyAppSession(req *request) {
 // request. A page's form is answered with a redirect to the login's page (a reload then
 // sends no second request).
 func (h *Handler) switchMethod(req *request) error {
-	err := h.Flows.SwitchMethod(req.r.Context(), req.flow, req.answer.Method)
-	h.count("method", err)
+	return h.switched(req, "method", h.Flows.SwitchMethod(req.r.Context(), req.flow, req.answer.Method))
+}
+
+// switched answers a switch (of method or card) that came to err: the refusal on the step's
+// page or view, else the login's page (a redirect, for a form) or its view.
+func (h *Handler) switched(req *request, what string, err error) error {
+	h.count(what, err)
 	if err != nil {
 		var fe *flows.Error
 		if !errors.As(err, &fe) {
