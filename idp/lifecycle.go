@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/nemidp/nemidp/idp/audit"
 	"github.com/nemidp/nemidp/idp/issuance"
 	"github.com/nemidp/nemidp/idp/selfservice"
 )
@@ -31,6 +32,12 @@ func (l lifeCycle) OrderCard(ctx context.Context, uid, reason string) (string, e
 	out, err := l.is.OrderCard(ctx, uid, issuance.CardOrder{Reason: reason, By: "self", Post: true})
 	if err != nil {
 		return "", refusal(err)
+	}
+	// The pages audit the order; the cards a lost-card report blocked are audited here, as the
+	// operator API does.
+	for _, s := range out.Blocked {
+		l.is.Audit.Log(nil, nil, audit.Event{By: audit.ByCitizen, Who: uid, What: "card.blocked", UserID: uid,
+			Detail: map[string]any{"serial": s, "reason": "lost", "replaced_by": out.Serial, "channel": "selfservice"}})
 	}
 	return out.Serial, nil
 }

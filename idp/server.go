@@ -171,7 +171,7 @@ func New(ctx context.Context, cfg config.Config, st *store.Store, opts Options) 
 			func() float64 { return float64(waiters.Waiting()) }))
 
 	s := &Server{Config: cfg, Store: st, Flows: engine, Keys: keys, Registry: reg, Waiters: waiters,
-		Issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards, Secret: sec, MaxFailures: cfg.Login.MaxFailures}}
+		Issuer: &issuance.Issuer{Store: st, Passwords: pws, Cards: cards, Secret: sec, MaxFailures: cfg.Login.MaxFailures, Audit: auditLog}}
 	engine.CardOrders = s.Issuer // the new card a key use at the threshold orders
 	s.Storage = &oidc.Storage{
 		Store: st, Flows: engine, Keys: keys,

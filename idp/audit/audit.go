@@ -28,6 +28,7 @@ const (
 	ByCitizen   = "citizen"   // Who is the NemID number of the citizen who proved who they are
 	ByOperator  = "operator"  // Who is the operator token's label
 	ByAnonymous = "anonymous" // nobody proven: a failed login answer, an unauthenticated call
+	BySystem    = "system"    // the IdP itself (a card ordered at the threshold of keys left)
 	// Self is the Who of a citizen's action on their own NemID through self-service.
 	Self = "self"
 )

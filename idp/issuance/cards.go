@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"unicode/utf8"
 
+	"github.com/nemidp/nemidp/idp/audit"
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/keys/codecard"
 )
@@ -201,6 +202,8 @@ func (is *Issuer) AutoOrderCard(ctx context.Context, uid, replaces, claim string
 		return fmt.Errorf("issuance: auto order card for %s: %w", replaces, err)
 	}
 	slog.InfoContext(ctx, "code card ordered at the threshold of keys left", "user_id", uid, "replaces", replaces, "serial", serial)
+	is.Audit.Log(nil, nil, audit.Event{By: audit.BySystem, Who: audit.BySystem, What: "card.ordered", UserID: uid,
+		Detail: map[string]any{"card_serial": serial, "replaces": replaces, "reason": "threshold"}})
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nemidp/nemidp/idp/audit"
 	"github.com/nemidp/nemidp/idp/cpr"
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/keys/codecard"
@@ -66,6 +67,9 @@ type Issuer struct {
 	// Secret seals the printed form of a card sent by post, kept once for the print service.
 	Secret keysecret.Secret
 	Now    func() time.Time
+	// Audit receives the lines of what the issuer does on its own (a card ordered at the
+	// threshold); nil: none.
+	Audit *audit.Logger
 	// MaxFailures is the lockout limit of wrong card keys, the login's (login.max_failures):
 	// self-service renewal counts a wrong key as a login does (0: 5).
 	MaxFailures int

@@ -79,6 +79,9 @@ func TestRealLifeCycle(t *testing.T) {
 	if len(cards) != 5 || blocked != 4 || sent != 1 {
 		t.Fatalf("cards after the lost-card report: %+v; want the first and 3 extra blocked, 1 sent", cards)
 	}
+	if lines := e.rec.Find("card.blocked"); len(lines) != 4 || lines[0]["by"] != "citizen" || lines[0]["who"] != c.uid {
+		t.Fatalf("audit card.blocked after the lost-card report: %v", lines)
+	}
 	// A new login in another browser: the first card's key is refused at once.
 	o := e.browser()
 	a := o.get(selfservice.Path)

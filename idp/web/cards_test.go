@@ -8,9 +8,11 @@ import (
 	"testing"
 
 	"github.com/nemidp/nemidp/flows"
+	"github.com/nemidp/nemidp/idp/audit"
 	"github.com/nemidp/nemidp/idp/issuance"
 	"github.com/nemidp/nemidp/idp/store"
 	"github.com/nemidp/nemidp/idp/store/storetest"
+	"github.com/nemidp/nemidp/idp/throttle"
 	"github.com/nemidp/nemidp/keys/codecard"
 	keysecret "github.com/nemidp/nemidp/keys/secret"
 )
@@ -312,5 +314,31 @@ func TestCardRetiredMidLogin(t *testing.T) {
 	}
 	if code, v, raw := f.key(t, b, id, printedKey(*extra.Card, v3.KeyNumber), v3.CSRFToken); code != 200 || v.Step != flows.StepDone {
 		t.Fatalf("key of the other card: %d %s", code, raw)
+	}
+}
+
+// TestAutoOrderAudited: the card the system orders at the threshold is an audit line, by
+// system, naming the card it replaces and never a key.
+func TestAutoOrderAudited(t *testing.T) {
+	t.Parallel()
+	f := cardFixture(t)
+	rec := &audit.Recorder{}
+	f.issuer.Audit = audit.New(rec, throttle.Proxies{})
+	res := f.cardCitizen(t)
+	b, id, v := f.passwordView(t, res.UserID)
+	if code, v, raw := f.key(t, b, id, keyOf(res, v.KeyNumber), v.CSRFToken); code != 200 || v.Step != flows.StepDone {
+		t.Fatalf("first key: %d %s", code, raw)
+	}
+	lines := rec.Find("card.ordered")
+	if len(lines) != 1 || lines[0]["by"] != audit.BySystem || lines[0]["user_id"] != res.UserID {
+		t.Fatalf("audit card.ordered: %v", lines)
+	}
+	if d, _ := lines[0]["detail"].(map[string]any); d["replaces"] != res.Card.Serial || d["reason"] != "threshold" {
+		t.Fatalf("audit detail: %v", lines[0])
+	}
+	for _, k := range res.Card.Keys {
+		if strings.Contains(rec.String(), `"`+k.Key+`"`) {
+			t.Fatal("a card key in the audit trail")
+		}
 	}
 }
