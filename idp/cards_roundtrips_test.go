@@ -30,9 +30,9 @@ func TestRoundTripsThresholdLogin(t *testing.T) {
 		}
 		var n int
 		var cmds []string
-		rt.take()
+		rt.Take()
 		rp.phase = func(p string) {
-			m, cs := rt.take()
+			m, cs := rt.Take()
 			if p == "codecard" {
 				n, cmds = m, cs
 			}

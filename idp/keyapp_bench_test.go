@@ -125,7 +125,7 @@ func BenchmarkKeyAppApproval(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		l := r.start(b)
-		rt.take()
+		rt.Take()
 		b.StartTimer()
 		start := cpuTime()
 		l.password(b)
@@ -136,7 +136,7 @@ func BenchmarkKeyAppApproval(b *testing.B) {
 		end := cpuTime()
 		cpu += end - start
 		decided += end - mid
-		n, _ := rt.take()
+		n, _ := rt.Take()
 		trips += n
 	}
 	b.ReportMetric(float64(trips)/float64(b.N), "redis-rt/approval")
@@ -157,7 +157,7 @@ func TestRoundTripsKeyAppLogin(t *testing.T) {
 	r.rp.s.Store.Redis().AddHook(rt)
 	for i := range 2 { // the first loads the scripts
 		l := r.start(t)
-		rt.take()
+		rt.Take()
 		phases := []struct {
 			name   string
 			run    func(testing.TB)
@@ -171,7 +171,7 @@ func TestRoundTripsKeyAppLogin(t *testing.T) {
 		}
 		for _, ph := range phases {
 			ph.run(t)
-			n, cmds := rt.take()
+			n, cmds := rt.Take()
 			if i == 0 {
 				continue
 			}

@@ -32,9 +32,9 @@ func TestRenewalDueRoundTrips(t *testing.T) {
 		return c
 	}
 	count := func(c *loginCitizen) int {
-		rt.take()
+		rt.Take()
 		loginOnce(t, rp, c)
-		n, _ := rt.take()
+		n, _ := rt.Take()
 		return n
 	}
 	plain := issue(0, 400)

@@ -8,57 +8,15 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"strings"
-	"sync"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/nemidp/nemidp/idp/issuance"
+	"github.com/nemidp/nemidp/idp/store/storetest"
 	"github.com/nemidp/nemidp/keys/password"
 )
 
-// roundTrips counts what the server sends Redis: a command or a pipeline is one round trip.
-type roundTrips struct {
-	mu   sync.Mutex
-	n    int
-	cmds []string
-}
-
-func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		r.add(cmd.Name())
-		return next(ctx, cmd)
-	}
-}
-func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		var names []string
-		for _, c := range cmds {
-			names = append(names, c.Name())
-		}
-		r.add("pipeline(" + strings.Join(names, ",") + ")")
-		return next(ctx, cmds)
-	}
-}
-
-func (r *roundTrips) add(name string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.n++
-	r.cmds = append(r.cmds, name)
-}
-
-func (r *roundTrips) take() (int, []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n, c := r.n, r.cmds
-	r.n, r.cmds = 0, nil
-	return n, c
-}
-
-var _ redis.Hook = (*roundTrips)(nil)
+// roundTrips counts what the server sends Redis (storetest.RoundTrips).
+type roundTrips = storetest.RoundTrips
 
 // TestRoundTripsPerLogin counts the Redis round trips of one complete login as a browser and
 // relying party make it (authorize, login page, password, key, callback, code exchange) and
@@ -82,10 +40,10 @@ func TestRoundTripsPerLogin(t *testing.T) {
 		for _, k := range res.Card.Keys {
 			c.keys[k.Number] = k.Key
 		}
-		rt.take()
+		rt.Take()
 		if i == 1 {
 			rp.phase = func(p string) {
-				n, cmds := rt.take()
+				n, cmds := rt.Take()
 				got[p] += n
 				all = append(all, cmds...)
 				t.Logf("%s: %d round trips: %v", p, n, cmds)
@@ -135,9 +93,9 @@ func TestRoundTripsPerLogin(t *testing.T) {
 		for _, k := range res.Card.Keys {
 			rc.keys[k.Number] = k.Key
 		}
-		rt.take()
+		rt.Take()
 		loginOnce(t, rp, rc)
-		rn, rcmds = rt.take()
+		rn, rcmds = rt.Take()
 		if got, _ := rp.s.Store.Citizen(ctx, res.UserID); got == nil || got.Password == old {
 			t.Fatal("the login did not rehash the password")
 		}
@@ -160,7 +118,7 @@ func TestRoundTripsPerLogin(t *testing.T) {
 	resp.Body.Close()
 	login := rp.s.base + resp.Header.Get("Location")
 	view := jsonCall(t, br, "GET", login, "", nil)
-	rt.take()
+	rt.Take()
 	raw, _ := json.Marshal(map[string]string{"username": c.uid, "password": "Forkert99"})
 	req, _ := http.NewRequest("POST", login+"/password", bytes.NewReader(raw))
 	req.Header.Set("Accept", "application/json")
@@ -171,7 +129,7 @@ func TestRoundTripsPerLogin(t *testing.T) {
 		t.Fatalf("wrong password: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	n, cmds := rt.take()
+	n, cmds := rt.Take()
 	t.Logf("one wrong password: %d round trips: %v", n, cmds)
 	const failedBudget = 3 // the flow and the citizen's attempt, its settling, the address counter (5 before issue 17)
 	if n > failedBudget {
@@ -187,9 +145,9 @@ func TestSSORoundTrips(t *testing.T) {
 	rt := &roundTrips{}
 	rp.s.Store.Redis().AddHook(rt)
 	rp.code(t) // loads the scripts, fills the client cache
-	rt.take()
+	rt.Take()
 	rp.code(t)
-	n, cmds := rt.take()
+	n, cmds := rt.Take()
 	t.Logf("SSO authorize: %d round trips: %v", n, cmds)
 	// The flow's first write; its read with the SSO session; the citizen with the subject;
 	// the flow's save; the callback's flow with its code mark (7 before issue 17).
@@ -209,13 +167,13 @@ func TestTokenRequestRoundTrips(t *testing.T) {
 	rp.s.Store.Redis().AddHook(rt)
 	rp.exchange(t, rp.code(t)) // loads the scripts
 	code := rp.code(t)
-	rt.take()
+	rt.Take()
 	tok := rp.exchange(t, code)
-	if n, cmds := rt.take(); n != 2 {
+	if n, cmds := rt.Take(); n != 2 {
 		t.Errorf("code exchange: %d Redis round trips %v, want 2", n, cmds)
 	}
 	rp.token(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}})
-	if n, cmds := rt.take(); n != 3 {
+	if n, cmds := rt.Take(); n != 3 {
 		t.Errorf("refresh: %d Redis round trips %v, want 3", n, cmds)
 	}
 }

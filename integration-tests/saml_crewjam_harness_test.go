@@ -72,14 +72,7 @@ func (p *IdP) newCrewSP(t *testing.T, pol spPolicy) *crewSP {
 		t.Fatal(err)
 	}
 	sp.mw.ServiceProvider.AuthnNameIDFormat = crewsaml.PersistentNameIDFormat
-	sp.mw.OnError = func(w http.ResponseWriter, _ *http.Request, err error) {
-		msg := err.Error()
-		var ire *crewsaml.InvalidResponseError
-		if errors.As(err, &ire) {
-			msg += ": " + ire.PrivateErr.Error()
-		}
-		http.Error(w, "sp refused: "+msg, http.StatusForbidden)
-	}
+	sp.mw.OnError = spRefused
 	mux := http.NewServeMux()
 	mux.Handle("/saml/", sp.mw)
 	mux.Handle("/app", sp.mw.RequireAccount(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -351,4 +344,15 @@ func (sp *crewSP) land(t *testing.T, b *Browser, f *samlForm) appSession {
 		t.Fatalf("SP /app: %v: %s", err, app)
 	}
 	return s
+}
+
+// spRefused is a samlsp SP's answer to a Response it refuses: 403 with the reason, the
+// private one included (tests read it).
+func spRefused(w http.ResponseWriter, _ *http.Request, err error) {
+	msg := err.Error()
+	var ire *crewsaml.InvalidResponseError
+	if errors.As(err, &ire) {
+		msg += ": " + ire.PrivateErr.Error()
+	}
+	http.Error(w, "sp refused: "+msg, http.StatusForbidden)
 }

@@ -168,14 +168,7 @@ func (p *IdP) newSLOSPWith(t *testing.T, o sloOpts) *sloSP {
 		t.Fatal(err)
 	}
 	s.mw.ServiceProvider.AuthnNameIDFormat = crewsaml.PersistentNameIDFormat
-	s.mw.OnError = func(w http.ResponseWriter, _ *http.Request, err error) {
-		msg := err.Error()
-		var ire *crewsaml.InvalidResponseError
-		if errors.As(err, &ire) {
-			msg += ": " + ire.PrivateErr.Error()
-		}
-		http.Error(w, "sp refused: "+msg, http.StatusForbidden)
-	}
+	s.mw.OnError = spRefused
 	mux := http.NewServeMux()
 	mux.Handle("/saml/", s.mw)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "sp home") })

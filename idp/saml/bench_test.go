@@ -6,59 +6,19 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/nemidp/nemidp/flows"
 	"github.com/nemidp/nemidp/idp/issuance"
 	idpsaml "github.com/nemidp/nemidp/idp/saml"
 	"github.com/nemidp/nemidp/idp/store"
+	"github.com/nemidp/nemidp/idp/store/storetest"
 )
 
-// roundTrips counts what the server sends Redis: a command or a pipeline is one round trip
-// (as idp/roundtrips_test.go counts them).
-type roundTrips struct {
-	mu   sync.Mutex
-	n    int
-	cmds []string
-}
-
-func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		r.add(cmd.Name())
-		return next(ctx, cmd)
-	}
-}
-func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		var names []string
-		for _, c := range cmds {
-			names = append(names, c.Name())
-		}
-		r.add("pipeline(" + strings.Join(names, ",") + ")")
-		return next(ctx, cmds)
-	}
-}
-
-func (r *roundTrips) add(name string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.n++
-	r.cmds = append(r.cmds, name)
-}
-
-func (r *roundTrips) take() (int, []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n, c := r.n, r.cmds
-	r.n, r.cmds = 0, nil
-	return n, c
-}
+// roundTrips counts what the server sends Redis (storetest.RoundTrips).
+type roundTrips = storetest.RoundTrips
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -134,19 +94,19 @@ func BenchmarkSSOAnsweredAuthnRequest(b *testing.B) {
 	rt := &roundTrips{}
 	s.srv.IdP.Store.Redis().AddHook(rt)
 	ssoAnswered(b, s, c, s.redirectQuery(b)) // the browser cookie, the scripts loaded
-	rt.take()
+	rt.Take()
 	b.ReportAllocs()
 	var cpu time.Duration
 	trips := 0
 	for b.Loop() {
 		b.StopTimer()
 		q := s.redirectQuery(b)
-		rt.take()
+		rt.Take()
 		b.StartTimer()
 		start := cpuTime()
 		ssoAnswered(b, s, c, q)
 		cpu += cpuTime() - start
-		n, _ := rt.take()
+		n, _ := rt.Take()
 		trips += n
 	}
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
@@ -165,9 +125,9 @@ func TestSSOAnsweredRoundTrips(t *testing.T) {
 	s.srv.IdP.Store.Redis().AddHook(rt)
 	for i := range 2 {
 		q := s.redirectQuery(t)
-		rt.take()
+		rt.Take()
 		ssoAnswered(t, s, c, q)
-		n, cmds := rt.take()
+		n, cmds := rt.Take()
 		t.Logf("SSO-answered AuthnRequest %d: %d round trips: %v", i, n, cmds)
 		if i == 1 && n > 10 {
 			t.Errorf("%d Redis round trips, budget 10", n)

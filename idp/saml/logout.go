@@ -8,7 +8,6 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -363,39 +362,7 @@ func sloRefusal(status int, detail string) (string, string) {
 // sloPrecheck bounds and inspects the message before crewjam/saml reads it, as precheck does
 // for AuthnRequests: size, inflated size, no DTD.
 func sloPrecheck(w http.ResponseWriter, r *http.Request) error {
-	var q url.Values
-	deflated := false
-	switch r.Method {
-	case http.MethodGet:
-		if len(r.URL.RawQuery) > MaxEncodedRequest+8<<10 {
-			return &errRequest{"too large"}
-		}
-		var err error
-		if q, err = url.ParseQuery(r.URL.RawQuery); err != nil {
-			return &errRequest{"malformed query"}
-		}
-		deflated = true
-	case http.MethodPost:
-		r.Body = http.MaxBytesReader(w, r.Body, MaxEncodedRequest+8<<10)
-		if err := r.ParseForm(); err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return err
-			}
-			return &errRequest{"malformed form"}
-		}
-		q = r.PostForm
-	default:
-		return &errRequest{"method not allowed"}
-	}
-	encoded := q.Get("SAMLRequest")
-	if encoded == "" {
-		encoded = q.Get("SAMLResponse")
-	}
-	if encoded == "" {
-		return &errRequest{"no SAMLRequest"}
-	}
-	return checkEncoded(encoded, deflated)
+	return precheckMessage(w, r, "SAMLRequest", "SAMLResponse")
 }
 
 // LogoutSession ends the SSO session behind cookie for a logout that did not come from a SAML

@@ -71,18 +71,25 @@ func (h *Handler) sso(w http.ResponseWriter, r *http.Request) {
 
 // precheck bounds and inspects the request before crewjam/saml reads it.
 func precheck(w http.ResponseWriter, r *http.Request) error {
-	var encoded string
-	var deflated bool
+	return precheckMessage(w, r, "SAMLRequest")
+}
+
+// precheckMessage bounds and inspects the SAML message of a Redirect (GET, deflated) or POST
+// request, the first of params that is present, before crewjam/saml reads it: the query or
+// body size, then checkEncoded.
+func precheckMessage(w http.ResponseWriter, r *http.Request, params ...string) error {
+	var q url.Values
+	deflated := false
 	switch r.Method {
 	case http.MethodGet:
 		if len(r.URL.RawQuery) > MaxEncodedRequest+8<<10 {
 			return &errRequest{"too large"}
 		}
-		q, err := url.ParseQuery(r.URL.RawQuery)
-		if err != nil {
+		var err error
+		if q, err = url.ParseQuery(r.URL.RawQuery); err != nil {
 			return &errRequest{"malformed query"}
 		}
-		encoded, deflated = q.Get("SAMLRequest"), true
+		deflated = true
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, MaxEncodedRequest+8<<10)
 		if err := r.ParseForm(); err != nil {
@@ -92,9 +99,15 @@ func precheck(w http.ResponseWriter, r *http.Request) error {
 			}
 			return &errRequest{"malformed form"}
 		}
-		encoded = r.PostForm.Get("SAMLRequest")
+		q = r.PostForm
 	default:
 		return &errRequest{"method not allowed"}
+	}
+	encoded := ""
+	for _, p := range params {
+		if encoded = q.Get(p); encoded != "" {
+			break
+		}
 	}
 	if encoded == "" {
 		return &errRequest{"no SAMLRequest"}
